@@ -1,0 +1,303 @@
+"""cgroups: one interface over cgroup v2 (primary) and v1 (fallback).
+
+Which version drives each controller is read once from /proc/cgroups,
+/proc/self/mountinfo and /proc/self/cgroup, never guessed from paths: a hybrid
+host can have memory on v1 and nothing useful on v2, or cpu and cpuacct in two
+separate v1 hierarchies. Callers never branch on the version; Cgroup does.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from ..errors import LabError
+from . import v1, v2
+from .files import read_file, write_file
+from .limits import parse_cpus, parse_pids, parse_size
+
+__all__ = ["Cgroup", "Controller", "Layout", "detect", "parse_cpus", "parse_pids", "parse_size"]
+
+# The controllers the lab uses, by their v2 names ("io" is "blkio" on v1).
+WANTED = ("memory", "cpu", "cpuacct", "pids", "freezer", "io")
+V1_NAMES = {"blkio": "io"}
+BASE_NAME = "minicontainer"  # the directory that holds every container's cgroup
+
+
+@dataclass(frozen=True)
+class Controller:
+    name: str
+    version: int      # 1 or 2
+    mount: str        # where its hierarchy is mounted
+    own_dir: str      # the calling process's cgroup in that hierarchy, as a directory
+
+
+@dataclass
+class Layout:
+    controllers: dict[str, Controller]
+    v2_mount: str | None = None
+    v2_own_dir: str | None = None
+    unavailable: dict[str, str] = field(default_factory=dict)  # controller -> why
+
+    @property
+    def mode(self) -> str:
+        versions = {c.version for c in self.controllers.values()}
+        if versions == {2}:
+            return "unified (cgroup v2)"
+        if self.v2_mount:
+            return "hybrid (v1 controllers, a cgroup2 tree beside them)"
+        return "legacy (cgroup v1 only)"
+
+    def version_of(self, controller: str) -> int | None:
+        c = self.controllers.get(controller)
+        return c.version if c else None
+
+
+def _mountinfo():
+    """(mount point, mount root, fstype, super options) for each mount in /proc/self/mountinfo."""
+    for line in read_file("/proc/self/mountinfo").splitlines():
+        left, _, right = line.partition(" - ")
+        fields, rfields = left.split(), right.split()
+        yield fields[4], fields[3], rfields[0], rfields[2] if len(rfields) > 2 else ""
+
+
+def _own_dir(mount: str, mount_root: str, own: str) -> str:
+    rel = os.path.relpath(own, mount_root) if own.startswith(mount_root) else own.lstrip("/")
+    return os.path.normpath(os.path.join(mount, "" if rel == "." else rel))
+
+
+@lru_cache(maxsize=1)
+def detect() -> Layout:
+    """Read which cgroup version holds each controller on this host, and where we are in each."""
+    enabled = {}
+    for line in read_file("/proc/cgroups").splitlines()[1:]:
+        name, hierarchy, _, on = line.split()[:4]
+        enabled[V1_NAMES.get(name, name)] = (int(hierarchy), on == "1")
+    own = {}  # controller set (frozenset) or "" for v2 -> path
+    for line in read_file("/proc/self/cgroup").splitlines():
+        _, ctrls, path = line.split(":", 2)
+        own[frozenset(V1_NAMES.get(c, c) for c in ctrls.split(",")) if ctrls else ""] = path
+
+    layout = Layout({})
+    v1_mounts = []
+    for mount, root, fstype, opts in _mountinfo():
+        if fstype == "cgroup2" and layout.v2_mount is None and "" in own:
+            layout.v2_mount, layout.v2_own_dir = mount, _own_dir(mount, root, own[""])
+        elif fstype == "cgroup":
+            ctrls = frozenset(V1_NAMES.get(o, o) for o in opts.split(",")) & set(WANTED)
+            if ctrls:
+                v1_mounts.append((mount, root, ctrls))
+
+    v2_ctrls = set()
+    if layout.v2_mount:
+        v2_ctrls = set(read_file(os.path.join(layout.v2_mount, "cgroup.controllers")).split())
+    for name in WANTED:
+        hierarchy, on = enabled.get(name, (0, False))
+        if not on and name in enabled:
+            layout.unavailable[name] = "disabled on the kernel command line (cgroup_disable=)"
+        elif hierarchy == 0 and name in v2_ctrls:
+            layout.controllers[name] = Controller(name, 2, layout.v2_mount, layout.v2_own_dir)
+        elif hierarchy != 0:
+            for mount, root, ctrls in v1_mounts:
+                key = next((k for k in own if k and name in k), None)
+                if name in ctrls and key is not None:
+                    layout.controllers[name] = Controller(name, 1, mount, _own_dir(mount, root, own[key]))
+                    break
+            else:
+                layout.unavailable[name] = "its v1 hierarchy is not mounted"
+        elif name == "freezer" and layout.v2_mount and v2_ctrls:
+            continue  # v2 freezes through cgroup.freeze in every cgroup; no controller needed
+        elif name == "cpuacct" and "cpu" in v2_ctrls:
+            continue  # v2's cpu controller reports usage itself (cpu.stat usage_usec)
+        else:
+            layout.unavailable[name] = "not in /proc/cgroups or not enabled in this cgroup tree"
+    return layout
+
+
+def base_dir(layout: Layout, controller: Controller) -> str:
+    """The directory under which container cgroups go, for one controller's hierarchy.
+
+    v1: below our own cgroup (no rule stops a cgroup with processes having children).
+    v2: controllers can only be enabled for children of a cgroup with no processes
+    of its own, and ours holds us. So containers go beside us: in our parent, the
+    delegated subtree of a systemd service (Delegate=yes, its processes in a leaf),
+    or at the root if we sit at the root. MINICONTAINER_CGROUP_PARENT overrides.
+    """
+    override = os.environ.get("MINICONTAINER_CGROUP_PARENT")
+    if override:
+        return os.path.join(controller.mount, override.strip("/"))
+    if controller.version == 1 or controller.own_dir == controller.mount:
+        return os.path.join(controller.own_dir, BASE_NAME)
+    return os.path.join(os.path.dirname(controller.own_dir), BASE_NAME)
+
+
+class Cgroup:
+    """A container's cgroup: one directory per hierarchy it spans (one on v2)."""
+
+    def __init__(self, name: str, dirs: dict[str, str] | None = None, layout: Layout | None = None):
+        self.name = name
+        self.layout = layout or detect()
+        if dirs is None:
+            dirs = {c.name: os.path.join(base_dir(self.layout, c), name)
+                    for c in self.layout.controllers.values()}
+        self.dirs = dirs  # controller -> directory
+
+    # -- where things are -------------------------------------------------
+    @property
+    def directories(self) -> list[str]:
+        return sorted(set(self.dirs.values()))
+
+    def _dir(self, controller: str, purpose: str) -> str:
+        if controller not in self.dirs:
+            why = self.layout.unavailable.get(controller, "not found on this host")
+            raise LabError(f"cannot {purpose}: no {controller} cgroup controller ({why})",
+                           "the kernel or the host's cgroup set-up does not provide it here",
+                           "run `minicontainer doctor`; on a v2 host, enable it in the parent's "
+                           "cgroup.subtree_control (delegate it)")
+        return self.dirs[controller]
+
+    def _module(self, controller: str):
+        return v2 if self.layout.version_of(controller) == 2 else v1
+
+    def exists(self) -> bool:
+        return any(os.path.isdir(d) for d in self.directories)
+
+    # -- lifecycle ----------------------------------------------------------
+    def create(self) -> "Cgroup":
+        """mkdir the cgroup in each hierarchy; on v2 first enable the controllers down to it."""
+        v2_ctrls = [n for n, c in self.layout.controllers.items() if c.version == 2 and n in self.dirs]
+        for attempt in range(5):
+            try:
+                for directory in self.directories:
+                    base = os.path.dirname(directory)
+                    os.makedirs(base, exist_ok=True)
+                    if v2_ctrls and base.startswith(self.layout.v2_mount or "\0"):
+                        self._delegate(base, v2_ctrls)
+                    os.mkdir(directory)
+                return self
+            except FileExistsError:
+                raise LabError(f"cgroup {self.name} already exists", "a container with this name runs, "
+                               "or a crashed run left its cgroup", "run `minicontainer cleanup`") from None
+            except FileNotFoundError:
+                continue  # another container's cleanup removed the shared base dir just now; retry
+            except OSError as e:
+                self.remove()
+                raise LabError(f"cannot create cgroup {self.name}: {os.strerror(e.errno)}",
+                               "not root, or cgroupfs is mounted read-only here",
+                               "run as root on a host with writable cgroupfs (`minicontainer doctor`)") from None
+        raise LabError(f"cannot create cgroup {self.name}", "its parent kept disappearing", "try again")
+
+    def _delegate(self, base: str, controllers: list[str]) -> None:
+        parent = os.path.dirname(base)
+        missing = [c for c in controllers if c not in v2.available(parent)]
+        if missing:
+            raise LabError(f"controller(s) {', '.join(missing)} not available in {parent}",
+                           "they are not enabled in the cgroup.subtree_control of the cgroups above",
+                           "delegate them (systemd: Delegate=yes on the lab's service) or set "
+                           "MINICONTAINER_CGROUP_PARENT to a delegated cgroup")
+        try:
+            v2.enable_controllers(parent, controllers)
+        except LabError as e:
+            e.fix = (f"{parent} holds processes; run them in a leaf cgroup below it (as a systemd "
+                     "service with Delegate=yes does) or set MINICONTAINER_CGROUP_PARENT")
+            raise
+        v2.enable_controllers(base, controllers)
+
+    def add(self, pid: int | str) -> None:
+        """Move a process in: write its PID to cgroup.procs in every hierarchy ("0" = the writer)."""
+        for directory in self.directories:
+            write_file(os.path.join(directory, "cgroup.procs"), str(pid))
+
+    def procs(self) -> list[int]:
+        for directory in self.directories:
+            try:
+                return [int(p) for p in read_file(os.path.join(directory, "cgroup.procs")).split()]
+            except FileNotFoundError:
+                continue
+        return []
+
+    def set_limits(self, memory=None, cpus=None, pids=None, swap: bool = False) -> None:
+        """Apply limits given as text or numbers ("64M", 0.5, 32); None leaves a limit alone."""
+        if memory is not None:
+            self._module("memory").set_memory(self._dir("memory", "limit memory"), parse_size(memory), swap)
+        if cpus is not None:
+            self._module("cpu").set_cpu(self._dir("cpu", "limit CPU"), parse_cpus(cpus))
+        if pids is not None:
+            self._module("pids").set_pids(self._dir("pids", "limit processes"), parse_pids(pids))
+
+    def set_io(self, device: str, **rates) -> None:
+        """Throttle a block device ("MAJ:MIN") with rbps/wbps/riops/wiops."""
+        self._module("io").set_io(self._dir("io", "limit io"), device, **rates)
+
+    def stats(self) -> dict:
+        """Memory (current, peak, limit, OOM kills), CPU (usage, throttling, limit), pids; None if absent."""
+        result = {k: None for k in ("memory_current", "memory_peak", "memory_limit", "oom_kills", "cpu_usage_usec",
+                                    "cpu_periods", "cpu_throttled", "cpu_throttled_usec", "cpu_limit",
+                                    "pids_current", "pids_limit")}
+        for controller, reader in (("memory", "memory_stats"), ("cpu", "cpu_stats"), ("pids", "pids_stats")):
+            if controller in self.dirs:
+                result.update(getattr(self._module(controller), reader)(self.dirs[controller]))
+        if "cpuacct" in self.dirs:
+            result.update(v1.cpuacct_stats(self.dirs["cpuacct"]))
+        result["frozen"] = self.frozen()
+        return result
+
+    # -- freezing and killing -------------------------------------------------
+    def _freezer(self) -> tuple:
+        v2_dir = next((d for n, d in self.dirs.items() if self.layout.version_of(n) == 2), None)
+        if v2_dir:
+            return v2, v2_dir
+        return v1, self._dir("freezer", "freeze")
+
+    def frozen(self) -> bool | None:
+        try:
+            module, directory = self._freezer()
+            return module.frozen(directory)
+        except (LabError, FileNotFoundError):
+            return None
+
+    def freeze(self) -> None:
+        module, directory = self._freezer()
+        module.freeze(directory, True)
+
+    def thaw(self) -> None:
+        module, directory = self._freezer()
+        module.freeze(directory, False)
+
+    def kill_all(self) -> None:
+        """SIGKILL every process in the cgroup."""
+        if not self.exists():
+            return
+        v2_dir = next((d for n, d in self.dirs.items() if self.layout.version_of(n) == 2), None)
+        if v2_dir:
+            v2.kill_all(v2_dir)
+        else:
+            freezer = self.dirs.get("freezer")
+            v1.kill_all(self.directories[0], freezer)
+
+    def remove(self, timeout: float = 3.0) -> list[str]:
+        """Kill what is left, rmdir each directory (the kernel never removes a cgroup by itself),
+        then the shared base directory if no other container uses it. Returns what was removed."""
+        removed = []
+        deadline = time.monotonic() + timeout
+        for directory in self.directories:
+            while os.path.isdir(directory):
+                try:
+                    os.rmdir(directory)
+                    removed.append(directory)
+                except OSError as e:
+                    if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                        raise LabError(f"cannot remove cgroup {directory}: {os.strerror(e.errno)}",
+                                       "processes are still in it", "run `minicontainer cleanup`") from None
+                    self.kill_all()
+                    time.sleep(0.02)
+            base = os.path.dirname(directory)
+            if os.path.basename(base) == BASE_NAME:  # never a parent the user named
+                try:
+                    os.rmdir(base)
+                except OSError:
+                    pass  # other containers still use it (or it is already gone)
+        return removed

@@ -1,0 +1,177 @@
+"""The kernel interface: the few syscalls a container is made of, and their flags.
+
+Each wrapper calls the kernel directly (os.* where this Python has it, else libc
+through ctypes) and turns a failure into a LabError that names the call, its
+argument and the likely cause. Nothing here decides policy; it only calls.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import socket
+
+from .errors import LabError
+
+# Namespace flags for clone(2), unshare(2) and setns(2): <linux/sched.h>.
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# Mount flags: <linux/mount.h>.
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+# prctl(2) options.
+PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+
+# Tests set this to exercise the ctypes path on a Python that has os.unshare.
+FORCE_CTYPES = os.environ.get("MINICONTAINER_FORCE_CTYPES") == "1"
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.syscall.restype = ctypes.c_long
+SYS_pivot_root = 155  # x86_64
+if os.uname().machine in ("aarch64", "arm64"):
+    SYS_pivot_root = 41
+
+# Why a call most often fails, by call and errno. The generic fallbacks follow.
+_CAUSES = {
+    ("unshare", errno.EINVAL): "the kernel lacks this namespace kind, or CLONE_NEWUSER was asked "
+                               "in a multithreaded process",
+    ("unshare", errno.ENOSPC): "the per-user namespace limit is reached (/proc/sys/user/max_*_namespaces)",
+    ("unshare", errno.EUSERS): "user namespaces are nested too deeply",
+    ("setns", errno.EINVAL): "the file is not a namespace of that kind, or a multithreaded process "
+                             "tried to enter a user or mount namespace",
+    ("pivot_root", errno.EINVAL): "new_root is not a mount point, put_old is not below new_root, "
+                                  "or a mount involved has shared propagation (make / rprivate first)",
+    ("pivot_root", errno.EBUSY): "new_root or put_old is the current root, or already mounted on",
+    ("mount", errno.ENODEV): "the kernel does not support this filesystem type (modprobe it?)",
+    ("mount", errno.ENOENT): "the mount point or source does not exist",
+    ("mount", errno.EINVAL): "bad flags or options, or the source is not a mount for a remount/propagation change",
+    ("mount", errno.EBUSY): "the source is already mounted or the target is busy",
+    ("umount2", errno.EINVAL): "the target is not a mount point",
+    ("umount2", errno.EBUSY): "the mount is still in use (try MNT_DETACH)",
+}
+_GENERIC = {
+    errno.EPERM: "not permitted: run as root (CAP_SYS_ADMIN in the owning user namespace is needed)",
+    errno.EACCES: "access denied: run as root, or the path is not accessible",
+    errno.ENOENT: "a path involved does not exist",
+    errno.ENOSYS: "the kernel does not have this system call",
+}
+_FIXES = {
+    errno.EPERM: "run the lab as root (sudo), or inside the lab VM",
+    errno.ENODEV: "load the module (e.g. modprobe overlay) or use a kernel that has it",
+    errno.ENOSYS: "use a newer kernel (the lab VM has one)",
+}
+
+
+def syscall_error(call: str, arg: str, err: int, fix: str = "") -> LabError:
+    """Build the LabError for a failed kernel call: name, argument, errno, cause, fix."""
+    cause = _CAUSES.get((call, err)) or _GENERIC.get(err) or "see the call's man page"
+    return LabError(f"{call}({arg}) failed: {errno.errorcode.get(err, err)} ({os.strerror(err)})",
+                    cause, fix or _FIXES.get(err, f"man 2 {call}"))
+
+
+def _check(ret: int, call: str, arg: str) -> None:
+    if ret < 0:
+        raise syscall_error(call, arg, ctypes.get_errno())
+
+
+def _b(value):
+    return None if value is None else os.fsencode(value)
+
+
+def flag_names(flags: int) -> str:
+    names = [n for n in ("CLONE_NEWNS", "CLONE_NEWUTS", "CLONE_NEWIPC", "CLONE_NEWPID", "CLONE_NEWNET",
+                         "CLONE_NEWUSER", "CLONE_NEWCGROUP", "CLONE_NEWTIME") if flags & globals()[n]]
+    return "|".join(names) or "0"
+
+
+def unshare(flags: int) -> None:
+    """unshare(2): move this process into new namespaces (PID and time: its children only)."""
+    if hasattr(os, "unshare") and not FORCE_CTYPES:
+        try:
+            os.unshare(flags)
+        except OSError as e:
+            raise syscall_error("unshare", flag_names(flags), e.errno) from None
+        return
+    _check(_libc.unshare(flags), "unshare", flag_names(flags))
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """setns(2): enter the namespace that fd (an open /proc/PID/ns/KIND) refers to."""
+    if hasattr(os, "setns") and not FORCE_CTYPES:
+        try:
+            os.setns(fd, nstype)
+        except OSError as e:
+            raise syscall_error("setns", flag_names(nstype), e.errno) from None
+        return
+    _check(_libc.setns(fd, nstype), "setns", flag_names(nstype))
+
+
+def mount(source: str | None, target: str, fstype: str | None = None, flags: int = 0,
+          data: str | None = None) -> None:
+    """mount(2)."""
+    ret = _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data))
+    _check(ret, "mount", f"{source!r}, {target!r}, {fstype!r}, flags={flags:#x}, {data!r}")
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    """umount2(2); MNT_DETACH lazily detaches a mount still in use."""
+    _check(_libc.umount2(_b(target), flags), "umount2", f"{target!r}, {flags}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """pivot_root(2): make new_root the root of this mount namespace, the old root moved to put_old.
+
+    Rules the kernel enforces: new_root must be a mount point; put_old must be at or
+    below new_root; neither the new nor the old root may have shared propagation.
+    """
+    ret = _libc.syscall(SYS_pivot_root, _b(new_root), _b(put_old))
+    _check(ret, "pivot_root", f"{new_root!r}, {put_old!r}")
+
+
+def sethostname(name: str) -> None:
+    """sethostname(2): changes the hostname of the calling process's UTS namespace."""
+    try:
+        socket.sethostname(name)
+    except OSError as e:
+        raise syscall_error("sethostname", repr(name), e.errno) from None
+
+
+def prctl(option: int, arg2: int = 0) -> None:
+    """prctl(2) with one argument (PDEATHSIG, NO_NEW_PRIVS, CHILD_SUBREAPER, CAPBSET_DROP)."""
+    _check(_libc.prctl(option, arg2, 0, 0, 0), "prctl", f"{option}, {arg2}")
+
+
+def mknod(path: str, mode: int, major: int, minor: int) -> None:
+    """mknod(2) for a device node (root only; refused inside a user namespace)."""
+    try:
+        os.mknod(path, mode, os.makedev(major, minor))
+    except OSError as e:
+        raise syscall_error("mknod", repr(path), e.errno) from None

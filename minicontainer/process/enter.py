@@ -1,0 +1,60 @@
+"""Run a command inside a running container, as nsenter does: setns, then fork and exec.
+
+setns only enters namespaces that exist (unshare and clone create them), and
+entering a PID namespace applies to children: so this fresh helper enters, then
+forks the command, which joins the container's cgroup and execs. Usage:
+
+    python -m minicontainer.process.enter '{"pid": ..., "namespaces": [...], "cgroup": [...], "command": [...]}'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from .. import namespaces
+from ..errors import LabError
+from ..spec import DEFAULT_ENV
+from .init import die_with_parent
+
+
+def enter_and_exec(request: dict) -> int:
+    """Enter the container's namespaces and cgroup, run the command, return its exit code."""
+    # Opened before setns: once in the container's mount namespace, the host's paths are gone.
+    procs_fds = [os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC) for d in request["cgroup"]]
+    namespaces.enter(namespaces.open_namespaces(request["pid"], request["namespaces"]))
+    me = os.getpid()
+    child = os.fork()
+    if child == 0:
+        try:
+            die_with_parent(me)
+            for fd in procs_fds:
+                os.write(fd, b"0")
+            os.chdir(request.get("cwd", "/"))
+            command, env = request["command"], request.get("env") or DEFAULT_ENV
+            os.execvpe(command[0], command, env)
+        except FileNotFoundError:
+            print(f"minicontainer exec: {command[0]!r} not found in the container "
+                  f"(PATH={env.get('PATH', '')})", file=sys.stderr)
+        except OSError as e:
+            print(f"minicontainer exec: cannot run {command[0]!r}: {e.strerror}", file=sys.stderr)
+        os._exit(127)
+    for fd in procs_fds:
+        os.close(fd)
+    _, status = os.waitpid(child, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def main() -> None:
+    try:
+        code = enter_and_exec(json.loads(sys.argv[1]))
+    except LabError as e:
+        print(f"minicontainer exec: {e}", file=sys.stderr)
+        code = 126
+    sys.exit(code if code >= 0 else 128 - code)
+
+
+if __name__ == "__main__":
+    main()
+

@@ -1,0 +1,105 @@
+"""The container's init: the forked child that becomes PID 1 and execs the command.
+
+It runs between fork and exec in a single-threaded helper, so it may unshare and
+mount freely. Each step reports itself to the helper; a failure travels back as a
+LabError carrying the step's name. The steps, in order:
+
+    join cgroup -> unshare -> private mounts -> hostname -> overlay -> /proc -> /dev
+    -> /sys -> pivot_root -> exec
+
+The command is exec'd directly as PID 1 rather than under a reaping init: the
+learner's own process is what `ps` shows as PID 1, and no extra interpreter sits in
+the container's memory and pids accounting. The cost, which lessons show: PID 1
+ignores signals it has no handler for (so stop ends with a kill of the cgroup),
+and orphans are reaped only if the command waits for them (busybox sh does).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from .. import kernel, namespaces, rootfs
+from ..errors import LabError
+from ..spec import ContainerSpec
+from .channel import Channel
+
+# unshare()d here, in PID 1; pid and time are made by the parent (they apply to children).
+OWN_KINDS = ("mnt", "uts", "ipc", "net", "cgroup")
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """PR_SET_PDEATHSIG: SIGKILL us when the parent (thread) that forked us exits."""
+    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+    # Did the parent die before the prctl took effect? In a new PID namespace the
+    # parent is outside it and getppid() says 0; there the channel tells (see step).
+    if os.getppid() not in (parent_pid, 0):
+        os._exit(1)
+
+
+def join_cgroup(cgroup_dirs: list[str]) -> None:
+    """Write "0" (= the writer) to cgroup.procs: this process and all it forks are now counted there."""
+    for directory in cgroup_dirs:
+        with open(os.path.join(directory, "cgroup.procs"), "w") as f:
+            f.write("0")
+
+
+def setup_and_exec(spec: ContainerSpec, paths: dict, channel: Channel, in_user_ns: bool = False) -> None:
+    """Everything PID 1 does before exec. Never returns: exec succeeds or a LabError rises."""
+    def step(name: str, detail: str = "") -> None:
+        if not channel.send(type="step", name=name, detail=detail):
+            os._exit(1)  # the helper is gone: nobody would supervise this container
+
+    kinds = [k for k in OWN_KINDS if k in spec.namespaces]
+    step("unshare", kernel.flag_names(namespaces.flags_for(kinds)))
+    namespaces.unshare(kinds)
+    if "mnt" in spec.namespaces:
+        step("mounts private", "mount --make-rprivate /")
+        rootfs.make_mounts_private()
+    if spec.hostname:
+        step("hostname", spec.hostname)
+        kernel.sethostname(spec.hostname)
+    if spec.rootfs:
+        merged = paths["merged"]
+        step("overlay", f"lower={spec.rootfs} upper={paths['upper']}")
+        rootfs.mount_overlay(spec.rootfs, paths["upper"], paths["work"], merged)
+        step("proc", "fresh procfs for the new PID namespace")
+        rootfs.mount_proc(merged)
+        step("dev", "tmpfs with null zero full random urandom tty, devpts, shm")
+        rootfs.mount_dev(merged, use_bind=in_user_ns)
+        step("sys", "sysfs read-only")
+        rootfs.mount_sys(merged)
+        step("pivot_root", f"{merged} becomes /, old root detached")
+        rootfs.pivot_into(merged)
+    elif spec.fresh_proc and "mnt" in spec.namespaces and "pid" in spec.namespaces:
+        step("proc", "fresh procfs over /proc (in our private mount namespace)")
+        kernel.mount("proc", "/proc", "proc", kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC)
+    os.chdir(spec.cwd)
+    step("exec", " ".join(spec.command))
+    try:
+        os.execvpe(spec.command[0], spec.command, spec.env)
+    except FileNotFoundError:
+        raise LabError(f"command {spec.command[0]!r} not found in the container",
+                       f"no such program on the container's PATH ({spec.env.get('PATH', '')})",
+                       "check the name; busybox's applets are in /bin and /sbin") from None
+    except PermissionError:
+        raise LabError(f"command {spec.command[0]!r} is not executable", "it lacks the execute bit",
+                       "chmod +x it in the image") from None
+
+
+def run(spec: ContainerSpec, paths: dict, channel: Channel, parent_pid: int, cgroup_dirs: list[str],
+        in_user_ns: bool = False) -> None:
+    """Child-side entry after fork: report any failure, then exit (exec replaces us on success)."""
+    try:
+        die_with_parent(parent_pid)
+        if not channel.send(type="step", name="cgroup", detail="joined " + ", ".join(cgroup_dirs)):
+            os._exit(1)
+        if cgroup_dirs:
+            join_cgroup(cgroup_dirs)
+        setup_and_exec(spec, paths, channel, in_user_ns)
+    except LabError as e:
+        channel.send_error(e)
+    except BaseException as e:  # an unexpected failure still reaches the learner with its step
+        channel.send_error(LabError(f"container init failed: {type(e).__name__}: {e}",
+                                    "an unexpected error in minicontainer", "please report it"))
+    os._exit(127)

@@ -1,0 +1,220 @@
+"""The root filesystem: build the busybox image, validate it, and switch a container into it.
+
+The mount steps (make_mounts_private .. pivot_into) run in the container's init,
+inside its own mount namespace, before exec: the host's mount table never sees them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+
+from . import kernel
+from .errors import LabError
+
+DEFAULT_ROOTFS = os.environ.get("MINICONTAINER_ROOTFS", "/var/lib/minicontainer/rootfs/busybox")
+PACKAGE_CACHE = "/var/cache/minicontainer"
+
+
+def say(message: str, quiet: bool = False) -> None:
+    if not quiet:
+        print(f"=> {message}", flush=True)
+
+
+# -- building the default image ------------------------------------------------------
+
+def is_static_elf(path: str) -> bool:
+    """True if the ELF file has no PT_INTERP program header, i.e. needs no dynamic loader."""
+    import struct
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if head[:4] != b"\x7fELF" or head[4] != 2:  # 64-bit ELF only
+            return False
+        phoff, = struct.unpack_from("<Q", head, 32)
+        phentsize, phnum = struct.unpack_from("<HH", head, 54)
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    return all(struct.unpack_from("<I", table, i * phentsize)[0] != 3 for i in range(phnum))  # 3 = PT_INTERP
+
+
+def find_static_busybox(quiet: bool = False) -> str:
+    """A statically linked busybox: the host's (package busybox-static) or one unpacked from
+    Debian's busybox-static package, downloaded with apt from the distribution's mirror."""
+    for path in ("/bin/busybox", "/usr/bin/busybox"):
+        if os.path.isfile(path) and is_static_elf(path):
+            return path
+    unpacked = os.path.join(PACKAGE_CACHE, "busybox-static", "bin", "busybox")
+    if os.path.isfile(unpacked):
+        return unpacked
+    if not shutil.which("apt-get"):
+        raise LabError("no static busybox found", "this host has neither busybox-static nor apt-get",
+                       "install your distribution's busybox-static package, or pass a rootfs directory")
+    say("downloading Debian's busybox-static package with apt-get (not installed on the host)", quiet)
+    os.makedirs(PACKAGE_CACHE, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=PACKAGE_CACHE) as tmp:
+        got = subprocess.run(["apt-get", "download", "busybox-static"], cwd=tmp, capture_output=True, text=True)
+        debs = [f for f in os.listdir(tmp) if f.endswith(".deb")]
+        if got.returncode != 0 or not debs:
+            raise LabError("apt-get download busybox-static failed: " + got.stderr.strip()[-300:],
+                           "the package lists are missing or the mirror is unreachable",
+                           "run `apt-get update`, or `apt-get install busybox-static`")
+        subprocess.run(["dpkg-deb", "-x", os.path.join(tmp, debs[0]), os.path.join(PACKAGE_CACHE, "busybox-static")],
+                       check=True)
+    return unpacked
+
+
+def build_rootfs(directory: str = DEFAULT_ROOTFS, quiet: bool = False) -> str:
+    """Build a minimal root filesystem: a static busybox, its applet links, /etc basics."""
+    directory = os.path.abspath(directory)
+    if os.path.realpath(directory) == "/":
+        raise LabError("refusing to build a rootfs at /", "that is the host's root", "give an empty directory")
+    busybox = find_static_busybox(quiet)
+    say(f"building rootfs in {directory} from {busybox}", quiet)
+    staging = directory + ".partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    for sub in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "proc", "sys", "dev", "tmp", "var/run"):
+        os.makedirs(os.path.join(staging, sub), exist_ok=True)
+    os.chmod(os.path.join(staging, "tmp"), 0o1777)
+    shutil.copy2(busybox, os.path.join(staging, "bin/busybox"))
+    applets = subprocess.run([busybox, "--list-full"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:  # e.g. "usr/bin/awk": a symlink to /bin/busybox, which runs as awk
+        link = os.path.join(staging, applet)
+        if not os.path.lexists(link):
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            os.symlink("/bin/busybox", link)
+    files = {
+        "etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        "etc/group": "root:x:0:\nnogroup:x:65534:\n",
+        "etc/hostname": "minicontainer\n",
+        "etc/hosts": "127.0.0.1 localhost\n",
+        "etc/os-release": 'NAME="minicontainer busybox"\nID=minicontainer\n',
+    }
+    for name, text in files.items():
+        with open(os.path.join(staging, name), "w") as f:
+            f.write(text)
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(os.path.dirname(directory), exist_ok=True)
+    os.rename(staging, directory)  # a half-built image is never left at the final path
+    say(f"rootfs ready: {len(applets)} busybox applets", quiet)
+    return directory
+
+
+# -- checking an image ------------------------------------------------------------
+
+def _inside(rootfs: str, path: str) -> str:
+    """Resolve a path the way the container will see it (absolute symlinks stay inside)."""
+    full = os.path.join(rootfs, path.lstrip("/"))
+    for _ in range(10):
+        if not os.path.islink(full):
+            return full
+        target = os.readlink(full)
+        full = os.path.join(rootfs, target.lstrip("/")) if target.startswith("/") else \
+            os.path.join(os.path.dirname(full), target)
+    return full
+
+
+def validate_rootfs(rootfs: str) -> str:
+    """Check that a directory can be a container's root; return its absolute path."""
+    if rootfs is None or not os.path.isdir(rootfs):
+        raise LabError(f"rootfs {rootfs!r} is not a directory", "the path is wrong or the image is not built yet",
+                       "build the default one with `minicontainer rootfs build` or give an existing directory")
+    path = os.path.realpath(rootfs)
+    if path == "/":
+        raise LabError("rootfs is the host's / ", "a container on the host's own root isolates nothing "
+                       "and its writes would change the host", "give an image directory, e.g. " + DEFAULT_ROOTFS)
+    if any(c in path for c in ",:"):
+        raise LabError(f"rootfs path {path!r} contains ',' or ':'", "overlayfs uses them to separate options",
+                       "move the image to a path without them")
+    sh = _inside(path, "/bin/sh")
+    if not os.path.isfile(sh) or not os.access(sh, os.X_OK):
+        raise LabError(f"rootfs {path} has no /bin/sh", "the image is incomplete or not a root filesystem",
+                       "rebuild it with `minicontainer rootfs build " + path + "`")
+    for mount_point in ("proc", "dev", "sys"):
+        if os.path.islink(os.path.join(path, mount_point)):
+            raise LabError(f"rootfs {path}: /{mount_point} is a symlink",
+                           "mounting onto it would follow the link, possibly out of the container",
+                           f"replace {path}/{mount_point} with an empty directory")
+    return path
+
+
+# -- inside the container's mount namespace ------------------------------------------
+
+def make_mounts_private() -> None:
+    """mount --make-rprivate /: stop our mounts propagating to the host, and theirs to us.
+
+    On systemd hosts / is shared: without this, pivot_root fails with EINVAL and
+    every mount we make would appear on the host too.
+    """
+    kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_PRIVATE)
+
+
+def mount_overlay(lower: str, upper: str, work: str, merged: str) -> None:
+    """overlayfs: the image stays read-only below; writes land in this container's upper dir."""
+    kernel.mount("overlay", merged, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
+
+
+def _mount_point(root: str, name: str) -> str:
+    path = os.path.join(root, name)
+    os.makedirs(path, exist_ok=True)  # in the overlay: created in the upper dir, not the image
+    return path
+
+
+def mount_proc(root: str) -> None:
+    """A fresh procfs: it shows the processes of the mounting process's PID namespace only."""
+    kernel.mount("proc", _mount_point(root, "proc"), "proc", kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC)
+
+
+DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0)}
+
+
+def mount_dev(root: str, use_bind: bool = False) -> None:
+    """A minimal /dev on tmpfs: six character devices, a private devpts, /dev/shm.
+
+    Not the host's /dev: that would hand the container every disk and the kernel log.
+    In a user namespace mknod is refused, so the host's nodes are bind-mounted instead.
+    """
+    dev = _mount_point(root, "dev")
+    kernel.mount("tmpfs", dev, "tmpfs", kernel.MS_NOSUID, "mode=755,size=65536k")
+    for name, (major, minor) in DEVICES.items():
+        node = os.path.join(dev, name)
+        if use_bind:
+            open(node, "w").close()
+            kernel.mount(f"/dev/{name}", node, None, kernel.MS_BIND)
+        else:
+            kernel.mknod(node, stat.S_IFCHR | 0o666, major, minor)
+            os.chmod(node, 0o666)  # mknod applies the umask
+    kernel.mount("devpts", _mount_point(dev, "pts"), "devpts", kernel.MS_NOSUID | kernel.MS_NOEXEC,
+                 "newinstance,ptmxmode=0666,mode=620")
+    os.symlink("pts/ptmx", os.path.join(dev, "ptmx"))
+    kernel.mount("shm", _mount_point(dev, "shm"), "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV, "mode=1777")
+    for i, name in enumerate(("stdin", "stdout", "stderr")):
+        os.symlink(f"/proc/self/fd/{i}", os.path.join(dev, name))
+    os.symlink("/proc/self/fd", os.path.join(dev, "fd"))
+
+
+def mount_sys(root: str) -> None:
+    """/sys read-only: a container may read device info but never change the host's settings."""
+    target = _mount_point(root, "sys")
+    flags = kernel.MS_RDONLY | kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC
+    try:
+        kernel.mount("sysfs", target, "sysfs", flags)
+    except LabError:  # sysfs needs a network namespace we own; fall back to a read-only bind
+        kernel.mount("/sys", target, None, kernel.MS_BIND | kernel.MS_REC)
+        kernel.mount(None, target, None, kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY)
+
+
+def pivot_into(new_root: str) -> None:
+    """pivot_root into new_root, then detach the old root so no path leads back to the host.
+
+    Unlike chroot, which only changes one process's view of /, pivot_root swaps
+    the namespace's root mount; after the detach the host's tree is unreachable.
+    """
+    put_old = os.path.join(new_root, ".oldroot")
+    os.makedirs(put_old, exist_ok=True)
+    kernel.pivot_root(new_root, put_old)
+    os.chdir("/")
+    kernel.umount2("/.oldroot", kernel.MNT_DETACH)
+    os.rmdir("/.oldroot")

@@ -1,0 +1,79 @@
+"""ContainerSpec: what to build. Checked before anything touches the kernel."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import asdict, dataclass, field
+
+from . import namespaces
+from .cgroups.limits import parse_cpus, parse_pids, parse_size
+from .errors import LabError
+
+DEFAULT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "TERM": "xterm"}
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+_HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
+
+
+@dataclass
+class ContainerSpec:
+    rootfs: str | None                      # None: a namespace-only process on the host's filesystem
+    command: list[str] = field(default_factory=lambda: ["/bin/sh"])
+    env: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ENV))
+    hostname: str | None = None
+    namespaces: tuple[str, ...] = namespaces.DEFAULT_KINDS
+    memory: str | int | None = None         # "64M"; swap is off for the container unless swap=True
+    cpus: str | float | None = None         # 0.5 = half a CPU's time per period
+    pids: str | int | None = None
+    swap: bool = False
+    cwd: str = "/"
+    name: str = ""                          # also the cgroup's directory name
+    uid_map: str = "0 100000 65536"         # with the user namespace: inside outside count
+    time_offset: int = 0                    # with the time namespace: seconds added to CLOCK_MONOTONIC/BOOTTIME
+    fresh_proc: bool = True                 # namespace-only process: mount a new /proc (needs mnt + pid)
+
+    def __post_init__(self):
+        self.namespaces = namespaces.check_kinds(self.namespaces)
+        if not self.name:
+            self.name = "mc-" + secrets.token_hex(4)
+        if not self.hostname and "uts" in self.namespaces:
+            self.hostname = self.name
+
+    def validate(self) -> "ContainerSpec":
+        """Raise a LabError for anything the kernel would refuse later, with a clearer message."""
+        if os.geteuid() != 0:
+            raise LabError("minicontainer needs root", "namespaces, mounts and cgroups need CAP_SYS_ADMIN",
+                           "run with sudo, or inside the lab VM")
+        if not _NAME.match(self.name):
+            raise LabError(f"container name {self.name!r} is not valid", "it becomes a cgroup directory name",
+                           "use letters, digits, '_', '.', '-' (at most 63)")
+        if self.hostname and not _HOSTNAME.match(self.hostname):
+            raise LabError(f"hostname {self.hostname!r} is not valid",
+                           "a hostname is letters, digits and '-', at most 63, not starting or ending with '-'",
+                           "choose one like lab or box-1")
+        if self.hostname and "uts" not in self.namespaces:
+            raise LabError("a hostname needs the uts namespace", "without it the host's hostname would change",
+                           "add 'uts' to the namespaces")
+        if not self.command or not all(isinstance(a, str) for a in self.command):
+            raise LabError("no command to run", "the command is empty", "give one, e.g. -- sh -c 'echo hi'")
+        if self.rootfs is not None and "mnt" not in self.namespaces:
+            raise LabError("a root filesystem needs the mnt namespace",
+                           "pivot_root and the container's mounts would change the host's mount table",
+                           "add 'mnt' to the namespaces")
+        for value, parse in ((self.memory, parse_size), (self.cpus, parse_cpus), (self.pids, parse_pids)):
+            if value is not None:
+                parse(value)
+        if self.time_offset and "time" not in self.namespaces:
+            raise LabError("a clock offset needs the time namespace", "only a time namespace has offsets",
+                           "add 'time' to the namespaces")
+        return self
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["namespaces"] = list(self.namespaces)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ContainerSpec":
+        return cls(**data)
