@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from . import rootfs, state
-from .cgroups import Cgroup, detect
+from .cgroups import Cgroup, base_dir, detect
 from .errors import LabError
 from .process.channel import Channel
 from .spec import ContainerSpec
@@ -48,7 +48,7 @@ class Container:
 
     @classmethod
     def start(cls, spec: ContainerSpec, *, stdin=subprocess.DEVNULL, stdout=None, stderr=None,
-              on_step=None, timeout: float = 30.0) -> "Container":
+              on_step=None, timeout: float = 30.0) -> Container:
         """Start a container; returns once its command has been exec'd. Raises LabError on failure."""
         spec.validate()
         if spec.rootfs:
@@ -68,7 +68,8 @@ class Container:
                 mine.close()  # the helper sees EOF and takes down whatever it made
                 helper.wait(10)
                 raise LabError(f"container {spec.name} did not start within {timeout:.0f} s",
-                               "the host is overloaded or a mount hung", "try again; see `minicontainer doctor`")
+                               "the host is overloaded or a mount hung",
+                               "try again; see `minicontainer doctor`") from None
             if message is None:
                 code = helper.wait()
                 raise LabError(f"the helper exited (code {code}) before the container started",
@@ -128,7 +129,7 @@ class Container:
             return self.wait(grace + 10)
         return self.wait()
 
-    def __enter__(self) -> "Container":
+    def __enter__(self) -> Container:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -158,7 +159,8 @@ def run(spec: ContainerSpec, timeout: float = 60.0, stdin: str | None = None) ->
         except TimeoutError:
             container.stop(grace=1.0)
             raise LabError(f"container {spec.name} ran longer than {timeout} s and was stopped",
-                           "the command did not finish", "give a command that ends, or a larger timeout")
+                           "the command did not finish",
+                           "give a command that ends, or a larger timeout") from None
         finally:
             if feed is not subprocess.DEVNULL:
                 feed.close()
@@ -215,7 +217,6 @@ def cleanup() -> list[str]:
             removed.append(f"state {state.container_dir(name)}")
     layout = detect()
     for controller in layout.controllers.values():
-        from .cgroups import base_dir
         base = base_dir(layout, controller)
         for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
             if name not in live and os.path.isdir(os.path.join(base, name)):

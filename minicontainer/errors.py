@@ -27,6 +27,6 @@ class LabError(Exception):
         return {"what": self.what, "cause": self.cause, "fix": self.fix, "step": self.step}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LabError":
+    def from_dict(cls, data: dict) -> LabError:
         return cls(data.get("what", "unknown error"), data.get("cause", ""),
                    data.get("fix", ""), data.get("step", ""))

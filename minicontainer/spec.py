@@ -40,7 +40,7 @@ class ContainerSpec:
         if not self.hostname and "uts" in self.namespaces:
             self.hostname = self.name
 
-    def validate(self) -> "ContainerSpec":
+    def validate(self) -> ContainerSpec:
         """Raise a LabError for anything the kernel would refuse later, with a clearer message."""
         if os.geteuid() != 0:
             raise LabError("minicontainer needs root", "namespaces, mounts and cgroups need CAP_SYS_ADMIN",
@@ -75,5 +75,5 @@ class ContainerSpec:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ContainerSpec":
+    def from_dict(cls, data: dict) -> ContainerSpec:
         return cls(**data)

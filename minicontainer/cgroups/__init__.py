@@ -166,17 +166,21 @@ class Cgroup:
         return any(os.path.isdir(d) for d in self.directories)
 
     # -- lifecycle ----------------------------------------------------------
-    def create(self) -> "Cgroup":
+    def create(self) -> Cgroup:
         """mkdir the cgroup in each hierarchy; on v2 first enable the controllers down to it."""
         v2_ctrls = [n for n, c in self.layout.controllers.items() if c.version == 2 and n in self.dirs]
-        for attempt in range(5):
+        created = []
+        for _attempt in range(5):
             try:
                 for directory in self.directories:
+                    if directory in created:
+                        continue
                     base = os.path.dirname(directory)
                     os.makedirs(base, exist_ok=True)
                     if v2_ctrls and base.startswith(self.layout.v2_mount or "\0"):
                         self._delegate(base, v2_ctrls)
                     os.mkdir(directory)
+                    created.append(directory)
                 return self
             except FileExistsError:
                 raise LabError(f"cgroup {self.name} already exists", "a container with this name runs, "

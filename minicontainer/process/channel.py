@@ -20,7 +20,7 @@ class Channel:
         self._buffer = b""
 
     @classmethod
-    def pair(cls) -> tuple["Channel", "Channel"]:
+    def pair(cls) -> tuple[Channel, Channel]:
         a, b = socket.socketpair()  # close-on-exec, like every socket Python makes
         return cls(a), cls(b)
 

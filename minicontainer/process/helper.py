@@ -184,8 +184,11 @@ class Helper:
         caller_open = True
         while True:
             timeout = None if self.stop_deadline is None else max(0.0, self.stop_deadline - time.monotonic())
-            watched = [pidfd] + ([self.caller.sock] if caller_open else [])
-            ready = select.select(watched, [], [], timeout)[0] if not self.caller.ready() else [self.caller.sock]
+            if caller_open and self.caller.ready():  # a message already buffered
+                ready = [self.caller.sock]
+            else:
+                watched = [pidfd] + ([self.caller.sock] if caller_open else [])
+                ready = select.select(watched, [], [], timeout)[0]
             if pidfd in ready:
                 _, status = os.waitpid(self.child_pid, 0)
                 os.close(pidfd)

@@ -1,0 +1,143 @@
+"""minicontainer: run / exec / ps / rootfs build / doctor / cleanup."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+
+from . import doctor, rootfs
+from .container import Container, cleanup, exec_command, helper_env, list_containers
+from .errors import LabError
+from .namespaces import DEFAULT_KINDS
+from .spec import DEFAULT_ENV, ContainerSpec
+
+ERROR_EXIT = 125  # as docker and podman: the runtime failed, not the command
+
+
+def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    env = dict(DEFAULT_ENV)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise LabError(f"--env {pair!r} is not KEY=VALUE", "the variable needs a name and a value",
+                           "write it like --env GREETING=hello")
+        env[key] = value
+    return env
+
+
+def cmd_run(args, command: list[str]) -> int:
+    kinds = [k for k in DEFAULT_KINDS if k not in args.share] + [k for k in args.also if k not in DEFAULT_KINDS]
+    if args.net == "host":
+        print("minicontainer: warning: --net host shares the host's network namespace: the container sees and "
+              "can bind the host's interfaces and ports", file=sys.stderr)
+        kinds = [k for k in kinds if k != "net"]
+    spec = ContainerSpec(rootfs=args.rootfs, command=command or ["/bin/sh"], env=parse_env(args.env),
+                         hostname=args.hostname, namespaces=tuple(kinds), memory=args.memory, cpus=args.cpus,
+                         pids=args.pids, name=args.name or "")
+    say = (lambda step, detail: print(f"=> {step}: {detail}", file=sys.stderr, flush=True)) if args.verbose else None
+    container = Container.start(spec, stdin=None, on_step=say)
+    # Ctrl-C reaches us (the terminal's foreground group), not the container: pass it on.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, lambda signum, _frame: container.signal(signum))
+    code = container.wait()
+    return code if code >= 0 else 128 - code
+
+
+def cmd_exec(args, command: list[str]) -> int:
+    if not command:
+        raise LabError("no command given to exec", "exec runs a command inside a running container",
+                       f"write it like: minicontainer exec {args.name} -- ps")
+    return subprocess.run(exec_command(args.name, command), env=helper_env()).returncode
+
+
+def cmd_ps(args, _command) -> int:
+    rows = list_containers()
+    print(f"{'NAME':<16} {'PID':>7}  {'STATUS':<12} {'MEMORY':<8} COMMAND")
+    for info in rows:
+        spec = info.get("spec", {})
+        print(f"{info['name']:<16} {info.get('init_pid', '-'):>7}  {info['status']:<12} "
+              f"{str(spec.get('memory') or '-'):<8} {' '.join(spec.get('command', []))}")
+    return 0
+
+
+def cmd_rootfs(args, _command) -> int:
+    rootfs.build_rootfs(args.directory)
+    return 0
+
+
+def cmd_doctor(args, _command) -> int:
+    text, code = doctor.report(doctor.run_checks())
+    print(text)
+    return code
+
+
+def cmd_cleanup(args, _command) -> int:
+    removed = cleanup()
+    for item in removed:
+        print(f"removed {item}")
+    print(f"cleanup: {len(removed)} item(s) removed" if removed else "cleanup: nothing left behind")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minicontainer", description="A small container runtime for learning.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a command in a new container", usage="minicontainer run [options] ROOTFS "
+                         "-- CMD [ARG...]")
+    run.add_argument("rootfs", nargs="?", default=rootfs.DEFAULT_ROOTFS,
+                     help=f"image directory (default {rootfs.DEFAULT_ROOTFS})")
+    run.add_argument("--name", help="container name (default: mc-<random>)")
+    run.add_argument("--hostname", help="hostname inside (default: the name)")
+    run.add_argument("--memory", help="memory limit, e.g. 64M, 1.5G (swap off)")
+    run.add_argument("--cpus", help="CPU quota, e.g. 0.5")
+    run.add_argument("--pids", help="maximum number of processes")
+    run.add_argument("--net", choices=("none", "host"), default="none",
+                     help="none: own network namespace with only lo; host: share the host's")
+    run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--share", action="append", default=[], choices=DEFAULT_KINDS, metavar="KIND",
+                     help="stay in the host's namespace of this kind")
+    run.add_argument("--also", action="append", default=[], choices=("user", "time"), metavar="KIND",
+                     help="also create a namespace of this kind (user, time)")
+    run.add_argument("-v", "--verbose", action="store_true", help="print each start step")
+    run.set_defaults(func=cmd_run)
+
+    exe = sub.add_parser("exec", help="run a command in a running container", usage="minicontainer exec NAME -- CMD")
+    exe.add_argument("name")
+    exe.set_defaults(func=cmd_exec)
+
+    sub.add_parser("ps", help="list containers").set_defaults(func=cmd_ps)
+    rfs = sub.add_parser("rootfs", help="root filesystem images")
+    rfs_sub = rfs.add_subparsers(dest="action", required=True)
+    build = rfs_sub.add_parser("build", help="build the busybox image from Debian's busybox-static")
+    build.add_argument("directory", nargs="?", default=rootfs.DEFAULT_ROOTFS)
+    build.set_defaults(func=cmd_rootfs)
+    sub.add_parser("doctor", help="check this host").set_defaults(func=cmd_doctor)
+    sub.add_parser("cleanup", help="remove what crashed runs left").set_defaults(func=cmd_cleanup)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    options, command = split_command(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(options)
+    try:
+        return args.func(args, command)
+    except LabError as e:
+        print(f"minicontainer: {e}", file=sys.stderr)
+        return ERROR_EXIT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

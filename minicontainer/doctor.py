@@ -1,0 +1,160 @@
+"""Host checks: does this machine have what the lab needs, and if not, what to do.
+
+Each check is tried for real where that is cheap (a namespace is unshared in a
+throwaway child, a cgroup is made and removed), not inferred from file names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from . import namespaces, rootfs
+from .cgroups import Cgroup, detect
+from .errors import LabError
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    blocker: bool = True   # a failure here stops containers from starting at all
+
+
+def probe_namespaces() -> dict[str, str]:
+    """In a fresh process: for each kind, fork a child that unshares it; "" on success, else why."""
+    results = {}
+    for kind in namespaces.KINDS:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            try:
+                namespaces.unshare([kind])
+                message = ""
+            except LabError as e:
+                message = e.what
+            os.write(write_end, message.encode() or b"ok")
+            os._exit(0)
+        os.close(write_end)
+        answer = os.read(read_end, 4096).decode()
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        results[kind] = "" if answer == "ok" else answer
+    return results
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def check_namespaces() -> list[Check]:
+    from .container import helper_env
+    out = subprocess.run([sys.executable, "-m", "minicontainer.doctor", "--probe"], capture_output=True, text=True,
+                         env=helper_env(), timeout=30)
+    try:
+        probe = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        return [Check("namespaces", False, "the probe failed: " + out.stderr.strip()[-200:], "run as root")]
+    checks = []
+    for kind, error in probe.items():
+        info = namespaces.KINDS[kind]
+        fix = "use a kernel with this namespace kind (the lab VM has one)"
+        if kind == "user":
+            fix = "check /proc/sys/user/max_user_namespaces (must be > 0)"
+        checks.append(Check(f"{kind} namespace", not error, error or f"isolates {info.isolates}", fix,
+                            blocker=kind in namespaces.DEFAULT_KINDS))
+    limit = _read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
+    if limit == "1":
+        checks.append(Check("unprivileged user namespaces", False,
+                            "AppArmor restricts them (kernel.apparmor_restrict_unprivileged_userns=1)",
+                            "for the rootless lesson: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 "
+                            "(the lab VM does this)", blocker=False))
+    return checks
+
+
+def check_cgroups() -> list[Check]:
+    layout = detect()
+    checks = [Check("cgroup mode", bool(layout.controllers), layout.mode,
+                    "mount cgroup2 at /sys/fs/cgroup (or the v1 hierarchies)")]
+    if layout.mode.startswith("hybrid"):
+        checks[0].detail += ": limits work through v1 here; the lab VM and current distributions use v2"
+    for name in ("memory", "cpu", "pids", "io", "freezer"):
+        c = layout.controllers.get(name)
+        if c:
+            checks.append(Check(f"cgroup {name}", True, f"v{c.version} at {c.mount}", blocker=False))
+        elif name == "freezer" and layout.mode.startswith("unified"):
+            checks.append(Check("cgroup freeze", True, "v2 cgroup.freeze", blocker=False))
+        else:
+            checks.append(Check(f"cgroup {name}", False, layout.unavailable.get(name, "missing"),
+                                f"enable the {name} controller (delegate it on v2); lessons that limit {name} "
+                                "will not work", blocker=False))
+    if os.geteuid() == 0 and layout.controllers:
+        probe = Cgroup(f"doctor-{os.getpid()}")
+        try:
+            probe.create()
+            checks.append(Check("cgroup create", True, "made and removed " + ", ".join(probe.directories)))
+        except LabError as e:
+            checks.append(Check("cgroup create", False, e.what, e.fix))
+        finally:
+            try:
+                probe.remove()
+            except LabError:
+                pass
+    return checks
+
+
+def check_host() -> list[Check]:
+    checks = [Check("root", os.geteuid() == 0, f"euid {os.geteuid()}", "run as root (sudo), or in the lab VM"),
+              Check("python", sys.version_info >= (3, 10), sys.version.split()[0], "use Python 3.10 or newer")]
+    filesystems = _read("/proc/filesystems") or ""
+    overlay = "overlay" in filesystems
+    if not overlay and os.geteuid() == 0:
+        overlay = subprocess.run(["modprobe", "overlay"], capture_output=True).returncode == 0
+    checks.append(Check("overlayfs", overlay, "in /proc/filesystems" if overlay else "missing",
+                        "modprobe overlay, or use a kernel with CONFIG_OVERLAY_FS"))
+    checks.append(Check("pidfd_open", hasattr(os, "pidfd_open"), "the helper waits on a pidfd",
+                        "use Linux 5.3+ and Python 3.9+"))
+    built = os.path.isfile(os.path.join(rootfs.DEFAULT_ROOTFS, "bin/busybox"))
+    checks.append(Check("default rootfs", built, rootfs.DEFAULT_ROOTFS if built else "not built yet",
+                        "run `minicontainer rootfs build` (it takes busybox-static from apt)", blocker=False))
+    root = next((m for m in _read("/proc/self/mountinfo").splitlines() if m.split()[4] == "/"), "")
+    shared = "shared:" in root
+    checks.append(Check("/ propagation", True, "shared (as on systemd hosts): containers make their copy rprivate"
+                        if shared else "private", blocker=False))
+    return checks
+
+
+def run_checks() -> list[Check]:
+    checks = check_host()
+    if os.geteuid() == 0:
+        checks += check_namespaces()
+    checks += check_cgroups()
+    return checks
+
+
+def report(checks: list[Check]) -> tuple[str, int]:
+    """A table of the checks and the exit code: 1 if any blocker failed."""
+    lines = []
+    for c in checks:
+        mark = "ok  " if c.ok else ("FAIL" if c.blocker else "warn")
+        lines.append(f"  {mark}  {c.name:<22} {c.detail}")
+        if not c.ok and c.fix:
+            lines.append(f"        {'':<22} -> {c.fix}")
+    failed = [c for c in checks if not c.ok and c.blocker]
+    lines.append("doctor: " + ("all blockers pass" if not failed else f"{len(failed)} blocker(s) failed"))
+    return "\n".join(lines), 1 if failed else 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--probe"]:
+        print(json.dumps(probe_namespaces()))
