@@ -45,6 +45,7 @@ class Container:
         self.cgroup: Cgroup | None = None
         self.steps: list[tuple[str, str]] = []
         self.exit_code: int | None = None
+        self.final_stats: dict = {}  # the cgroup's counters just before it was removed
 
     @classmethod
     def start(cls, spec: ContainerSpec, *, stdin=subprocess.DEVNULL, stdout=None, stderr=None,
@@ -121,6 +122,7 @@ class Container:
         if message and message["type"] == "error":
             raise LabError.from_dict(message["error"])
         self.exit_code = message["code"] if message else -signals.SIGKILL
+        self.final_stats = message.get("stats", {}) if message else {}
         return self.exit_code
 
     def stop(self, grace: float = 5.0) -> int:
@@ -143,6 +145,7 @@ class Result:
     stdout: str
     stderr: str
     steps: list
+    stats: dict  # the cgroup's counters as the container ended
 
 
 def run(spec: ContainerSpec, timeout: float = 60.0, stdin: str | None = None) -> Result:
@@ -166,7 +169,7 @@ def run(spec: ContainerSpec, timeout: float = 60.0, stdin: str | None = None) ->
                 feed.close()
         out.seek(0)
         err.seek(0)
-        return Result(code, out.read(), err.read(), container.steps)
+        return Result(code, out.read(), err.read(), container.steps, container.final_stats)
 
 
 # -- containers by name (the CLI's view) --------------------------------------------------

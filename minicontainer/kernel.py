@@ -69,7 +69,8 @@ _CAUSES = {
                              "tried to enter a user or mount namespace",
     ("pivot_root", errno.EINVAL): "new_root is not a mount point, put_old is not below new_root, "
                                   "or a mount involved has shared propagation (make / rprivate first)",
-    ("pivot_root", errno.EBUSY): "new_root or put_old is the current root, or already mounted on",
+    ("pivot_root", errno.EBUSY): "new_root is not a mount point of its own (it lies on the current root's "
+                                 "mount; bind-mount it onto itself first), or it is the current root",
     ("mount", errno.ENODEV): "the kernel does not support this filesystem type (modprobe it?)",
     ("mount", errno.ENOENT): "the mount point or source does not exist",
     ("mount", errno.EINVAL): "bad flags or options, or the source is not a mount for a remount/propagation change",
@@ -112,9 +113,14 @@ def flag_names(flags: int) -> str:
     return "|".join(names) or "0"
 
 
+def implementation() -> str:
+    """Which path unshare/setns take in this process: "os" (Python 3.12+) or "ctypes"."""
+    return "os" if hasattr(os, "unshare") and not FORCE_CTYPES else "ctypes"
+
+
 def unshare(flags: int) -> None:
     """unshare(2): move this process into new namespaces (PID and time: its children only)."""
-    if hasattr(os, "unshare") and not FORCE_CTYPES:
+    if implementation() == "os":
         try:
             os.unshare(flags)
         except OSError as e:
@@ -125,7 +131,7 @@ def unshare(flags: int) -> None:
 
 def setns(fd: int, nstype: int = 0) -> None:
     """setns(2): enter the namespace that fd (an open /proc/PID/ns/KIND) refers to."""
-    if hasattr(os, "setns") and not FORCE_CTYPES:
+    if implementation() == "os":
         try:
             os.setns(fd, nstype)
         except OSError as e:

@@ -69,17 +69,17 @@ def identities(pid: int | str = "self") -> dict[str, int]:
     for kind in KINDS:
         try:
             ids[kind] = ns_inode(pid, kind)
-        except FileNotFoundError:
-            continue
+        except (FileNotFoundError, PermissionError):
+            continue  # a kind this kernel lacks, or a process we may not inspect
         except ProcessLookupError:
             raise LabError(f"process {pid} does not exist", "it has exited", "check the PID") from None
     return ids
 
 
-def shared_with_host(pid: int) -> list[str]:
-    """Kinds in which the process is still in the same namespace as PID 1 of the host."""
-    host, other = identities(1), identities(pid)
-    return [k for k in other if other[k] == host.get(k)]
+def shared_with(pid: int, other: int | str = "self") -> list[str]:
+    """Kinds in which two processes (by default: pid and the caller) are in the same namespace."""
+    mine, theirs = identities(other), identities(pid)
+    return [k for k in theirs if theirs[k] == mine.get(k)]
 
 
 def unshare(kinds) -> None:

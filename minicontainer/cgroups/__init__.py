@@ -240,7 +240,7 @@ class Cgroup:
         """Memory (current, peak, limit, OOM kills), CPU (usage, throttling, limit), pids; None if absent."""
         result = {k: None for k in ("memory_current", "memory_peak", "memory_limit", "oom_kills", "cpu_usage_usec",
                                     "cpu_periods", "cpu_throttled", "cpu_throttled_usec", "cpu_limit",
-                                    "pids_current", "pids_limit")}
+                                    "pids_current", "pids_limit", "pids_refused")}
         for controller, reader in (("memory", "memory_stats"), ("cpu", "cpu_stats"), ("pids", "pids_stats")):
             if controller in self.dirs:
                 result.update(getattr(self._module(controller), reader)(self.dirs[controller]))

@@ -84,8 +84,10 @@ def cpu_stats(directory: str) -> dict:
 
 def pids_stats(directory: str) -> dict:
     limit = read_file(os.path.join(directory, "pids.max"))
+    events = os.path.join(directory, "pids.events")  # "max N": forks refused by the limit
     return {"pids_current": int(read_file(os.path.join(directory, "pids.current"))),
-            "pids_limit": None if limit == "max" else int(limit)}
+            "pids_limit": None if limit == "max" else int(limit),
+            "pids_refused": read_keyed(events).get("max", 0) if os.path.exists(events) else None}
 
 
 def frozen(directory: str) -> bool:

@@ -41,7 +41,7 @@ def prepare_state(spec: ContainerSpec) -> dict:
     os.makedirs(state.STATE_ROOT, exist_ok=True)
     top = state.container_dir(spec.name)
     try:
-        os.mkdir(top, 0o700)
+        os.mkdir(top, 0o711)  # traversable: a user-namespaced root (an unprivileged uid) mounts from here
     except FileExistsError:
         raise LabError(f"a container named {spec.name!r} already exists",
                        "it is running, or a crashed run left its state", "pick another name, or run "
@@ -213,6 +213,13 @@ class Helper:
         except ProcessLookupError:
             pass
 
+    def final_stats(self) -> dict:
+        """The cgroup's counters as the container ends (OOM kills, peak memory...), before rmdir loses them."""
+        try:
+            return self.cgroup.stats()
+        except (OSError, LabError):
+            return {}
+
     def cleanup(self) -> None:
         """Kill what is left, reap our child, remove the cgroup and the state dir."""
         if self.cgroup is not None:
@@ -244,8 +251,9 @@ def main() -> None:
             return
         helper.create(ContainerSpec.from_dict(request["spec"]))
         code = helper.supervise()
+        final = helper.final_stats()
         helper.cleanup()
-        caller.send(type="exited", code=code)
+        caller.send(type="exited", code=code, stats=final)
     except LabError as e:
         helper.cleanup()
         caller.send_error(e)

@@ -1,0 +1,93 @@
+"""Shared fixtures: root check, the rootfs image, and a guard that fails any test that leaks.
+
+Tests run on the real kernel as root; nothing here mocks it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from minicontainer import rootfs, state
+from minicontainer.cgroups import base_dir, detect
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pytest_sessionstart(session):
+    if os.geteuid() != 0:
+        pytest.exit("the minicontainer tests create namespaces, mounts and cgroups: run them as root", returncode=4)
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    """The default busybox rootfs, built once if missing."""
+    if not os.path.isfile(os.path.join(rootfs.DEFAULT_ROOTFS, "bin/busybox")):
+        rootfs.build_rootfs(rootfs.DEFAULT_ROOTFS, quiet=True)
+    return rootfs.DEFAULT_ROOTFS
+
+
+def kernel_state() -> dict:
+    """What a test could leak: container cgroups, state dirs, mounts, helpers, netns, links."""
+    layout = detect()
+    cgroups = set()
+    for controller in layout.controllers.values():
+        base = base_dir(layout, controller)
+        for top, dirs, _ in os.walk(base):
+            cgroups.update(os.path.join(top, d) for d in dirs)
+        if os.path.isdir(base):
+            cgroups.add(base)
+    with open("/proc/self/mountinfo") as f:
+        mounts = {" ".join(line.split()[3:5]) for line in f}
+    helpers = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "minicontainer.process" in cmdline:
+            helpers.add(f"{pid} {cmdline}")
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return {
+        "cgroups": cgroups,
+        "state dirs": set(state.all_names()),
+        "mounts": mounts,
+        "helper processes": helpers,
+        "named netns": set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set(),
+        "links": {line.split(":")[1].strip().split("@")[0] for line in links.splitlines()},
+    }
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request):
+    """Fail the test if, 5 s after it ends, anything it made is still there."""
+    before = kernel_state()
+    yield
+    deadline = time.monotonic() + 5
+    while True:
+        after = kernel_state()
+        leaked = {k: after[k] - before[k] for k in after if after[k] - before[k]}
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if leaked:
+        subprocess.run([sys.executable, "-m", "minicontainer.cli", "cleanup"], capture_output=True)
+        pytest.fail(f"test left kernel state behind: {leaked}")
+
+
+def run_python(code: str, python: str = sys.executable, env: dict | None = None, args=(), timeout: float = 60,
+               **kwargs) -> subprocess.CompletedProcess:
+    """Run code in a fresh interpreter (namespace work never happens in the pytest process)."""
+    full_env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
+    return subprocess.run([python, "-c", code, *map(str, args)], capture_output=True, text=True, env=full_env,
+                          timeout=timeout, **kwargs)
+
+
+def cli(*args: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "minicontainer.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=dict(os.environ, PYTHONPATH=REPO), **kwargs)

@@ -1,0 +1,123 @@
+"""The command line as a learner types it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO, cli
+
+from minicontainer.cgroups import detect
+
+
+def test_done_when_command(image):
+    """`run --memory 32M --pids 16 --hostname box ROOTFS -- sh -c 'hostname; echo $$'`, limits visible meanwhile."""
+    proc = subprocess.Popen([sys.executable, "-m", "minicontainer.cli", "run",
+                             "--name", "done-when", "--memory", "32M", "--pids", "16", "--hostname", "box",
+                             image, "--", "sh", "-c", "hostname; echo $$; sleep 1"],
+                            stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=REPO))
+    deadline = time.monotonic() + 10
+    state = "/run/minicontainer/done-when/state.json"
+    while not os.path.exists(state) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    layout = detect()
+    memory_dir = os.path.join(os.path.dirname(layout.controllers["memory"].own_dir) if layout.version_of("memory") == 2
+                              else layout.controllers["memory"].own_dir, "minicontainer", "done-when")
+    time.sleep(0.3)
+    limit_file = "memory.max" if layout.version_of("memory") == 2 else "memory.limit_in_bytes"
+    with open(os.path.join(memory_dir, limit_file)) as f:
+        assert int(f.read()) == 32 << 20
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert out.split() == ["box", "1"]
+
+
+def test_exit_code_passes_through(image):
+    assert cli("run", image, "--", "sh", "-c", "exit 3").returncode == 3
+    # dd as PID 1 is OOM-killed (SIGKILL): the CLI exits 128 + 9, as shells report it.
+    assert cli("run", "--memory", "16M", image, "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=64M",
+               "count=1").returncode == 137
+
+
+def test_stdin_reaches_the_container(image):
+    out = cli("run", image, "--", "sh", "-c", "read line; echo got:$line", input="hello\n")
+    assert out.stdout == "got:hello\n"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["run", "--memory", "12XB", "--", "true"], "memory limit '12XB' is not a size"),
+    (["run", "--memory", "-1", "--", "true"], "is not a size"),
+    (["run", "--cpus", "0", "--", "true"], "CPU limit '0' is out of range"),
+    (["run", "--pids", "0", "--", "true"], "pids limit '0' must be at least 1"),
+    (["run", "/nonexistent", "--", "true"], "is not a directory"),
+    (["run", "/", "--", "true"], "host's /"),
+    (["run", "--env", "NOEQUALS", "--", "true"], "is not KEY=VALUE"),
+    (["exec", "no-such-container", "--", "true"], "no running container named 'no-such-container'"),
+])
+def test_bad_input_gets_a_clear_message(args, words):
+    out = cli(*args)
+    assert out.returncode == 125
+    assert words in out.stderr
+    assert "what to do:" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_not_root_is_told_so(image):
+    out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                          "minicontainer.cli", "run", image, "--", "true"], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=REPO), cwd="/")
+    assert out.returncode == 125
+    assert "needs root" in out.stderr and "sudo" in out.stderr
+
+
+def test_exec_and_ps(image):
+    runner = subprocess.Popen([sys.executable, "-m", "minicontainer.cli", "run", "--name", "cli-exec",
+                               "--hostname", "execbox", image, "--", "sleep", "30"],
+                              env=dict(os.environ, PYTHONPATH=REPO))
+    try:
+        deadline = time.monotonic() + 10
+        while "running" not in cli("ps").stdout and time.monotonic() < deadline:
+            time.sleep(0.05)
+        listing = cli("ps").stdout
+        assert "cli-exec" in listing and "running" in listing
+        out = cli("exec", "cli-exec", "--", "hostname")
+        assert (out.returncode, out.stdout) == (0, "execbox\n")
+        assert cli("exec", "cli-exec", "--", "sh", "-c", "exit 4").returncode == 4
+        missing = cli("exec", "cli-exec", "--", "no-such-cmd")
+        assert missing.returncode == 127 and "not found in the container" in missing.stderr
+    finally:
+        runner.terminate()  # the CLI passes SIGTERM on; sleep as PID 1 ignores it...
+        try:
+            runner.wait(3)
+        except subprocess.TimeoutExpired:
+            runner.kill()  # ...so the helper, seeing its caller gone, kills the cgroup
+            runner.wait()
+
+
+def test_doctor_explains_this_host():
+    out = cli("doctor")
+    layout = detect()
+    assert out.returncode == 0, out.stdout
+    assert layout.mode.split()[0] in out.stdout
+    assert "mnt namespace" in out.stdout and "cgroup memory" in out.stdout
+    if layout.mode.startswith("hybrid"):
+        assert "the lab VM and current distributions use v2" in out.stdout
+
+
+def test_cleanup_removes_what_a_killed_helper_left(image):
+    runner = subprocess.Popen([sys.executable, "-m", "minicontainer.cli", "run", "--name", "orphaned", image,
+                               "--", "sleep", "30"], env=dict(os.environ, PYTHONPATH=REPO))
+    deadline = time.monotonic() + 10
+    state = "/run/minicontainer/orphaned/state.json"
+    while ('"running"' not in (open(state).read() if os.path.exists(state) else "")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    helper = subprocess.run(["pgrep", "-f", "minicontainer.process.helper"], capture_output=True, text=True)
+    for pid in helper.stdout.split():
+        os.kill(int(pid), 9)  # the helper dies without cleaning up; PDEATHSIG takes the container down
+    runner.wait(10)
+    assert os.path.exists(state)
+    out = cli("cleanup")
+    assert "removed cgroup" in out.stdout and "removed state /run/minicontainer/orphaned" in out.stdout
+    assert cli("cleanup").stdout.strip() == "cleanup: nothing left behind"

@@ -1,0 +1,208 @@
+"""Containers on the real kernel: isolation seen in /proc, limits seen in cgroupfs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO, kernel_state
+
+from minicontainer import inspect, namespaces
+from minicontainer.container import Container, run
+from minicontainer.errors import LabError
+from minicontainer.spec import ContainerSpec
+
+
+def test_hostname_is_isolated(image):
+    host = socket.gethostname()
+    result = run(ContainerSpec(image, ["hostname"], hostname="box"))
+    assert (result.code, result.stdout.strip()) == (0, "box")
+    assert socket.gethostname() == host
+
+
+def test_pid1_and_only_the_containers_processes(image):
+    result = run(ContainerSpec(image, ["sh", "-c", "echo $$; ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '"]))
+    shell_pid, pids = result.stdout.split("\n", 1)
+    assert shell_pid == "1"
+    # The shell (1), ls and grep... all forked by it: a handful of low PIDs, none of the host's.
+    assert all(int(p) < 10 for p in pids.split()), pids
+
+
+def test_namespaces_differ_from_host_and_nspid_shows_both_views(image):
+    with Container.start(ContainerSpec(image, ["sleep", "30"])) as box:
+        info = inspect.process(box.pid)
+        assert set(namespaces.shared_with(box.pid)) == {"user", "time"}  # not asked for
+        assert info.nspid == [box.pid, 1]
+        assert box.cgroup.name in info.cgroups[next(k for k in info.cgroups if "pids" in k or k == "")]
+
+
+def test_exit_status_and_env_pass_through(image):
+    spec = ContainerSpec(image, ["sh", "-c", 'echo "$GREETING"; exit 7'],
+                         env={"PATH": "/bin", "GREETING": "hello"})
+    result = run(spec)
+    assert (result.code, result.stdout) == (7, "hello\n")
+
+
+def test_host_mount_table_unchanged_and_image_unchanged(image):
+    def tree():
+        return sorted((os.path.relpath(os.path.join(d, n), image), os.lstat(os.path.join(d, n)).st_mtime_ns)
+                      for d, dirs, files in os.walk(image) for n in dirs + files)
+    with open("/proc/self/mountinfo") as f:
+        mounts_before = f.read()
+    before = tree()
+    with Container.start(ContainerSpec(image, ["sh", "-c", "echo changed > /etc/hostname; rm /bin/ls; "
+                                                           "touch /new-file; sleep 30"])) as box:
+        upper = os.path.join("/run/minicontainer", box.name, "upper")
+        deadline = time.monotonic() + 10
+        while not os.path.exists(os.path.join(upper, "new-file")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # The upper dir holds the difference: new and changed files, a whiteout for the deleted one.
+        assert os.path.exists(os.path.join(upper, "new-file"))
+        with open(os.path.join(upper, "etc/hostname")) as f:
+            assert f.read() == "changed\n"
+        assert os.stat(os.path.join(upper, "bin/ls")).st_rdev == 0  # whiteout: char device 0/0
+        with open("/proc/self/mountinfo") as f:
+            assert f.read() == mounts_before  # the overlay lives only in the container's mount namespace
+    assert tree() == before
+
+
+def test_exec_lands_in_the_same_namespaces_and_cgroup(image):
+    with Container.start(ContainerSpec(image, ["sleep", "30"], hostname="exec-box", memory="64M")) as box:
+        out = box.exec(["sh", "-c", "hostname; ls -l /proc/self/ns/; sleep 5 >/dev/null 2>&1 & echo $!"], timeout=30)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.split()
+        assert lines[0] == "exec-box"
+        assert 1 < int(lines[-1]) < 10  # a PID inside the container's PID namespace
+        # Every namespace the exec'd shell is in is PID 1's, as the host sees them.
+        for kind in ("mnt", "uts", "ipc", "net", "cgroup"):
+            assert os.readlink(f"/proc/{box.pid}/ns/{kind}") in out.stdout, kind
+        assert os.readlink(f"/proc/{box.pid}/ns/pid_for_children") in out.stdout
+        assert len(box.cgroup.procs()) == 2  # init and the exec'd sleep, counted in the same cgroup
+
+
+def test_stop_terms_then_kills_after_grace(image):
+    # sleep as PID 1 has no SIGTERM handler, so the kernel ignores SIGTERM: stop must kill.
+    box = Container.start(ContainerSpec(image, ["sleep", "30"]))
+    assert box.stop(grace=0.5) == -signal.SIGKILL
+    # A shell that traps TERM exits by itself with its own status.
+    box = Container.start(ContainerSpec(image, ["sh", "-c", "trap 'exit 42' TERM; while :; do sleep 0.1; done"]))
+    time.sleep(0.3)
+    assert box.stop(grace=5) == 42
+
+
+@pytest.mark.slow
+def test_memory_limit_oom_kill_is_counted(image):
+    spec = ContainerSpec(image, ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd=$?"],
+                         memory="32M")
+    result = run(spec)
+    assert result.stats["oom_kills"] >= 1, result
+    assert result.stats["memory_peak"] <= 32 << 20
+
+
+@pytest.mark.slow
+def test_pids_limit_stops_a_fork_loop(image):
+    # The loop runs in a subshell: a failed fork ends a busybox shell, and the outer one reports.
+    spec = ContainerSpec(image, ["sh", "-c", "(for i in $(seq 30); do sleep 2 & done; wait); echo survived"],
+                         pids=10)
+    result = run(spec)
+    assert result.stats["pids_refused"] > 0  # pids.events: forks the limit refused
+    assert "can't fork" in result.stderr or "Resource temporarily unavailable" in result.stderr
+    assert "survived" in result.stdout
+
+
+@pytest.mark.slow
+def test_cpu_quota_throttles(image):
+    # Not `timeout` as PID 1: busybox timeout execs the command in its own PID and signals it,
+    # and PID 1 ignores a SIGTERM it has no handler for.
+    spec = ContainerSpec(image, ["sh", "-c", "timeout 1 sh -c 'while :; do :; done'; true"], cpus=0.2)
+    result = run(spec)
+    assert result.stats["cpu_throttled"] > 0
+    # 1 s of a busy loop at 0.2 CPU: about 0.2 s of CPU time (far less than a free-running second).
+    assert result.stats["cpu_usage_usec"] < 600_000
+
+
+def test_bad_inputs_are_refused_before_anything_starts(image, tmp_path):
+    cases = [
+        (ContainerSpec(image, ["true"], memory="12XB"), "is not a size"),
+        (ContainerSpec(image, ["true"], memory="0"), "more than zero"),
+        (ContainerSpec(str(tmp_path), ["true"]), "has no /bin/sh"),
+        (ContainerSpec("/", ["true"]), "host's /"),
+        (ContainerSpec("/nonexistent", ["true"]), "is not a directory"),
+        (ContainerSpec(image, ["true"], hostname="bad_host!"), "hostname"),
+        (ContainerSpec(image, ["no-such-program"]), "not found in the container"),
+    ]
+    for spec, words in cases:
+        with pytest.raises(LabError) as caught:
+            run(spec)
+        assert words in str(caught.value), (spec, str(caught.value))
+        assert caught.value.fix, words
+
+
+def test_symlinked_proc_in_image_is_refused(tmp_path, image):
+    os.makedirs(tmp_path / "bin")
+    os.symlink("/bin/busybox", tmp_path / "bin/sh")
+    (tmp_path / "bin/busybox").write_bytes(open(os.path.join(image, "bin/busybox"), "rb").read())
+    os.chmod(tmp_path / "bin/busybox", 0o755)
+    os.symlink("/etc", tmp_path / "proc")
+    with pytest.raises(LabError, match="/proc is a symlink"):
+        run(ContainerSpec(str(tmp_path), ["true"]))
+
+
+def test_namespace_only_process_without_rootfs():
+    spec = ContainerSpec(None, ["sh", "-c", "hostname; echo $$; ls /proc | grep -cE '^[0-9]+$'"], hostname="ns-only")
+    result = run(spec)
+    hostname, pid, count = result.stdout.split()
+    assert (hostname, pid) == ("ns-only", "1")
+    assert int(count) < 5
+
+
+def test_time_namespace_offsets_monotonic_clock(image):
+    spec = ContainerSpec(image, ["cat", "/proc/uptime"], namespaces=("mnt", "pid", "time"), time_offset=86400 * 365)
+    result = run(spec)
+    with open("/proc/uptime") as f:
+        host_uptime = float(f.read().split()[0])
+    assert float(result.stdout.split()[0]) > host_uptime + 86400 * 364
+
+
+def test_user_namespace_maps_root_to_unprivileged_uid(image):
+    spec = ContainerSpec(image, ["sh", "-c", "id -u; cat /proc/self/uid_map; sleep 30"],
+                         namespaces=("user", "mnt", "uts", "pid", "ipc", "net", "cgroup"))
+    with Container.start(spec, stdout=subprocess.PIPE) as box:
+        line = box.helper.stdout.readline().decode()
+        assert line.strip() == "0"  # root inside
+        assert inspect.process(box.pid).uids[0] == 100000  # an unprivileged uid outside
+        assert inspect.id_map(box.pid)[0].outside == 100000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("who", ["cli", "python-caller-group"])
+def test_sigkill_of_the_caller_leaves_nothing_within_5s(image, who):
+    before = kernel_state()
+    if who == "cli":
+        caller = subprocess.Popen([sys.executable, "-m", "minicontainer.cli", "run", "--memory", "32M",
+                                   image, "--", "sh", "-c", "sleep 100 & sleep 100"],
+                                  env=dict(os.environ, PYTHONPATH=REPO), start_new_session=True)
+    else:  # a long-lived Python process like a Jupyter kernel, killed with its whole process group
+        code = ("import time; from minicontainer.container import Container; from minicontainer.spec import "
+                f"ContainerSpec; Container.start(ContainerSpec({image!r}, ['sleep', '100'], memory='32M')); "
+                "time.sleep(100)")
+        caller = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=REPO),
+                                  start_new_session=True)
+    deadline = time.monotonic() + 20
+    while not kernel_state()["state dirs"] - before["state dirs"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    running = kernel_state()
+    assert running["cgroups"] - before["cgroups"], "the container did not start"
+    os.killpg(caller.pid, signal.SIGKILL)
+    caller.wait()
+    deadline = time.monotonic() + 5
+    while kernel_state() != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after = kernel_state()
+    assert after == before, {k: after[k] ^ before[k] for k in after if after[k] != before[k]}
+    assert subprocess.run(["pgrep", "-f", "sleep 100"], capture_output=True).returncode == 1

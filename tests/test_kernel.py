@@ -1,0 +1,126 @@
+"""The kernel interface on both paths (os.unshare/os.setns and ctypes), and its error messages."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+from conftest import run_python
+
+from minicontainer.container import Container
+from minicontainer.spec import ContainerSpec
+
+UNSHARE_UTS = """
+import socket
+from minicontainer import kernel
+kernel.unshare(kernel.CLONE_NEWUTS)
+kernel.sethostname("branch-test")
+print(kernel.implementation(), socket.gethostname())
+"""
+
+SETNS_UTS = """
+import os, socket, sys
+from minicontainer import kernel
+fd = os.open(f"/proc/{sys.argv[1]}/ns/uts", os.O_RDONLY)
+kernel.setns(fd, kernel.CLONE_NEWUTS)
+print(kernel.implementation(), socket.gethostname())
+"""
+
+
+def python_with_os_unshare() -> str | None:
+    """An interpreter of 3.12+ (which has os.unshare), to test that branch too."""
+    candidates = [sys.executable, shutil.which("python3.13"), shutil.which("python3.12")]
+    candidates += sorted(glob.glob("/usr/bin/python3.1[2-9]")) + sorted(glob.glob(
+        os.path.expanduser("~/.pyenv/versions/3.1[2-9]*/bin/python3")))
+    for python in filter(None, candidates):
+        probe = subprocess.run([python, "-c", "import os; print(hasattr(os, 'unshare'))"], capture_output=True,
+                               text=True)
+        if probe.stdout.strip() == "True":
+            return python
+    return None
+
+
+def interpreters():
+    """(branch, python, env) for each branch; CI requires both (MINICONTAINER_REQUIRE_OS_BRANCH=1)."""
+    newer = python_with_os_unshare()
+    if newer is None and os.environ.get("MINICONTAINER_REQUIRE_OS_BRANCH") == "1":
+        pytest.fail("no Python 3.12+ found to test the os.unshare branch; install one (CI requires it)")
+    if newer is None:
+        pytest.skip("no Python 3.12+ on this machine: the os.unshare branch cannot run here")
+    return [("ctypes", sys.executable, {"MINICONTAINER_FORCE_CTYPES": "1"}), ("os", newer, {})]
+
+
+@pytest.mark.parametrize("branch", ["ctypes", "os"])
+def test_unshare_uts_on_each_branch(branch):
+    python, env = next((p, e) for b, p, e in interpreters() if b == branch)
+    host = socket.gethostname()
+    out = run_python(UNSHARE_UTS, python, env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [branch, "branch-test"]
+    assert socket.gethostname() == host  # the child's UTS namespace was its own
+
+
+@pytest.mark.parametrize("branch", ["ctypes", "os"])
+def test_setns_into_container_on_each_branch(image, branch):
+    python, env = next((p, e) for b, p, e in interpreters() if b == branch)
+    with Container.start(ContainerSpec(image, ["sleep", "30"], hostname="setns-box")) as box:
+        out = run_python(SETNS_UTS, python, env, args=[box.pid])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [branch, "setns-box"]
+
+
+def lab_error_of(code: str, env: dict | None = None) -> str:
+    """Run code in a fresh process and return the LabError text it raised."""
+    wrapped = "from minicontainer.errors import LabError\ntry:\n" + \
+        "".join(f"    {line}\n" for line in code.strip().splitlines()) + \
+        "except LabError as e:\n    print(e)\nelse:\n    print('NO ERROR')\n"
+    out = run_python(wrapped, env=env)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_pivot_root_error_names_call_and_cause():
+    text = lab_error_of("""
+import os, tempfile
+from minicontainer import kernel
+kernel.unshare(kernel.CLONE_NEWNS)
+kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_PRIVATE)
+d = tempfile.mkdtemp(); os.mkdir(d + "/old")
+kernel.pivot_root(d, d + "/old")
+""")
+    # A plain directory on the root's own mount: the kernel answers EBUSY.
+    assert "pivot_root(" in text and "EBUSY" in text and "not a mount point" in text
+
+
+def test_umount_error_says_not_a_mount_point():
+    text = lab_error_of("""
+from minicontainer import kernel
+kernel.unshare(kernel.CLONE_NEWNS)
+kernel.umount2("/usr")
+""")
+    assert "umount2('/usr'" in text and "not a mount point" in text
+
+
+def test_not_root_gets_told_to_use_root():
+    text = lab_error_of("""
+import os
+from minicontainer import kernel
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+kernel.unshare(kernel.CLONE_NEWUTS)
+""")
+    assert "unshare(CLONE_NEWUTS)" in text and "EPERM" in text and "root" in text
+    assert "likely cause" in text and "what to do" in text
+
+
+def test_mount_unknown_filesystem_says_so():
+    text = lab_error_of("""
+from minicontainer import kernel
+kernel.unshare(kernel.CLONE_NEWNS)
+kernel.mount("x", "/mnt", "nosuchfs")
+""")
+    assert "ENODEV" in text and "does not support this filesystem type" in text
