@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
 
-from . import doctor, rootfs
+from . import doctor, rootfs, terminal
 from .container import Container, cleanup, exec_command, helper_env, list_containers
 from .errors import LabError
 from .namespaces import DEFAULT_KINDS
@@ -40,14 +41,25 @@ def cmd_run(args, command: list[str]) -> int:
         print("minicontainer: warning: --net host shares the host's network namespace: the container sees and "
               "can bind the host's interfaces and ports", file=sys.stderr)
         kinds = [k for k in kinds if k != "net"]
+    use_tty = not args.no_tty and sys.stdin.isatty() and sys.stdout.isatty()
     spec = ContainerSpec(rootfs=args.rootfs, command=command or ["/bin/sh"], env=parse_env(args.env),
                          hostname=args.hostname, namespaces=tuple(kinds), memory=args.memory, cpus=args.cpus,
-                         pids=args.pids, name=args.name or "")
+                         pids=args.pids, name=args.name or "", tty=use_tty)
     say = (lambda step, detail: print(f"=> {step}: {detail}", file=sys.stderr, flush=True)) if args.verbose else None
-    container = Container.start(spec, stdin=None, on_step=say)
-    # Ctrl-C reaches us (the terminal's foreground group), not the container: pass it on.
+    if not use_tty:
+        container = Container.start(spec, stdin=None, on_step=say)
+    else:
+        master, slave = terminal.open_pty(sys.stdin.fileno())
+        try:
+            container = Container.start(spec, stdin=slave, stdout=slave, stderr=slave, on_step=say)
+        finally:
+            os.close(slave)
+    # Signals sent to us (kill, or Ctrl-C without a tty) are passed on to the container's PID 1.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, lambda signum, _frame: container.signal(signum))
+    if use_tty:
+        terminal.relay(master)
+        os.close(master)
     code = container.wait()
     return code if code >= 0 else 128 - code
 
@@ -108,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stay in the host's namespace of this kind")
     run.add_argument("--also", action="append", default=[], choices=("user", "time"), metavar="KIND",
                      help="also create a namespace of this kind (user, time)")
+    run.add_argument("--no-tty", action="store_true",
+                     help="do not give the container a terminal even when run from one")
     run.add_argument("-v", "--verbose", action="store_true", help="print each start step")
     run.set_defaults(func=cmd_run)
 

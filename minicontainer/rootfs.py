@@ -195,6 +195,14 @@ def mount_dev(root: str, use_bind: bool = False) -> None:
     os.symlink("/proc/self/fd", os.path.join(dev, "fd"))
 
 
+def bind_console(root: str, pty_path: str) -> None:
+    """/dev/console is the container's terminal: its pty comes from the host's devpts,
+    which the container cannot see, so it is bind-mounted in (as runc does)."""
+    console = os.path.join(root, "dev/console")
+    open(console, "w").close()
+    kernel.mount(pty_path, console, None, kernel.MS_BIND)
+
+
 def mount_sys(root: str) -> None:
     """/sys read-only: a container may read device info but never change the host's settings."""
     target = _mount_point(root, "sys")

@@ -32,6 +32,7 @@ class ContainerSpec:
     uid_map: str = "0 100000 65536"         # with the user namespace: inside outside count
     time_offset: int = 0                    # with the time namespace: seconds added to CLOCK_MONOTONIC/BOOTTIME
     fresh_proc: bool = True                 # namespace-only process: mount a new /proc (needs mnt + pid)
+    tty: bool = False                       # stdin is a pty slave: make it the controlling terminal
 
     def __post_init__(self):
         self.namespaces = namespaces.check_kinds(self.namespaces)

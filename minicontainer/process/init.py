@@ -22,6 +22,7 @@ import signal
 from .. import kernel, namespaces, rootfs
 from ..errors import LabError
 from ..spec import ContainerSpec
+from ..terminal import take_controlling_terminal
 from .channel import Channel
 
 # unshare()d here, in PID 1; pid and time are made by the parent (they apply to children).
@@ -67,6 +68,9 @@ def setup_and_exec(spec: ContainerSpec, paths: dict, channel: Channel, in_user_n
         rootfs.mount_proc(merged)
         step("dev", "tmpfs with null zero full random urandom tty, devpts, shm")
         rootfs.mount_dev(merged, use_bind=in_user_ns)
+        if spec.tty:
+            step("console", "the pty bind-mounted on /dev/console, so tools can name their terminal")
+            rootfs.bind_console(merged, os.ttyname(0))
         step("sys", "sysfs read-only")
         rootfs.mount_sys(merged)
         step("pivot_root", f"{merged} becomes /, old root detached")
@@ -75,6 +79,9 @@ def setup_and_exec(spec: ContainerSpec, paths: dict, channel: Channel, in_user_n
         step("proc", "fresh procfs over /proc (in our private mount namespace)")
         kernel.mount("proc", "/proc", "proc", kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC)
     os.chdir(spec.cwd)
+    if spec.tty:
+        step("terminal", "new session, the pty as controlling terminal")
+        take_controlling_terminal(0)
     step("exec", " ".join(spec.command))
     try:
         os.execvpe(spec.command[0], spec.command, spec.env)
