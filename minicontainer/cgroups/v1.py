@@ -13,6 +13,7 @@ import signal
 import time
 
 from .files import read_file, read_keyed, write_file
+from .v2 import pids_stats, set_pids  # noqa: F401  the pids controller's files are the same in v1 and v2
 
 CPU_PERIOD_US = 100_000
 UNLIMITED = 1 << 62  # v1 reports "no limit" as a huge page-aligned number
@@ -31,10 +32,6 @@ def set_memory(directory: str, limit: int | None, swap: bool) -> None:
 def set_cpu(directory: str, cpus: float | None) -> None:
     write_file(os.path.join(directory, "cpu.cfs_period_us"), str(CPU_PERIOD_US))
     write_file(os.path.join(directory, "cpu.cfs_quota_us"), "-1" if cpus is None else str(int(cpus * CPU_PERIOD_US)))
-
-
-def set_pids(directory: str, limit: int | None) -> None:
-    write_file(os.path.join(directory, "pids.max"), "max" if limit is None else str(limit))
 
 
 def set_io(directory: str, device: str, rbps=None, wbps=None, riops=None, wiops=None) -> None:
@@ -68,14 +65,6 @@ def cpu_stats(directory: str) -> dict:
 def cpuacct_stats(directory: str) -> dict:
     return {"cpu_usage_usec": int(read_file(os.path.join(directory, "cpuacct.usage"))) // 1000}
 
-
-
-def pids_stats(directory: str) -> dict:
-    limit = read_file(os.path.join(directory, "pids.max"))
-    events = os.path.join(directory, "pids.events")  # "max N": forks refused by the limit
-    return {"pids_current": int(read_file(os.path.join(directory, "pids.current"))),
-            "pids_limit": None if limit == "max" else int(limit),
-            "pids_refused": read_keyed(events).get("max", 0) if os.path.exists(events) else None}
 
 
 def frozen(directory: str) -> bool:

@@ -1,0 +1,28 @@
+"""The leak guard itself must see what it claims to guard."""
+
+from __future__ import annotations
+
+import subprocess
+
+from conftest import kernel_state
+
+from minicontainer import kernel
+from minicontainer.cgroups import Cgroup
+
+
+def test_guard_sees_a_cgroup_a_mount_and_a_helper(tmp_path):
+    before = kernel_state()
+    group = Cgroup("guard-probe").create()
+    kernel.mount("tmpfs", str(tmp_path), "tmpfs")
+    fake_helper = subprocess.Popen(["sh", "-c", "sleep 30", "minicontainer.process.helper"])
+    try:
+        during = kernel_state()
+        assert set(group.directories) <= during["cgroups"] - before["cgroups"]
+        assert any(str(tmp_path) in m for m in during["mounts"] - before["mounts"])
+        assert any(str(fake_helper.pid) in p for p in during["helper processes"])
+    finally:
+        fake_helper.kill()
+        fake_helper.wait()
+        kernel.umount2(str(tmp_path))
+        group.remove()
+    assert kernel_state() == before
