@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 from conftest import kernel_state
 
@@ -14,7 +15,8 @@ def test_guard_sees_a_cgroup_a_mount_and_a_helper(tmp_path):
     before = kernel_state()
     group = Cgroup("guard-probe").create()
     kernel.mount("tmpfs", str(tmp_path), "tmpfs")
-    fake_helper = subprocess.Popen(["sh", "-c", "sleep 30", "minicontainer.process.helper"])
+    fake_helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
+                                    "minicontainer.process.helper"])
     try:
         during = kernel_state()
         assert set(group.directories) <= during["cgroups"] - before["cgroups"]
