@@ -12,7 +12,7 @@ import time
 import pytest
 from conftest import REPO, kernel_state
 
-from minicontainer import inspect, namespaces
+from minicontainer import inspect, namespaces, state
 from minicontainer.container import Container, run
 from minicontainer.errors import LabError
 from minicontainer.spec import ContainerSpec
@@ -189,12 +189,15 @@ def test_sigkill_of_the_caller_leaves_nothing_within_5s(image, who):
                                   env=dict(os.environ, PYTHONPATH=REPO), start_new_session=True)
     else:  # a long-lived Python process like a Jupyter kernel, killed with its whole process group
         code = ("import time; from minicontainer.container import Container; from minicontainer.spec import "
-                f"ContainerSpec; Container.start(ContainerSpec({image!r}, ['sleep', '100'], memory='32M')); "
+                f"ContainerSpec; box = Container.start(ContainerSpec({image!r}, ['sleep', '100'], memory='32M')); "
                 "time.sleep(100)")
         caller = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=REPO),
                                   start_new_session=True)
     deadline = time.monotonic() + 20
-    while not kernel_state()["state dirs"] - before["state dirs"] and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        new = kernel_state()["state dirs"] - before["state dirs"]
+        if any((state.read_state(name) or {}).get("status") == "running" for name in new):
+            break
         time.sleep(0.05)
     running = kernel_state()
     assert running["cgroups"] - before["cgroups"], "the container did not start"

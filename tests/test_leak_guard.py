@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 from conftest import kernel_state
 
@@ -18,10 +19,14 @@ def test_guard_sees_a_cgroup_a_mount_and_a_helper(tmp_path):
     fake_helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
                                     "minicontainer.process.helper"])
     try:
+        # Popen returns once exec has closed our pipe, a moment before the kernel sets the new cmdline.
+        deadline = time.monotonic() + 5
+        while b"helper" not in open(f"/proc/{fake_helper.pid}/cmdline", "rb").read() and time.monotonic() < deadline:
+            time.sleep(0.01)
         during = kernel_state()
         assert set(group.directories) <= during["cgroups"] - before["cgroups"]
         assert any(str(tmp_path) in m for m in during["mounts"] - before["mounts"])
-        assert any(str(fake_helper.pid) in p for p in during["helper processes"])
+        assert any(p.startswith(f"{fake_helper.pid} ") for p in during["helper processes"])
     finally:
         fake_helper.kill()
         fake_helper.wait()
