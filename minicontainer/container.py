@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 
 from . import rootfs, state
@@ -22,6 +23,9 @@ from .process.channel import Channel
 from .spec import ContainerSpec
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Containers this process started and still references (a container whose last
+# reference goes away closes its channel, and its helper then takes it down).
+STARTED: weakref.WeakSet = weakref.WeakSet()
 
 
 def helper_command(module: str, *args: str) -> list[str]:
@@ -86,7 +90,13 @@ class Container:
             elif message["type"] == "started":
                 container.pid = message["pid"]
                 container.cgroup = Cgroup(spec.name, dirs=message["cgroup"])
+                STARTED.add(container)
                 return container
+
+    @property
+    def upper_dir(self) -> str | None:
+        """The overlay's upper dir: every change the container made to its image, as files on the host."""
+        return os.path.join(state.container_dir(self.name), "upper") if self.spec.rootfs else None
 
     # -- while it runs ------------------------------------------------------------
     def running(self) -> bool:
@@ -137,6 +147,16 @@ class Container:
     def __exit__(self, *exc) -> None:
         if self.exit_code is None:
             self.stop(grace=1.0)
+
+
+def stop_all(grace: float = 1.0) -> list[str]:
+    """Stop every container this process started that still runs; their names."""
+    stopped = []
+    for container in list(STARTED):
+        if container.exit_code is None:
+            container.stop(grace)
+            stopped.append(container.name)
+    return stopped
 
 
 @dataclass

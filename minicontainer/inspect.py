@@ -37,6 +37,7 @@ class Mount:
     propagation: str     # "shared:N", "master:N", or "private"
     fstype: str
     source: str
+    super_options: str = ""  # the filesystem's own options, e.g. overlay's lowerdir=...
 
 
 @dataclass
@@ -90,7 +91,7 @@ def mounts(pid: int | str = "self") -> list[Mount]:
         f, r = left.split(), right.split()
         optional = [x for x in f[6:] if ":" in x]
         table.append(Mount(int(f[0]), int(f[1]), f[3], f[4], f[5], " ".join(optional) or "private",
-                           r[0], r[1] if len(r) > 1 else ""))
+                           r[0], r[1] if len(r) > 1 else "", r[2] if len(r) > 2 else ""))
     return table
 
 
@@ -134,3 +135,117 @@ def process_tree(pid: int) -> list[int]:
         except (FileNotFoundError, LabError):
             continue
     return tree
+
+
+# -- views that need a process inside another namespace ------------------------------------
+# The caller (often a Jupyter kernel) never calls setns itself: a fresh interpreter does it.
+
+_IN_NAMESPACE = """
+import json, os, socket, sys
+from minicontainer import kernel
+pid, what = int(sys.argv[1]), sys.argv[2]
+kind, flag = {"hostname": ("uts", kernel.CLONE_NEWUTS), "root": ("mnt", kernel.CLONE_NEWNS)}[what]
+kernel.setns(os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY), flag)
+if what == "hostname":
+    print(json.dumps(socket.gethostname()))
+else:  # setns into a mount namespace moves our root to the namespace's root
+    st = os.stat("/")
+    print(json.dumps([st.st_dev, st.st_ino]))
+"""
+
+
+def _in_namespace(pid: int, what: str):
+    import json
+    import subprocess
+    import sys
+
+    from .container import helper_env
+    out = subprocess.run([sys.executable, "-c", _IN_NAMESPACE, str(pid), what], capture_output=True, text=True,
+                         env=helper_env(), timeout=30)
+    if out.returncode != 0:
+        raise LabError(f"cannot look inside process {pid}: {out.stderr.strip().splitlines()[-1:]}",
+                       "it has exited, or this needs root", "check that the container still runs")
+    return json.loads(out.stdout)
+
+
+def hostname(pid: int) -> str:
+    """The hostname in a process's UTS namespace (read by a helper that enters it)."""
+    return _in_namespace(pid, "hostname")
+
+
+def mount_namespace_root_is_host(pid: int) -> bool:
+    """Is the root of the process's mount namespace the host's own root directory?
+
+    True after a plain chroot (the host's tree is still mounted there, and reachable by
+    climbing out); False after pivot_root with the old root detached.
+    """
+    here = os.stat("/")
+    return _in_namespace(pid, "root") == [here.st_dev, here.st_ino]
+
+
+# -- cgroups as the kernel shows them ------------------------------------------------------
+
+def cgroup_of(pid: int):
+    """The Cgroup a process is in, from /proc/PID/cgroup (not from any spec)."""
+    from .cgroups import Cgroup, detect
+    layout = detect()
+    membership = cgroups(pid)
+    dirs = {}
+    for name, controller in layout.controllers.items():
+        key = "" if controller.version == 2 else next(
+            (k for k in membership if name in k.split(",") or (name == "io" and "blkio" in k.split(","))), None)
+        if key is not None and key in membership:
+            dirs[name] = os.path.join(controller.mount, membership[key].lstrip("/"))
+    return Cgroup(os.path.basename(next(iter(dirs.values()), "")), dirs=dirs, layout=layout)
+
+
+def cgroup_stats(group) -> dict:
+    """A cgroup's counters: memory, CPU, pids, OOM kills, frozen (see Cgroup.stats)."""
+    return group.stats()
+
+
+def memory_file(group) -> str | None:
+    """The cgroupfs file that holds the cgroup's current memory use."""
+    from .cgroups import detect
+    directory = group.dirs.get("memory")
+    if directory is None:
+        return None
+    return os.path.join(directory, "memory.current" if detect().version_of("memory") == 2 else "memory.usage_in_bytes")
+
+
+@dataclass
+class CgroupNode:
+    path: str        # the directory in cgroupfs
+    depth: int       # below the root shown
+    processes: int   # in this cgroup itself
+
+
+def cgroup_tree(root: str, max_depth: int = 4) -> list[CgroupNode]:
+    """The cgroup directories below root, depth-first, with how many processes each holds."""
+    nodes = []
+    for top, dirs, _ in os.walk(root):
+        depth = top[len(root):].count("/")
+        if depth > max_depth:
+            dirs[:] = []
+            continue
+        dirs.sort()
+        try:
+            with open(os.path.join(top, "cgroup.procs")) as f:
+                count = len(f.read().split())
+        except OSError:
+            count = 0
+        nodes.append(CgroupNode(top, depth, count))
+    return nodes
+
+
+def cgroup_files(directory: str, limit: int = 400) -> dict[str, str]:
+    """Each readable interface file in a cgroup directory and (the start of) its content."""
+    files = {}
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        try:
+            with open(path) as f:
+                files[name] = f.read(limit).strip()
+        except OSError:
+            continue  # write-only files (cgroup.kill) and files the kernel refuses to read
+    return files

@@ -195,6 +195,26 @@ def mount_dev(root: str, use_bind: bool = False) -> None:
     os.symlink("/proc/self/fd", os.path.join(dev, "fd"))
 
 
+def bind_mount(root: str, source: str, target: str, read_only: bool = True) -> None:
+    """Make a host file or directory appear at target inside the container (a volume, a payload)."""
+    path = os.path.join(root, target.lstrip("/"))
+    if os.path.isdir(source):
+        os.makedirs(path, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "a").close()
+    kernel.mount(source, path, None, kernel.MS_BIND | kernel.MS_REC)
+    if read_only:  # a bind mount takes its flags only from a second, remounting call
+        kernel.mount(None, path, None, kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY)
+
+
+def chroot_into(new_root: str) -> None:
+    """chroot(2): change only this process's idea of /. The old root stays mounted and reachable:
+    a root process can climb out (see the lesson on the double-chroot escape)."""
+    os.chroot(new_root)
+    os.chdir("/")
+
+
 def bind_console(root: str, pty_path: str) -> None:
     """/dev/console is the container's terminal: its pty comes from the host's devpts,
     which the container cannot see, so it is bind-mounted in (as runc does)."""

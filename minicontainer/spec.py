@@ -33,6 +33,9 @@ class ContainerSpec:
     time_offset: int = 0                    # with the time namespace: seconds added to CLOCK_MONOTONIC/BOOTTIME
     fresh_proc: bool = True                 # namespace-only process: mount a new /proc (needs mnt + pid)
     tty: bool = False                       # stdin is a pty slave: make it the controlling terminal
+    binds: list = field(default_factory=list)  # [(host path, container path, read_only)], e.g. a payload
+    root_switch: str = "pivot_root"         # or "chroot", to show why containers do not use it
+    private_mounts: bool = True             # False only to show mount propagation (namespace-only processes)
 
     def __post_init__(self):
         self.namespaces = namespaces.check_kinds(self.namespaces)
@@ -65,6 +68,20 @@ class ContainerSpec:
         for value, parse in ((self.memory, parse_size), (self.cpus, parse_cpus), (self.pids, parse_pids)):
             if value is not None:
                 parse(value)
+        if self.root_switch not in ("pivot_root", "chroot"):
+            raise LabError(f"root_switch {self.root_switch!r} is unknown", "the root is switched by pivot_root "
+                           "or chroot", "use root_switch='pivot_root' (the default) or 'chroot'")
+        for bind in self.binds:
+            source, target = bind[0], bind[1]
+            if not os.path.exists(source):
+                raise LabError(f"bind source {source!r} does not exist", "a bind mount needs an existing file "
+                               "or directory on the host", "check the path")
+            if not target.startswith("/") or ".." in target.split("/"):
+                raise LabError(f"bind target {target!r} is not an absolute path inside the container",
+                               "targets are paths as the container sees them", "write it like /data")
+            if self.rootfs is None:
+                raise LabError("binds need a rootfs", "a namespace-only process already sees the host's files",
+                               "give a rootfs, or drop the binds")
         if self.time_offset and "time" not in self.namespaces:
             raise LabError("a clock offset needs the time namespace", "only a time namespace has offsets",
                            "add 'time' to the namespaces")
@@ -73,6 +90,7 @@ class ContainerSpec:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["namespaces"] = list(self.namespaces)
+        data["binds"] = [list(b) for b in self.binds]
         return data
 
     @classmethod

@@ -4,8 +4,8 @@ It runs between fork and exec in a single-threaded helper, so it may unshare and
 mount freely. Each step reports itself to the helper; a failure travels back as a
 LabError carrying the step's name. The steps, in order:
 
-    join cgroup -> unshare -> private mounts -> hostname -> overlay -> /proc -> /dev
-    -> /sys -> pivot_root -> exec
+    join cgroup -> unshare -> private mounts -> hostname -> overlay -> binds -> /proc
+    -> /dev -> /sys -> pivot_root -> exec
 
 The command is exec'd directly as PID 1 rather than under a reaping init: the
 learner's own process is what `ps` shows as PID 1, and no extra interpreter sits in
@@ -54,7 +54,7 @@ def setup_and_exec(spec: ContainerSpec, paths: dict, channel: Channel, in_user_n
     kinds = [k for k in OWN_KINDS if k in spec.namespaces]
     step("unshare", kernel.flag_names(namespaces.flags_for(kinds)))
     namespaces.unshare(kinds)
-    if "mnt" in spec.namespaces:
+    if "mnt" in spec.namespaces and spec.private_mounts:
         step("mounts private", "mount --make-rprivate /")
         rootfs.make_mounts_private()
     if spec.hostname:
@@ -64,6 +64,9 @@ def setup_and_exec(spec: ContainerSpec, paths: dict, channel: Channel, in_user_n
         merged = paths["merged"]
         step("overlay", f"lower={spec.rootfs} upper={paths['upper']}")
         rootfs.mount_overlay(spec.rootfs, paths["upper"], paths["work"], merged)
+        for source, target, read_only in spec.binds:
+            step("bind", f"{source} -> {target}" + (" (read-only)" if read_only else ""))
+            rootfs.bind_mount(merged, source, target, read_only)
         step("proc", "fresh procfs for the new PID namespace")
         rootfs.mount_proc(merged)
         step("dev", "tmpfs with null zero full random urandom tty, devpts, shm")
@@ -73,8 +76,12 @@ def setup_and_exec(spec: ContainerSpec, paths: dict, channel: Channel, in_user_n
             rootfs.bind_console(merged, os.ttyname(0))
         step("sys", "sysfs read-only")
         rootfs.mount_sys(merged)
-        step("pivot_root", f"{merged} becomes /, old root detached")
-        rootfs.pivot_into(merged)
+        if spec.root_switch == "chroot":
+            step("chroot", f"{merged} becomes / for this process only; the old root stays mounted")
+            rootfs.chroot_into(merged)
+        else:
+            step("pivot_root", f"{merged} becomes /, old root detached")
+            rootfs.pivot_into(merged)
     elif spec.fresh_proc and "mnt" in spec.namespaces and "pid" in spec.namespaces:
         step("proc", "fresh procfs over /proc (in our private mount namespace)")
         kernel.mount("proc", "/proc", "proc", kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC)

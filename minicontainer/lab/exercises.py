@@ -1,0 +1,173 @@
+"""The lab's exercises, by notebook. Every checker reads /proc or cgroupfs (through inspect)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .. import inspect, namespaces
+from ..container import Container
+from . import Exercise
+
+
+def _running(answer) -> list[str]:
+    """Problems if the answer is not a running container; [] if it is."""
+    if not isinstance(answer, Container):
+        return [f"expected a running Container (from Container.start), got {type(answer).__name__}"]
+    if not answer.running() or not os.path.exists(f"/proc/{answer.pid}"):
+        return ["the container is not running any more: give it a command that lasts, e.g. ['sleep', '600']"]
+    return []
+
+
+# -- 00-welcome ------------------------------------------------------------------------------
+
+def check_pid_namespace(answer) -> list[str]:
+    truth = namespaces.ns_inode("self", "pid")
+    if not isinstance(answer, int):
+        return [f"expected a number (the inode in 'pid:[NUMBER]'), got {answer!r}"]
+    if answer == truth:
+        return []
+    for kind, inode in namespaces.identities("self").items():
+        if inode == answer:
+            return [f"{answer} is this kernel's {kind} namespace, not its pid namespace"]
+    return [f"{answer} is not one of this kernel's namespaces"]
+
+
+def check_memory_cgroup(answer) -> list[str]:
+    membership = inspect.cgroups("self")
+    key = next((k for k in membership if "memory" in k.split(",")), "")  # v2: the one "" tree
+    truth = membership[key]
+    if not isinstance(answer, str):
+        return [f"expected a path such as '/a/b', got {answer!r}"]
+    if answer == truth:
+        return []
+    if answer in membership.values():
+        return [f"{answer!r} is this kernel's cgroup in another hierarchy, not the memory one"]
+    return [f"{answer!r} is not the path after the second ':' on the memory line of /proc/self/cgroup"]
+
+
+# -- 01-namespaces -----------------------------------------------------------------------------
+
+def check_lab_hostname_host_network(answer) -> list[str]:
+    problems = _running(answer)
+    if problems:
+        return problems
+    ours, theirs = namespaces.identities("self"), namespaces.identities(answer.pid)
+    if ours["uts"] == theirs["uts"]:
+        problems.append("it shares this kernel's UTS namespace: its hostname would be the host's")
+    elif inspect.hostname(answer.pid) != "lab":
+        problems.append(f"its hostname is {inspect.hostname(answer.pid)!r}, not 'lab'")
+    if ours["net"] != theirs["net"]:
+        problems.append("it has its own network namespace; the task wants the host's")
+    return problems
+
+
+def check_pid_and_mount_only(answer) -> list[str]:
+    problems = _running(answer)
+    if problems:
+        return problems
+    ours, theirs = namespaces.identities("self"), namespaces.identities(answer.pid)
+    for kind in ("pid", "mnt"):
+        if ours[kind] == theirs[kind]:
+            problems.append(f"it shares this kernel's {kind} namespace; it needs its own")
+    for kind in ("uts", "ipc", "net", "cgroup", "user"):
+        if ours[kind] != theirs[kind]:
+            problems.append(f"it has its own {kind} namespace; the task wants only pid and mnt")
+    return problems
+
+
+# -- 02-rootfs ---------------------------------------------------------------------------------
+
+def _lower_dir(pid: int) -> str | None:
+    """The image under the container's overlay root, read from its mountinfo."""
+    for mount in inspect.mounts(pid):
+        if mount.mount_point == "/" and mount.fstype == "overlay":
+            options = dict(o.split("=", 1) for o in mount.super_options.split(",") if "=" in o)
+            return options.get("lowerdir")
+    return None
+
+
+def check_motd(answer) -> list[str]:
+    problems = _running(answer)
+    if problems:
+        return problems
+    inside, deadline = None, time.monotonic() + 3  # a container just started may not have written it yet
+    while time.monotonic() < deadline and (inside or "").strip() != "hello":
+        try:
+            with open(f"/proc/{answer.pid}/root/etc/motd") as f:  # the file as the container sees it
+                inside = f.read()
+        except FileNotFoundError:
+            pass
+        time.sleep(0.1)
+    if inside is None:
+        return ["/etc/motd does not exist in the container"]
+    if inside.strip() != "hello":
+        problems.append(f"/etc/motd in the container says {inside.strip()!r}, not 'hello'")
+    lower = _lower_dir(answer.pid)
+    if lower is None:
+        problems.append("its root is not an overlay: writes would change the image itself")
+    elif os.path.exists(os.path.join(lower, "etc/motd")):
+        problems.append(f"the image ({lower}) has an etc/motd: it was changed, the upper dir should hold it")
+    return problems
+
+
+def check_no_escape(answer) -> list[str]:
+    problems = _running(answer)
+    if problems:
+        return problems
+    if namespaces.ns_inode(answer.pid, "mnt") == namespaces.ns_inode("self", "mnt"):
+        return ["it shares this kernel's mount namespace"]
+    if inspect.mount_namespace_root_is_host(answer.pid):
+        problems.append("the root of its mount namespace is still the host's /: a chroot can be climbed out of "
+                        "(switch the root with pivot_root and detach the old one)")
+    return problems
+
+
+# -- 03-cgroups --------------------------------------------------------------------------------
+
+def check_memory_48m_lab(answer) -> list[str]:
+    problems = _running(answer)
+    if problems:
+        return problems
+    stats = inspect.cgroup_stats(inspect.cgroup_of(answer.pid))
+    if stats["memory_limit"] != 48 << 20:
+        seen = "none" if stats["memory_limit"] is None else f"{stats['memory_limit'] / 2**20:g} MiB"
+        problems.append(f"its cgroup's memory limit is {seen}, not 48 MiB")
+    if inspect.hostname(answer.pid) != "lab":
+        problems.append(f"its hostname is {inspect.hostname(answer.pid)!r}, not 'lab'")
+    return problems
+
+
+def check_half_cpu_20_pids(answer) -> list[str]:
+    problems = _running(answer)
+    if problems:
+        return problems
+    stats = inspect.cgroup_stats(inspect.cgroup_of(answer.pid))
+    if stats["cpu_limit"] != 0.5:
+        problems.append(f"its CPU quota is {stats['cpu_limit'] or 'unlimited'} CPUs, not 0.5")
+    if stats["pids_limit"] != 20:
+        problems.append(f"its pids limit is {stats['pids_limit'] or 'unlimited'}, not 20")
+    return problems
+
+
+EXERCISES = [
+    Exercise("welcome-pid-namespace", "Set `my_pid_ns` to the inode number of this kernel's PID namespace.",
+             "readlink /proc/self/ns/pid (os.readlink) and take the number between the brackets", check_pid_namespace),
+    Exercise("welcome-memory-cgroup", "Set `my_memory_cgroup` to this kernel's cgroup path for the memory "
+             "controller.", "read /proc/self/cgroup: the memory line on v1, the line starting 0:: on v2; "
+             "the path is the part after the second ':'", check_memory_cgroup),
+    Exercise("namespaces-lab-hostname", "Start a container `box` whose hostname is `lab` but which shares the "
+             "host's network namespace.", "ContainerSpec(..., hostname=..., namespaces=...) without 'net'",
+             check_lab_hostname_host_network),
+    Exercise("namespaces-pid-mnt-only", "Start a namespace-only process `proc` (no rootfs) with its own PID "
+             "and mount namespaces and every other namespace shared.",
+             "ContainerSpec(None, [...], namespaces=('pid', 'mnt'))", check_pid_and_mount_only),
+    Exercise("rootfs-motd", "Start a container `box` in which /etc/motd says hello, without changing the image.",
+             "the command can write the file itself: sh -c 'echo hello > /etc/motd; sleep 600'", check_motd),
+    Exercise("rootfs-no-escape", "Start a container `box` from which the chroot escape cannot reach the host.",
+             "root_switch='pivot_root' (the default) detaches the host's tree", check_no_escape),
+    Exercise("cgroups-lab-48m", "Start a container `box` whose hostname is `lab` and whose memory limit is 48M.",
+             "ContainerSpec(..., hostname=..., memory=...)", check_memory_48m_lab),
+    Exercise("cgroups-half-cpu-20-pids", "Start a container `box` limited to half a CPU and at most 20 "
+             "processes.", "cpus and pids in ContainerSpec", check_half_cpu_20_pids),
+]

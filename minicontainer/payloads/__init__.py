@@ -1,0 +1,42 @@
+"""Small static C programs that lessons run inside containers, where busybox cannot make the calls.
+
+Each is compiled once with `gcc -static` into a cache and bind-mounted read-only into the
+container that runs it, so the image never changes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from ..errors import LabError
+
+SOURCES = os.path.dirname(os.path.abspath(__file__))
+CACHE = os.environ.get("MINICONTAINER_PAYLOADS", "/var/cache/minicontainer/payloads")
+
+
+def source(name: str) -> str:
+    path = os.path.join(SOURCES, f"{name}.c")
+    if not os.path.isfile(path):
+        known = sorted(f[:-2] for f in os.listdir(SOURCES) if f.endswith(".c"))
+        raise LabError(f"no payload named {name!r}", "payloads are the .c files in minicontainer/payloads",
+                       f"use one of: {', '.join(known)}")
+    return path
+
+
+def build(name: str) -> str:
+    """Compile payload `name` (if its source is newer than the binary) and return the binary's path."""
+    src, binary = source(name), os.path.join(CACHE, name)
+    if os.path.exists(binary) and os.path.getmtime(binary) >= os.path.getmtime(src):
+        return binary
+    if not shutil.which("gcc"):
+        raise LabError("gcc not found", "payloads are compiled on this machine with gcc -static",
+                       "apt-get install gcc libc6-dev (./lab setup does this)")
+    os.makedirs(CACHE, exist_ok=True)
+    built = subprocess.run(["gcc", "-static", "-O2", "-o", binary + ".tmp", src], capture_output=True, text=True)
+    if built.returncode != 0:
+        raise LabError(f"compiling {name} failed: {built.stderr.strip()[-300:]}",
+                       "static linking needs libc.a", "apt-get install libc6-dev")
+    os.replace(binary + ".tmp", binary)
+    return binary
