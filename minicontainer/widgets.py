@@ -42,6 +42,13 @@ def namespace_table(pid: int, reference: int | str = "self", labels=("this kerne
     return W.HTML(_table(["kind", labels[0], labels[1], ""], rows, [r[3] == "own" for r in rows]))
 
 
+def doctor_table(checks) -> W.HTML:
+    """minicontainer doctor's checks as a table; failed blockers marked."""
+    rows = [[("ok" if c.ok else "FAIL" if c.blocker else "warn"), html.escape(c.name), html.escape(c.detail),
+             "" if c.ok else html.escape(c.fix)] for c in checks]
+    return W.HTML(_table(["", "check", "what was found", "what to do"], rows, [not c.ok for c in checks]))
+
+
 def process_tree(pid: int) -> W.HTML:
     """A process and its descendants: PID as the host sees it, and as seen inside its PID namespace."""
     rows = []

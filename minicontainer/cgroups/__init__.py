@@ -241,11 +241,17 @@ class Cgroup:
         result = {k: None for k in ("memory_current", "memory_peak", "memory_limit", "oom_kills", "cpu_usage_usec",
                                     "cpu_periods", "cpu_throttled", "cpu_throttled_usec", "cpu_limit",
                                     "pids_current", "pids_limit", "pids_refused")}
-        for controller, reader in (("memory", "memory_stats"), ("cpu", "cpu_stats"), ("pids", "pids_stats")):
-            if controller in self.dirs:
-                result.update(getattr(self._module(controller), reader)(self.dirs[controller]))
-        if "cpuacct" in self.dirs:
-            result.update(v1.cpuacct_stats(self.dirs["cpuacct"]))
+        readers = [("memory", self._module("memory").memory_stats), ("cpu", self._module("cpu").cpu_stats),
+                   ("pids", self._module("pids").pids_stats), ("cpuacct", v1.cpuacct_stats)]
+        for controller, reader in readers:
+            if controller not in self.dirs:
+                continue
+            try:
+                result.update(reader(self.dirs[controller]))
+            except FileNotFoundError:
+                if not os.path.isdir(self.dirs[controller]):
+                    raise  # the cgroup is gone
+                # a root cgroup has no limit files (memory.max, pids.max): leave those None
         result["frozen"] = self.frozen()
         return result
 

@@ -156,9 +156,10 @@ class Helper:
         self.child_pid = start_init(spec, paths, self.cgroup, child_end)
         child_end.close()
         self.init_pid = self.child_pid
-        error = None
+        error, last_step = None, ""
         while (message := parent_end.recv()) is not None:  # EOF: init exec'd, or died
             if message["type"] == "step":
+                last_step = message["name"]
                 self.step(message["name"], message.get("detail", ""))
             elif message["type"] == "need_maps":
                 write_id_maps(self.child_pid, spec.uid_map)
@@ -168,14 +169,18 @@ class Helper:
             elif message["type"] == "error":
                 error = LabError.from_dict(message["error"])
         parent_end.close()
-        if error is None and not state.process_alive(self.init_pid):
+        if error is None and last_step != "exec":  # killed before it got to exec
             error = LabError("the container's init died before exec",
                              "it was killed, most likely by the memory limit (too small for start-up)",
                              "raise the memory limit (32M or more)")
         if error:
             raise error
+        try:
+            init_start = state.start_time(self.init_pid)
+        except FileNotFoundError:
+            init_start = None  # a quick command already exited (and was reaped by its parent)
         state.write_state(spec.name, {**state.read_state(spec.name), "init_pid": self.init_pid,
-                                      "init_start": state.start_time(self.init_pid), "status": "running"})
+                                      "init_start": init_start, "status": "running"})
         self.caller.send(type="started", pid=self.init_pid, name=spec.name, cgroup=self.cgroup.dirs)
 
     def supervise(self) -> int:
