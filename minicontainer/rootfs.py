@@ -151,26 +151,6 @@ def make_mounts_private() -> None:
     kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_PRIVATE)
 
 
-def mount_shared_tmpfs(path: str) -> None:
-    """A tmpfs marked shared: mounts made below it propagate to its peers (the propagation lesson)."""
-    os.makedirs(path, exist_ok=True)
-    kernel.mount("lab-shared", path, "tmpfs", 0, "size=1m")
-    kernel.mount(None, path, None, kernel.MS_SHARED)
-
-
-def is_mount_point(path: str) -> bool:
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == os.path.abspath(path) for line in f)
-
-
-def unmount(path: str) -> bool:
-    """Lazily detach whatever is mounted at path (and below it); False if nothing was."""
-    if not is_mount_point(path):
-        return False
-    kernel.umount2(path, kernel.MNT_DETACH)
-    return True
-
-
 def mount_overlay(lower: str, upper: str, work: str, merged: str) -> None:
     """overlayfs: the image stays read-only below; writes land in this container's upper dir."""
     kernel.mount("overlay", merged, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")

@@ -35,7 +35,6 @@ class ContainerSpec:
     tty: bool = False                       # stdin is a pty slave: make it the controlling terminal
     binds: list = field(default_factory=list)  # [(host path, container path, read_only)], e.g. a payload
     root_switch: str = "pivot_root"         # or "chroot", to show why containers do not use it
-    private_mounts: bool = True             # False only to show mount propagation (namespace-only processes)
 
     def __post_init__(self):
         self.namespaces = namespaces.check_kinds(self.namespaces)

@@ -54,7 +54,7 @@ def setup_and_exec(spec: ContainerSpec, paths: dict, channel: Channel, in_user_n
     kinds = [k for k in OWN_KINDS if k in spec.namespaces]
     step("unshare", kernel.flag_names(namespaces.flags_for(kinds)))
     namespaces.unshare(kinds)
-    if "mnt" in spec.namespaces and spec.private_mounts:
+    if "mnt" in spec.namespaces:
         step("mounts private", "mount --make-rprivate /")
         rootfs.make_mounts_private()
     if spec.hostname:
