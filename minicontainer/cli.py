@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 
-from . import doctor, rootfs, terminal
+from . import doctor, network, rootfs, terminal
 from .container import Container, cleanup, exec_command, helper_env, list_containers
 from .errors import LabError
 from .namespaces import DEFAULT_KINDS
@@ -37,6 +37,7 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
 
 def cmd_run(args, command: list[str]) -> int:
     kinds = [k for k in DEFAULT_KINDS if k not in args.share] + [k for k in args.also if k not in DEFAULT_KINDS]
+    publish = [network.parse_publish(p) for p in args.publish]
     if args.net == "host":
         print("minicontainer: warning: --net host shares the host's network namespace: the container sees and "
               "can bind the host's interfaces and ports", file=sys.stderr)
@@ -44,7 +45,8 @@ def cmd_run(args, command: list[str]) -> int:
     use_tty = not args.no_tty and sys.stdin.isatty() and sys.stdout.isatty()
     spec = ContainerSpec(rootfs=args.rootfs, command=command or ["/bin/sh"], env=parse_env(args.env),
                          hostname=args.hostname, namespaces=tuple(kinds), memory=args.memory, cpus=args.cpus,
-                         pids=args.pids, name=args.name or "", tty=use_tty)
+                         pids=args.pids, name=args.name or "", tty=use_tty,
+                         network="bridge" if args.net == "bridge" else "none", publish=publish)
     say = (lambda step, detail: print(f"=> {step}: {detail}", file=sys.stderr, flush=True)) if args.verbose else None
     if not use_tty:
         container = Container.start(spec, stdin=None, on_step=say)
@@ -113,8 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--memory", help="memory limit, e.g. 64M, 1.5G (swap off)")
     run.add_argument("--cpus", help="CPU quota, e.g. 0.5")
     run.add_argument("--pids", help="maximum number of processes")
-    run.add_argument("--net", choices=("none", "host"), default="none",
-                     help="none: own network namespace with only lo; host: share the host's")
+    run.add_argument("--net", choices=("none", "bridge", "host"), default="none",
+                     help="none: own network namespace with only lo; bridge: the lab bridge with NAT; "
+                          "host: share the host's")
+    run.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOSTPORT:CTRPORT",
+                     help="forward a host port (127.0.0.1 unless an IP is given) to the container (--net bridge)")
     run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--share", action="append", default=[], choices=DEFAULT_KINDS, metavar="KIND",
                      help="stay in the host's namespace of this kind")

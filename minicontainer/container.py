@@ -238,6 +238,9 @@ def cleanup() -> list[str]:
             removed += [f"cgroup {d}" for d in cgroup.remove()]
         if state.remove_dir(name):
             removed.append(f"state {state.container_dir(name)}")
+    from . import network
+    if not network.leases_in_use() and network.leftovers():
+        removed += network.teardown()
     layout = detect()
     for controller in layout.controllers.values():
         base = base_dir(layout, controller)

@@ -144,9 +144,13 @@ _IN_NAMESPACE = """
 import json, os, socket, sys
 from minicontainer import kernel
 pid, what = int(sys.argv[1]), sys.argv[2]
-kind, flag = {"hostname": ("uts", kernel.CLONE_NEWUTS), "root": ("mnt", kernel.CLONE_NEWNS)}[what]
+kind, flag = {"hostname": ("uts", kernel.CLONE_NEWUTS), "root": ("mnt", kernel.CLONE_NEWNS),
+              "network": ("net", kernel.CLONE_NEWNET)}[what]
 kernel.setns(os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY), flag)
-if what == "hostname":
+if what == "network":
+    from minicontainer import network
+    print(json.dumps(network.describe()))
+elif what == "hostname":
     print(json.dumps(socket.gethostname()))
 else:  # setns into a mount namespace moves our root to the namespace's root
     st = os.stat("/")
@@ -171,6 +175,14 @@ def _in_namespace(pid: int, what: str):
 def hostname(pid: int) -> str:
     """The hostname in a process's UTS namespace (read by a helper that enters it)."""
     return _in_namespace(pid, "hostname")
+
+
+def network(pid: int | str = "self") -> dict:
+    """Links, addresses and routes in a process's network namespace ("self": the caller's)."""
+    if pid == "self":
+        from . import network as net
+        return net.describe()
+    return _in_namespace(int(pid), "network")
 
 
 def mount_namespace_root_is_host(pid: int) -> bool:

@@ -35,6 +35,8 @@ class ContainerSpec:
     tty: bool = False                       # stdin is a pty slave: make it the controlling terminal
     binds: list = field(default_factory=list)  # [(host path, container path, read_only)], e.g. a payload
     root_switch: str = "pivot_root"         # or "chroot", to show why containers do not use it
+    network: str = "none"                   # "none": only lo (down); "bridge": the lab bridge, NAT, publish
+    publish: list = field(default_factory=list)  # [(host ip, host port, container port, proto)] with bridge
 
     def __post_init__(self):
         self.namespaces = namespaces.check_kinds(self.namespaces)
@@ -81,6 +83,15 @@ class ContainerSpec:
             if self.rootfs is None:
                 raise LabError("binds need a rootfs", "a namespace-only process already sees the host's files",
                                "give a rootfs, or drop the binds")
+        if self.network not in ("none", "bridge"):
+            raise LabError(f"network {self.network!r} is unknown", "a container's network is none or bridge "
+                           "(for the host's network, leave 'net' out of the namespaces)", "use 'none' or 'bridge'")
+        if self.network == "bridge" and "net" not in self.namespaces:
+            raise LabError("network='bridge' needs the net namespace", "the veth end must go into a namespace "
+                           "of the container's own", "add 'net' to the namespaces")
+        if self.publish and self.network != "bridge":
+            raise LabError("publishing a port needs network='bridge'", "ports are forwarded to the container's "
+                           "address on the lab bridge", "use --net bridge with --publish")
         if self.time_offset and "time" not in self.namespaces:
             raise LabError("a clock offset needs the time namespace", "only a time namespace has offsets",
                            "add 'time' to the namespaces")
@@ -90,6 +101,7 @@ class ContainerSpec:
         data = asdict(self)
         data["namespaces"] = list(self.namespaces)
         data["binds"] = [list(b) for b in self.binds]
+        data["publish"] = [list(p) for p in self.publish]
         return data
 
     @classmethod

@@ -34,7 +34,7 @@ def read_state(name: str) -> dict | None:
 
 def all_names() -> list[str]:
     try:
-        return sorted(n for n in os.listdir(STATE_ROOT) if os.path.isdir(container_dir(n)))
+        return sorted(n for n in os.listdir(STATE_ROOT) if not n.startswith(".") and os.path.isdir(container_dir(n)))
     except FileNotFoundError:
         return []
 

@@ -77,6 +77,20 @@ def mount_diff(pid: int, reference: int | str = "self", limit: int = 25) -> W.HT
     return W.HTML(_table(["container mount point", "type", "source", "propagation"], rows) + note)
 
 
+def network_view(pid: int) -> W.HTML:
+    """Links, addresses and routes inside a container's network namespace beside this kernel's."""
+    def column(data: dict) -> str:
+        links = [[html.escape(k["name"]), k["state"] or "", k["kind"] or "", k["master"] or ""] for k in data["links"]]
+        addrs = [[html.escape(a["link"] or ""), a["address"]] for a in data["addresses"]]
+        routes = [[r["dst"], r["via"], html.escape(r["link"] or "")] for r in data["routes"]]
+        return (_table(["link", "state", "kind", "bridge"], links) + _table(["link", "address"], addrs)
+                + _table(["destination", "via", "link"], routes))
+    inside, outside = inspect.network(pid), inspect.network("self")
+    return W.HTML(f'<table><tr><th>inside the container</th><th>this kernel (the host)</th></tr>'
+                  f'<tr><td style="vertical-align:top">{column(inside)}</td>'
+                  f'<td style="vertical-align:top">{column(outside)}</td></tr></table>')
+
+
 def _mib(value) -> str:
     return "-" if value is None else f"{value / 2**20:.1f} MiB"
 

@@ -6,6 +6,7 @@ Tests run on the real kernel as root; nothing here mocks it.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -53,6 +54,16 @@ def kernel_state() -> dict:
         if "minicontainer.process" in cmdline:
             helpers.add(f"{pid} {cmdline}")
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    firewall = set()
+    if shutil.which("nft"):
+        tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+        firewall |= {line for line in tables.splitlines() if "minicontainer" in line}
+    if shutil.which("iptables"):
+        for table in ("nat", "filter"):
+            rules = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True).stdout
+            firewall |= {line for line in rules.splitlines() if "MC-" in line}
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        sysctls = {"ip_forward=" + f.read().strip()}
     return {
         "cgroups": cgroups,
         "state dirs": set(state.all_names()),
@@ -60,6 +71,8 @@ def kernel_state() -> dict:
         "helper processes": helpers,
         "named netns": set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set(),
         "links": {line.split(":")[1].strip().split("@")[0] for line in links.splitlines()},
+        "firewall rules": firewall,
+        "sysctls": sysctls,
     }
 
 

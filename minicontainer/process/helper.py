@@ -25,6 +25,7 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import asdict
 
 from .. import namespaces, state
 from ..cgroups import Cgroup
@@ -91,10 +92,15 @@ def start_init(spec: ContainerSpec, paths: dict, cgroup: Cgroup, child: Channel)
     """
     helper_pid = os.getpid()
     if "user" not in spec.namespaces:
+        ours = {k: os.open(f"/proc/self/ns/{k}", os.O_RDONLY) for k in CHILD_KINDS if k in spec.namespaces}
         unshare_for_children(spec)
         pid = os.fork()
         if pid == 0:
             init.run(spec, paths, child, helper_pid, cgroup.directories)
+        # Back to our own PID (and time) namespace for any later child: once the container's
+        # PID 1 exits, the kernel refuses every fork into its namespace (ENOMEM), and the
+        # helper's own tools (nft) must not run inside the container's PID namespace anyway.
+        namespaces.enter(list(ours.items()))
         return pid
     pid = os.fork()
     if pid == 0:
@@ -135,6 +141,7 @@ class Helper:
         self.child_pid = 0   # the helper's direct child (init, or the intermediate)
         self.init_pid = 0    # PID 1 of the container, as the host sees it
         self.stop_deadline: float | None = None
+        self.networked = False
 
     def step(self, name: str, detail: str = "") -> None:
         self.caller.send(type="step", name=name, detail=detail)
@@ -156,8 +163,10 @@ class Helper:
         self.child_pid = start_init(spec, paths, self.cgroup, child_end)
         child_end.close()
         self.init_pid = self.child_pid
-        error, last_step = None, ""
+        error, last_step, wants_network = None, "", False
         while (message := parent_end.recv()) is not None:  # EOF: init exec'd, or died
+            if message["type"] == "need_network":
+                wants_network = True
             if message["type"] == "step":
                 last_step = message["name"]
                 self.step(message["name"], message.get("detail", ""))
@@ -168,6 +177,15 @@ class Helper:
                 self.init_pid = message["pid"]
             elif message["type"] == "error":
                 error = LabError.from_dict(message["error"])
+            if wants_network and (self.init_pid != self.child_pid or "user" not in spec.namespaces):
+                wants_network = False  # with a user namespace, wait until the init's PID is known
+                try:
+                    lease = self.connect_network()
+                except LabError as e:
+                    error = e
+                    parent_end.send(type="error")
+                else:
+                    parent_end.send(type="network", lease=lease)
         parent_end.close()
         if error is None and last_step != "exec":  # killed before it got to exec
             error = LabError("the container's init died before exec",
@@ -182,6 +200,12 @@ class Helper:
         state.write_state(spec.name, {**state.read_state(spec.name), "init_pid": self.init_pid,
                                       "init_start": init_start, "status": "running"})
         self.caller.send(type="started", pid=self.init_pid, name=spec.name, cgroup=self.cgroup.dirs)
+
+    def connect_network(self) -> dict:
+        from .. import network
+        self.step("network", f"veth pair on bridge {network.BRIDGE}, one end into the container")
+        self.networked = True
+        return asdict(network.connect(self.spec.name, self.init_pid, self.spec.publish))
 
     def supervise(self) -> int:
         """Relay the caller's requests until the container's init exits; return its exit code."""
@@ -234,6 +258,13 @@ class Helper:
                 os.waitpid(self.child_pid, 0)
             except ChildProcessError:
                 pass
+        recorded = self.spec is not None and (state.read_state(self.spec.name) or {}).get("network")
+        if self.networked or recorded:  # connected by us, or step by step from a notebook
+            from .. import network
+            try:
+                network.disconnect(self.spec.name)
+            except LabError as e:
+                print(f"minicontainer: {e}", file=sys.stderr)
         if self.cgroup is not None:
             try:
                 self.cgroup.remove()

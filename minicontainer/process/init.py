@@ -60,6 +60,16 @@ def setup_and_exec(spec: ContainerSpec, paths: dict, channel: Channel, in_user_n
     if spec.hostname:
         step("hostname", spec.hostname)
         kernel.sethostname(spec.hostname)
+    if spec.network == "bridge":
+        step("network", "asking the helper for a veth end in this namespace")
+        channel.send(type="need_network")
+        reply = channel.recv()
+        if reply is None or reply.get("type") != "network":
+            os._exit(1)  # the helper failed (it reports why) or is gone
+        from .. import network
+        step("network", f"eth0 {reply['lease']['address']}/{reply['lease']['prefix']}, "
+                        f"default route via {reply['lease']['gateway']}")
+        network.configure_inside(reply["lease"])
     if spec.rootfs:
         merged = paths["merged"]
         step("overlay", f"lower={spec.rootfs} upper={paths['upper']}")

@@ -1,0 +1,137 @@
+"""The lab network on the real kernel: veth, bridge, NAT, published ports, and nothing left after."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from conftest import REPO, cli, kernel_state
+
+from minicontainer import inspect, network, state
+from minicontainer.container import Container
+from minicontainer.errors import LabError
+from minicontainer.spec import ContainerSpec
+
+BACKENDS = [b for b, tool in (("nftables", "nft"), ("iptables", "iptables")) if shutil.which(tool)]
+
+
+@pytest.fixture(params=BACKENDS or ["none installed"])
+def firewall_backend(request, monkeypatch):
+    if request.param == "none installed":
+        pytest.fail("neither nft nor iptables is installed (./lab setup installs nftables and iptables)")
+    monkeypatch.setenv("MINICONTAINER_FIREWALL", request.param)
+    return request.param
+
+
+def serve(image, text: str, port: int, **spec) -> Container:
+    command = ["sh", "-c", f"mkdir -p /www; echo {text} > /www/index.html; exec httpd -f -p 80 -h /www"]
+    return Container.start(ContainerSpec(image, command, network="bridge",
+                                         publish=[("127.0.0.1", port, 80, "tcp")], **spec))
+
+
+def fetch(url: str, timeout: float = 10) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return urllib.request.urlopen(url, timeout=2).read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_two_containers_ping_each_other(image, firewall_backend):
+    with Container.start(ContainerSpec(image, ["sleep", "60"], network="bridge")) as a, \
+            Container.start(ContainerSpec(image, ["sleep", "60"], network="bridge")) as b:
+        a_addr = next(x["address"] for x in inspect.network(a.pid)["addresses"] if x["link"] == "eth0")
+        b_view = inspect.network(b.pid)
+        assert {x["link"] for x in b_view["addresses"]} == {"lo", "eth0"}
+        assert any(r["dst"] == "0.0.0.0/0" and r["via"] == str(next(network.SUBNET.hosts()))
+                   for r in b_view["routes"])
+        ping = b.exec(["ping", "-c", "2", "-W", "2", a_addr.split("/")[0]])
+        assert ping.returncode == 0 and "2 packets received" in ping.stdout
+        host_side = inspect.network("self")["links"]
+        assert any(k["name"] == network.BRIDGE and k["kind"] == "bridge" for k in host_side)
+        assert sum(k["master"] == network.BRIDGE for k in host_side) == 2  # one veth end per container
+
+
+def test_published_port_reaches_the_container_from_the_host(image, firewall_backend):
+    with serve(image, "hello-lab", 18081) as web:
+        assert fetch("http://127.0.0.1:18081/") == "hello-lab\n"
+        rules = network.firewall().show()
+        assert "18081" in rules
+    with pytest.raises(OSError):
+        urllib.request.urlopen("http://127.0.0.1:18081/", timeout=2)
+    assert web.exit_code is not None
+
+
+def test_ip_forward_is_restored(image):
+    with open(network.IP_FORWARD) as f:
+        before = f.read()
+    with Container.start(ContainerSpec(image, ["sleep", "60"], network="bridge")):
+        with open(network.IP_FORWARD) as f:
+            assert f.read().strip() == "1"
+    with open(network.IP_FORWARD) as f:
+        assert f.read() == before
+
+
+def test_net_none_has_only_a_down_loopback(image):
+    with Container.start(ContainerSpec(image, ["sleep", "60"])) as box:
+        links = inspect.network(box.pid)["links"]
+        assert [(k["name"], k["state"]) for k in links] == [("lo", "DOWN")]
+        network.inside(box.pid)  # lo up, from a fresh process in the container's namespace
+        assert box.exec(["ping", "-c", "1", "-W", "1", "127.0.0.1"]).returncode == 0
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_cli_with_a_published_port_leaves_nothing(image):
+    before = kernel_state()
+    runner = subprocess.Popen([sys.executable, "-m", "minicontainer.cli", "run", "--net", "bridge", "-p",
+                               "18082:80", image, "--", "httpd", "-f", "-p", "80"],
+                              env=dict(os.environ, PYTHONPATH=REPO), start_new_session=True)
+    deadline = time.monotonic() + 15
+    while not network.leases_in_use() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert network.leases_in_use(), "the container never got on the network"
+    os.killpg(runner.pid, signal.SIGKILL)
+    runner.wait()
+    deadline = time.monotonic() + 5
+    while kernel_state() != before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    after = kernel_state()
+    assert after == before, {k: after[k] ^ before[k] for k in after if after[k] != before[k]}
+
+
+def test_cleanup_removes_network_leftovers(image):
+    with network.netlink() as ipr:
+        network.ensure_bridge(ipr)  # as a helper killed mid-way would leave it
+    assert network.leftovers()
+    out = cli("cleanup")
+    assert f"bridge {network.BRIDGE}" in out.stdout and "ip_forward restored" in out.stdout
+    assert not network.leftovers()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["run", "--net", "bridge", "-p", "80", "--", "true"], "is not HOSTPORT:CTRPORT"),
+    (["run", "--net", "bridge", "-p", "99999:80", "--", "true"], "is not HOSTPORT:CTRPORT"),
+    (["run", "-p", "8080:80", "--", "true"], "needs network='bridge'"),
+    (["run", "--net", "bridge", "--share", "net", "--", "true"], "needs the net namespace"),
+])
+def test_bad_network_input_is_explained(args, words):
+    out = cli(*args)
+    assert out.returncode == 125 and words in out.stderr and "what to do" in out.stderr
+
+
+def test_state_records_and_releases_the_lease(image):
+    with Container.start(ContainerSpec(image, ["sleep", "60"], network="bridge")) as box:
+        lease = state.read_state(box.name)["network"]["lease"]
+        assert lease["address"].startswith(str(network.SUBNET.network_address)[:-1])
+    assert box.name not in network.leases_in_use()
+    with pytest.raises(LabError):
+        network.parse_publish("a:b")
