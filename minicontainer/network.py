@@ -13,7 +13,10 @@ changed, net.ipv4.ip_forward, is recorded and restored when the last lab network
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import fcntl
+import functools
 import ipaddress
 import json
 import os
@@ -59,6 +62,20 @@ def _netlink_error(what: str, e: Exception) -> LabError:
                     "run as root; modprobe veth bridge")
 
 
+def netlink_step(function):
+    """Run a netlink step where pyroute2 can: pyroute2 drives its socket with its own asyncio loop,
+    which cannot run inside a thread whose loop already runs (a Jupyter kernel's main thread)."""
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return function(*args, **kwargs)
+        with concurrent.futures.ThreadPoolExecutor(1) as worker:
+            return worker.submit(function, *args, **kwargs).result()
+    return run
+
+
 @contextmanager
 def network_lock():
     """One container at a time changes the shared parts (bridge, addresses, firewall, sysctls)."""
@@ -95,13 +112,15 @@ def allocate(name: str) -> Lease:
 
 # -- host side: bridge and veth --------------------------------------------------------------
 
-def ensure_bridge(ipr) -> None:
+@netlink_step
+def ensure_bridge() -> None:
     """The lab bridge with the gateway address, up; ip_forward on (recorded first, to restore)."""
-    if not ipr.link_lookup(ifname=BRIDGE):
-        ipr.link("add", ifname=BRIDGE, kind="bridge")
-        index = ipr.link_lookup(ifname=BRIDGE)[0]
-        ipr.addr("add", index=index, address=str(next(SUBNET.hosts())), prefixlen=SUBNET.prefixlen)
-        ipr.link("set", index=index, state="up")
+    with netlink() as ipr:
+        if not ipr.link_lookup(ifname=BRIDGE):
+            ipr.link("add", ifname=BRIDGE, kind="bridge")
+            index = ipr.link_lookup(ifname=BRIDGE)[0]
+            ipr.addr("add", index=index, address=str(next(SUBNET.hosts())), prefixlen=SUBNET.prefixlen)
+            ipr.link("set", index=index, state="up")
     saved = os.path.join(NETWORK_STATE, "sysctl.json")
     if not os.path.exists(saved):
         with open(IP_FORWARD) as f, open(saved, "w") as out:
@@ -114,16 +133,20 @@ def ensure_bridge(ipr) -> None:
         f.write("1")
 
 
-def create_veth(ipr, lease: Lease) -> None:
+@netlink_step
+def create_veth(lease: Lease) -> None:
     """A veth pair: two linked virtual interfaces; the host end is plugged into the bridge."""
-    ipr.link("add", ifname=lease.host_if, kind="veth", peer={"ifname": lease.peer_if})
-    host_index = ipr.link_lookup(ifname=lease.host_if)[0]
-    ipr.link("set", index=host_index, master=ipr.link_lookup(ifname=BRIDGE)[0], state="up")
+    with netlink() as ipr:
+        ipr.link("add", ifname=lease.host_if, kind="veth", peer={"ifname": lease.peer_if})
+        host_index = ipr.link_lookup(ifname=lease.host_if)[0]
+        ipr.link("set", index=host_index, master=ipr.link_lookup(ifname=BRIDGE)[0], state="up")
 
 
-def move_into(ipr, ifname: str, pid: int) -> None:
+@netlink_step
+def move_into(ifname: str, pid: int) -> None:
     """Move an interface into the network namespace of process pid."""
-    ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], net_ns_pid=pid)
+    with netlink() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname=ifname)[0], net_ns_pid=pid)
 
 
 def claim(name: str, publish: list | None = None) -> Lease:
@@ -140,10 +163,9 @@ def connect(name: str, pid: int, publish: list | None = None) -> Lease:
     lease = claim(name, publish)
     with network_lock():
         try:
-            with netlink() as ipr:
-                ensure_bridge(ipr)
-                create_veth(ipr, lease)
-                move_into(ipr, lease.peer_if, pid)
+            ensure_bridge()
+            create_veth(lease)
+            move_into(lease.peer_if, pid)
         except Exception as e:
             raise _netlink_error("connecting the container to the lab bridge", e) from None
         apply_firewall()
@@ -158,13 +180,20 @@ def disconnect(name: str) -> None:
         if lease:
             info.pop("network")
             state.write_state(name, info)
-            with netlink() as ipr:
-                # Gone anyway once the namespace is freed, but the kernel frees namespaces lazily.
-                for index in ipr.link_lookup(ifname=lease["host_if"]):
-                    ipr.link("del", index=index)
+            # Gone anyway once the namespace is freed, but the kernel frees namespaces lazily.
+            delete_link(lease["host_if"])
         apply_firewall()
         if not leases_in_use():
             teardown()
+
+
+@netlink_step
+def delete_link(ifname: str) -> bool:
+    with netlink() as ipr:
+        for index in ipr.link_lookup(ifname=ifname):
+            ipr.link("del", index=index)
+            return True
+    return False
 
 
 def leftovers() -> bool:
@@ -177,11 +206,7 @@ def leftovers() -> bool:
 
 def teardown() -> list[str]:
     """Remove the bridge and the lab's firewall rules, restore ip_forward. What was removed."""
-    removed = []
-    with netlink() as ipr:
-        for index in ipr.link_lookup(ifname=BRIDGE):
-            ipr.link("del", index=index)
-            removed.append(f"bridge {BRIDGE}")
+    removed = [f"bridge {BRIDGE}"] if delete_link(BRIDGE) else []
     removed += firewall().remove()
     saved = os.path.join(NETWORK_STATE, "sysctl.json")
     if os.path.exists(saved):
@@ -226,6 +251,7 @@ def inside(pid: int, lease: Lease | dict | None = None) -> None:
                        "the process exited, or the veth end is not in its namespace yet", "check both")
 
 
+@netlink_step
 def describe() -> dict:
     """Links, addresses and routes of the calling process's network namespace, as plain data."""
     with netlink() as ipr:

@@ -26,6 +26,11 @@ WRONG = {
     "rootfs-no-escape": (lambda: start(root_switch="chroot"), "still the host's /"),
     "cgroups-lab-48m": (lambda: start(hostname="lab", memory="64M"), "64 MiB"),
     "cgroups-half-cpu-20-pids": (lambda: start(cpus=0.5, pids=30), "pids limit is 30"),
+    "network-reachable": (lambda: start(), "no address on the lab subnet"),
+    "network-publish-8081": (lambda: start(network="bridge", publish=[("127.0.0.1", 8082, 80, "tcp")],
+                                           command=["sh", "-c", "mkdir /w; echo hi > /w/index.html; "
+                                                                "exec httpd -f -p 80 -h /w"]),
+                             "no firewall rule forwards 127.0.0.1:8081"),
 }
 
 

@@ -109,8 +109,7 @@ def test_kill_9_of_the_cli_with_a_published_port_leaves_nothing(image):
 
 
 def test_cleanup_removes_network_leftovers(image):
-    with network.netlink() as ipr:
-        network.ensure_bridge(ipr)  # as a helper killed mid-way would leave it
+    network.ensure_bridge()  # as a helper killed mid-way would leave it
     assert network.leftovers()
     out = cli("cleanup")
     assert f"bridge {network.BRIDGE}" in out.stdout and "ip_forward restored" in out.stdout

@@ -55,6 +55,16 @@ def cgroups_half_cpu_20_pids():
     return Container.start(ContainerSpec(IMAGE, ["sleep", "600"], cpus=0.5, pids=20))
 
 
+def network_reachable():
+    return Container.start(ContainerSpec(IMAGE, ["sleep", "600"], network="bridge"))
+
+
+def network_publish_8081():
+    serve = "mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 80 -h /www"
+    return Container.start(ContainerSpec(IMAGE, ["sh", "-c", serve], network="bridge",
+                                         publish=[("127.0.0.1", 8081, 80, "tcp")]))
+
+
 SOLVERS = {
     "welcome-pid-namespace": welcome_pid_namespace,
     "welcome-memory-cgroup": welcome_memory_cgroup,
@@ -64,6 +74,8 @@ SOLVERS = {
     "rootfs-no-escape": rootfs_no_escape,
     "cgroups-lab-48m": cgroups_lab_48m,
     "cgroups-half-cpu-20-pids": cgroups_half_cpu_20_pids,
+    "network-reachable": network_reachable,
+    "network-publish-8081": network_publish_8081,
 }
 
 
