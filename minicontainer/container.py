@@ -208,7 +208,8 @@ def exec_command(name: str, command: list[str]) -> list[str]:
     info = running_state(name)
     request = {"pid": info["init_pid"], "namespaces": info["spec"]["namespaces"],
                "cgroup": sorted(set(info["cgroup"].values())), "command": command, "env": info["spec"]["env"],
-               "cwd": info["spec"]["cwd"] if info["spec"]["rootfs"] else os.getcwd()}
+               "cwd": info["spec"]["cwd"] if info["spec"]["rootfs"] else os.getcwd(),
+               "security": info["spec"]["security"], "user": info["spec"].get("user")}
     return helper_command("enter", json.dumps(request))
 
 

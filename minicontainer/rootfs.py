@@ -170,7 +170,7 @@ def mount_proc(root: str) -> None:
 DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0)}
 
 
-def mount_dev(root: str, use_bind: bool = False) -> None:
+def mount_dev(root: str, use_bind: bool = False, shm_size: str | None = None) -> None:
     """A minimal /dev on tmpfs: six character devices, a private devpts, /dev/shm.
 
     Not the host's /dev: that would hand the container every disk and the kernel log.
@@ -189,7 +189,8 @@ def mount_dev(root: str, use_bind: bool = False) -> None:
     kernel.mount("devpts", _mount_point(dev, "pts"), "devpts", kernel.MS_NOSUID | kernel.MS_NOEXEC,
                  "newinstance,ptmxmode=0666,mode=620")
     os.symlink("pts/ptmx", os.path.join(dev, "ptmx"))
-    kernel.mount("shm", _mount_point(dev, "shm"), "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV, "mode=1777")
+    kernel.mount("shm", _mount_point(dev, "shm"), "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV,
+                 "mode=1777" + (f",size={shm_size}" if shm_size else ""))
     for i, name in enumerate(("stdin", "stdout", "stderr")):
         os.symlink(f"/proc/self/fd/{i}", os.path.join(dev, name))
     os.symlink("/proc/self/fd", os.path.join(dev, "fd"))

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from . import namespaces
 from .cgroups.limits import parse_cpus, parse_pids, parse_size
 from .errors import LabError
+from .security import Security
 
 DEFAULT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "TERM": "xterm"}
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
@@ -37,9 +38,13 @@ class ContainerSpec:
     root_switch: str = "pivot_root"         # or "chroot", to show why containers do not use it
     network: str = "none"                   # "none": only lo (down); "bridge": the lab bridge, NAT, publish
     publish: list = field(default_factory=list)  # [(host ip, host port, container port, proto)] with bridge
+    security: Security = field(default_factory=Security)  # the defences; Security.off() for none
+    user: str | None = None                 # "UID[:GID]" to run the command as, after the set-up as root
 
     def __post_init__(self):
         self.namespaces = namespaces.check_kinds(self.namespaces)
+        if isinstance(self.security, dict):
+            self.security = Security(**self.security)
         if not self.name:
             self.name = "mc-" + secrets.token_hex(4)
         if not self.hostname and "uts" in self.namespaces:
@@ -92,6 +97,10 @@ class ContainerSpec:
         if self.publish and self.network != "bridge":
             raise LabError("publishing a port needs network='bridge'", "ports are forwarded to the container's "
                            "address on the lab bridge", "use --net bridge with --publish")
+        self.security.check()
+        if self.user is not None and not re.match(r"^\d+(:\d+)?$", str(self.user)):
+            raise LabError(f"user {self.user!r} is not UID or UID:GID", "the image has no user database to look "
+                           "names up in", "give numbers, e.g. user='1000:1000'")
         if self.time_offset and "time" not in self.namespaces:
             raise LabError("a clock offset needs the time namespace", "only a time namespace has offsets",
                            "add 'time' to the namespaces")

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from .. import namespaces
+from .. import namespaces, security
 from ..errors import LabError
 from ..spec import DEFAULT_ENV
 from .init import die_with_parent
@@ -23,6 +23,8 @@ def enter_and_exec(request: dict) -> int:
     """Enter the container's namespaces and cgroup, run the command, return its exit code."""
     # Opened before setns: once in the container's mount namespace, the host's paths are gone.
     procs_fds = [os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC) for d in request["cgroup"]]
+    if request.get("security", {}).get("seccomp", True):
+        security.libseccomp()  # before setns into the mount namespace hides the host's library
     namespaces.enter(namespaces.open_namespaces(request["pid"], request["namespaces"]))
     me = os.getpid()
     child = os.fork()
@@ -33,12 +35,16 @@ def enter_and_exec(request: dict) -> int:
                 os.write(fd, b"0")
             os.chdir(request.get("cwd", "/"))
             command, env = request["command"], request.get("env") or DEFAULT_ENV
+            # The same capabilities, seccomp filter, user and no_new_privs as the container's init.
+            security.apply_process_defences(security.Security(**request.get("security", {})), request.get("user"))
             os.execvpe(command[0], command, env)
         except FileNotFoundError:
             print(f"minicontainer exec: {command[0]!r} not found in the container "
                   f"(PATH={env.get('PATH', '')})", file=sys.stderr)
         except OSError as e:
             print(f"minicontainer exec: cannot run {command[0]!r}: {e.strerror}", file=sys.stderr)
+        except LabError as e:
+            print(f"minicontainer exec: {e}", file=sys.stderr)
         os._exit(127)
     for fd in procs_fds:
         os.close(fd)

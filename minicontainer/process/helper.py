@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import asdict
 
-from .. import namespaces, state
+from .. import namespaces, security, state
 from ..cgroups import Cgroup
 from ..errors import LabError
 from ..spec import ContainerSpec
@@ -159,6 +159,8 @@ class Helper:
         self.cgroup.set_limits(spec.memory, spec.cpus, spec.pids, spec.swap)
         if "user" in spec.namespaces:
             chown_for_user_ns(paths, spec.uid_map)
+        if spec.security.seccomp:
+            security.libseccomp()  # loaded here, so the init has it after pivot_root
         parent_end, child_end = Channel.pair()
         self.child_pid = start_init(spec, paths, self.cgroup, child_end)
         child_end.close()

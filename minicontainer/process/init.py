@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import signal
 
-from .. import kernel, namespaces, rootfs
+from .. import kernel, namespaces, rootfs, security
 from ..errors import LabError
 from ..spec import ContainerSpec
 from ..terminal import take_controlling_terminal
@@ -80,12 +80,19 @@ def setup_and_exec(spec: ContainerSpec, paths: dict, channel: Channel, in_user_n
         step("proc", "fresh procfs for the new PID namespace")
         rootfs.mount_proc(merged)
         step("dev", "tmpfs with null zero full random urandom tty, devpts, shm")
-        rootfs.mount_dev(merged, use_bind=in_user_ns)
+        rootfs.mount_dev(merged, use_bind=in_user_ns, shm_size=spec.security.tmpfs_size)
+        if spec.security.tmpfs_size:
+            step("tmp", f"tmpfs of {spec.security.tmpfs_size} on /tmp and /dev/shm")
+            security.mount_tmp(merged, spec.security.tmpfs_size)
         if spec.tty:
             step("console", "the pty bind-mounted on /dev/console, so tools can name their terminal")
             rootfs.bind_console(merged, os.ttyname(0))
         step("sys", "sysfs read-only")
         rootfs.mount_sys(merged)
+        if spec.security.masked_paths:
+            step("mask", "/proc/kcore, /proc/keys... under /dev/null; /proc/sys, /proc/sysrq-trigger read-only")
+            security.mask_paths(merged)
+            security.read_only_paths(merged)
         if spec.root_switch == "chroot":
             step("chroot", f"{merged} becomes / for this process only; the old root stays mounted")
             rootfs.chroot_into(merged)
@@ -99,7 +106,12 @@ def setup_and_exec(spec: ContainerSpec, paths: dict, channel: Channel, in_user_n
     if spec.tty:
         step("terminal", "new session, the pty as controlling terminal")
         take_controlling_terminal(0)
+    sec = spec.security
+    step("security", f"capabilities {', '.join(sec.capabilities) if sec.capabilities is not None else 'all'}; "
+                     f"seccomp {'on' if sec.seccomp else 'off'}; no_new_privs {'on' if sec.no_new_privs else 'off'}"
+                     + (f"; user {spec.user}" if spec.user else ""))
     step("exec", " ".join(spec.command))
+    security.apply_process_defences(sec, spec.user)
     try:
         os.execvpe(spec.command[0], spec.command, spec.env)
     except FileNotFoundError:
