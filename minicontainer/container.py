@@ -53,13 +53,14 @@ class Container:
 
     @classmethod
     def start(cls, spec: ContainerSpec, *, stdin=subprocess.DEVNULL, stdout=None, stderr=None,
-              on_step=None, timeout: float = 30.0) -> Container:
+              on_step=None, timeout: float = 30.0, pass_fds: tuple = ()) -> Container:
         """Start a container; returns once its command has been exec'd. Raises LabError on failure."""
         spec.validate()
         if spec.rootfs:
             spec.rootfs = rootfs.validate_rootfs(spec.rootfs)
         mine, theirs = Channel.pair()
-        helper = subprocess.Popen(helper_command("helper", str(theirs.fileno())), pass_fds=(theirs.fileno(),),
+        # pass_fds: extra fds for the container; the init closes them unless spec.security.keep_fds names them.
+        helper = subprocess.Popen(helper_command("helper", str(theirs.fileno())), pass_fds=(theirs.fileno(), *pass_fds),
                                   start_new_session=True, stdin=stdin, stdout=stdout, stderr=stderr,
                                   env=helper_env())
         theirs.close()

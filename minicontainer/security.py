@@ -135,6 +135,7 @@ class _Seccomp:
         self.lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
                                                     ctypes.c_void_p]
         self.lib.seccomp_load.argtypes = [ctypes.c_void_p]
+        self.lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
         self.lib.seccomp_release.argtypes = [ctypes.c_void_p]
 
 
@@ -154,6 +155,9 @@ def load_seccomp(deny: list[str] = SECCOMP_DENY) -> None:
     sc = libseccomp()
     ctx = sc.lib.seccomp_init(sc.ALLOW)
     try:
+        # libseccomp sets no_new_privs itself unless told not to (SCMP_FLTATR_CTL_NNP = 3): that is
+        # a defence of its own, switched on or off separately.
+        sc.lib.seccomp_attr_set(ctx, 3, 0)
         rules = [(name, None) for name in deny] + [("ioctl", _ArgCmp(1, 4, TIOCSTI, 0))]  # op 4: SCMP_CMP_EQ
         for name, compare in rules:
             number = sc.lib.seccomp_syscall_resolve_name(name.encode())

@@ -1,0 +1,179 @@
+"""Attacks from inside a container, each with the one defence that stops it.
+
+Every attack runs as the container's own payload (payloads/attacks.c, static), after every
+default start-up step, never from host-side Python. `run_attack(a)` runs it with the defaults;
+`run_attack(a, defended=False)` switches off only a.defence. Attacks whose undefended form
+would harm the host run a harmless form instead (signal 0, writing back the value already
+there, opening without writing) and say so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass, field, replace
+
+from . import namespaces, payloads, rootfs
+from .container import Container, run
+from .security import DEFAULT_CAPABILITIES, Security
+from .spec import ContainerSpec
+
+ALL_KINDS = ("mnt", "uts", "ipc", "pid", "net", "cgroup")
+
+
+@dataclass
+class Attack:
+    name: str
+    what: str                      # the attack, in a few words
+    defence: str                   # the one defence that stops it
+    args: list[str]                # payload arguments ({marker}, {pid}... filled in at run time)
+    undefended: dict               # ContainerSpec changes that switch off only that defence
+    spec: dict = field(default_factory=dict)   # spec fields the attack needs either way (limits...)
+    also: str = ""                 # what else would still block it, if anything
+    harmless_form: str = ""        # why the undefended run is a harmless variant
+
+
+def _caps_plus(*names: str) -> Security:
+    return Security(capabilities=DEFAULT_CAPABILITIES + list(names))
+
+
+ATTACKS = [
+    Attack("chroot-escape", "double-chroot escape to the host's /", "pivot_root (old root detached)",
+           ["chroot-escape", "{marker}"], {"root_switch": "chroot"}),
+    Attack("write-sysctl", "open /proc/sys/kernel/core_pattern for writing", "/proc/sys read-only",
+           ["write-sysctl"], {"security": Security(masked_paths=False)},
+           harmless_form="opened, never written: core_pattern is global to the machine"),
+    Attack("read-timer-list", "read /proc/timer_list (the host's timers and task names)", "masked /proc paths",
+           ["read-proc", "/proc/timer_list"], {"security": Security(masked_paths=False)}),
+    Attack("mknod-kmsg", "mknod /dev/kmsg, the host's kernel log", "no CAP_MKNOD",
+           ["mknod-disk", "1", "11"], {"security": _caps_plus("mknod")},
+           harmless_form="reading the log also needs CAP_SYSLOG; a disk's node would need nothing more"),
+    Attack("mount", "mount a filesystem (the first step to mounting the host's disk)", "no CAP_SYS_ADMIN",
+           ["mount"], {"security": _caps_plus("sys_admin")}),
+    Attack("release-agent", "mount cgroup v1 and open release_agent for writing", "no CAP_SYS_ADMIN",
+           ["release-agent", "net_cls"], {"security": _caps_plus("sys_admin")},
+           also="the cgroup namespace (no new v1 hierarchy can be mounted from inside one)",
+           harmless_form="opened, never written"),
+    Attack("signal-host-pid", "see and signal a host process", "PID namespace",
+           ["signal-host-pid", "{host_pid}"], {"namespaces": tuple(k for k in ALL_KINDS if k != "pid")},
+           harmless_form="signal 0: checks only"),
+    Attack("kill-all", "kill -9 -1 (every process it can see)", "PID namespace", ["kill-all", "9"],
+           {"namespaces": tuple(k for k in ALL_KINDS if k != "pid"), "args": ["kill-all", "0"]},
+           harmless_form="without the PID namespace it would kill every process on the host: signal 0 instead"),
+    Attack("inherited-fd", "read a host file through an fd the runtime passed down", "only fds 0-2 inherited",
+           ["inherited-fd", "{secret_fd}"], {"security": Security(close_fds=False)}),
+    Attack("fork-bomb", "fork 64 processes under a limit of 32", "pids limit", ["fork-many", "64"],
+           {"pids": None}, spec={"pids": 32}),
+    Attack("memory-4x", "allocate 4x the memory limit", "memory limit", ["allocate", str(4 * 64 << 20)],
+           {"memory": None}, spec={"memory": "64M"}),
+    Attack("fill-shm", "write 128 MiB into /dev/shm", "size-limited tmpfs",
+           ["fill", "/dev/shm/fill", str(128 << 20)], {"security": Security(tmpfs_size=None)},
+           spec={"memory": "512M"}),
+    Attack("host-loopback", "connect to a service on the host's 127.0.0.1", "network namespace",
+           ["connect-loopback", "{port}"], {"namespaces": tuple(k for k in ALL_KINDS if k != "net")}),
+    Attack("hostname", "set the hostname the host has", "UTS namespace", ["hostname"],
+           {"namespaces": tuple(k for k in ALL_KINDS if k != "uts"), "hostname": None},
+           also="no CAP_SYS_ADMIN (sethostname needs it)", harmless_form="writes back the hostname already there"),
+    Attack("sysv-queue", "make a SysV message queue the host sees", "IPC namespace", ["sysv-queue"],
+           {"namespaces": tuple(k for k in ALL_KINDS if k != "ipc")},
+           harmless_form="the queue is removed at once"),
+    Attack("setuid", "run a setuid-root program as an unprivileged user", "no_new_privs",
+           ["/attacks-setuid", "euid"], {"security": Security(no_new_privs=False)}, spec={"user": "1000:1000"}),
+    Attack("keyctl", "call keyctl (kernel keyrings are not namespaced)", "seccomp", ["keyctl"],
+           {"security": Security(seccomp=False)}),
+]
+BY_NAME = {a.name: a for a in ATTACKS}
+
+
+@dataclass
+class Outcome:
+    attack: Attack
+    defended: bool
+    escaped: bool
+    evidence: str
+
+
+@contextlib.contextmanager
+def host_fixtures():
+    """What some attacks aim at on the host: a marker file, a secret fd, a loopback service."""
+    marker = tempfile.NamedTemporaryFile(prefix="mc-host-marker-", dir="/var/tmp")
+    secret = tempfile.TemporaryFile()
+    secret.write(b"host secret\n")
+    secret.flush()
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    try:
+        yield {"marker": marker.name, "secret": secret, "server": server, "port": server.getsockname()[1]}
+    finally:
+        server.close()
+        secret.close()
+        marker.close()
+
+
+def run_attack(attack: Attack, defended: bool = True, fixtures: dict | None = None) -> Outcome:
+    """Run one attack in a container with every default defence, or with only its own switched off."""
+    with contextlib.ExitStack() as stack:
+        fx = fixtures or stack.enter_context(host_fixtures())
+        values = {"marker": fx["marker"], "host_pid": str(os.getpid()), "port": str(fx["port"]),
+                  "secret_fd": str(fx["secret"].fileno())}
+        changes = {} if defended else dict(attack.undefended)
+        args = changes.pop("args", attack.args)
+        command = [a if a.startswith("/") else a.format(**values) for a in args]
+        if not command[0].startswith("/"):
+            command = ["/attacks"] + command
+        binds = [(payloads.build("attacks"), "/attacks", True), (payloads.build_setuid("attacks"),
+                                                                 "/attacks-setuid", True)]
+        spec = replace(ContainerSpec(rootfs.DEFAULT_ROOTFS, command, binds=binds, **attack.spec), **changes)
+        if attack.name == "inherited-fd":
+            spec.security.keep_fds = []  # asked for nothing: the default must close it
+            return _judge(attack, defended, _run_passing_fd(spec, fx["secret"].fileno()))
+        result = run(spec, timeout=60)
+        return _judge(attack, defended, result.stdout + result.stderr, result.code, result.stats)
+
+
+def _run_passing_fd(spec: ContainerSpec, fd: int) -> str:
+    os.set_inheritable(fd, True)
+    with tempfile.TemporaryFile("w+") as out:
+        container = Container.start(spec, stdout=out, stderr=subprocess.STDOUT, pass_fds=(fd,))
+        container.wait(60)
+        out.seek(0)
+        return out.read()
+
+
+def _judge(attack: Attack, defended: bool, output: str, code: int = 0, stats: dict | None = None) -> Outcome:
+    lines = [line for line in output.splitlines() if line.split(":")[0] in ("ESCAPED", "CONTAINED", "INFO")]
+    line = lines[-1] if lines else output.strip()[-200:]
+    ooms = (stats or {}).get("oom_kills") or 0
+    if ooms or (attack.name == "memory-4x" and code == -9):
+        return Outcome(attack, defended, False, f"killed by the OOM killer (oom_kill count {ooms})")
+    if attack.name == "fork-bomb":
+        forked = int(line.split()[-1]) if line.startswith("INFO") else 0
+        return Outcome(attack, defended, forked >= 64, f"{forked} of 64 forks succeeded")
+    if attack.name in ("hostname", "sysv-queue"):
+        kind = "uts" if attack.name == "hostname" else "ipc"
+        shared = f"{kind}:[{namespaces.identities('self')[kind]}]" in line
+        return Outcome(attack, defended, shared and "accepted" in line,
+                       line + (f" (the host's {kind} namespace)" if shared else f" (its own {kind} namespace)"))
+    return Outcome(attack, defended, line.startswith("ESCAPED"), line)
+
+
+def table(outcomes: list[Outcome]) -> str:
+    """attack | defence | with it | without it, as text."""
+    rows = [f"{'attack':<18} {'defence':<32} {'with defence':<14} without"]
+    by_name: dict[str, dict[bool, Outcome]] = {}
+    for o in outcomes:
+        by_name.setdefault(o.attack.name, {})[o.defended] = o
+    for name, pair in by_name.items():
+        attack = BY_NAME[name]
+
+        def word(o):
+            return "-" if o is None else ("ESCAPED" if o.escaped else "contained")
+        notes = [n for n in (attack.also and f"also blocked by {attack.also}",
+                             attack.harmless_form if False in pair else "") if n]
+        rows.append(f"{name:<18} {attack.defence:<32} {word(pair.get(True)):<14} {word(pair.get(False))}"
+                    + (f"  ({'; '.join(notes)})" if notes else ""))
+    return "\n".join(rows)

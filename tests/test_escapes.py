@@ -1,0 +1,69 @@
+"""The escape and abuse suite: each attack runs as a default container's own payload and must be
+contained; with only its defence switched off it must get through (or the table says what else stops it).
+The host must be unchanged afterwards."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+import pytest
+
+from minicontainer import attacks
+from minicontainer.container import Container
+from minicontainer.spec import ContainerSpec
+
+OUTCOMES: list[attacks.Outcome] = []
+HOST_SETTINGS = [p for p in ("/proc/sys/kernel/core_pattern", "/proc/sys/kernel/hostname",
+                              "/proc/sys/net/ipv4/ip_forward", "/proc/sys/kernel/modprobe") if os.path.exists(p)]
+
+
+@pytest.fixture(scope="module")
+def fixtures():
+    before = {path: open(path).read() for path in HOST_SETTINGS}
+    sentinel = subprocess.Popen(["sleep", "600"])  # kill -9 -1 inside must not reach it
+    with attacks.host_fixtures() as fx:
+        yield fx
+    assert sentinel.poll() is None, "a host process was killed from inside a container"
+    sentinel.kill()
+    sentinel.wait()
+    assert {path: open(path).read() for path in HOST_SETTINGS} == before, "a host setting changed"
+    assert socket.gethostname() == before["/proc/sys/kernel/hostname"].strip()
+
+
+@pytest.mark.parametrize("attack", attacks.ATTACKS, ids=lambda a: a.name)
+def test_contained_with_the_defaults(image, fixtures, attack):
+    outcome = attacks.run_attack(attack, defended=True, fixtures=fixtures)
+    OUTCOMES.append(outcome)
+    assert not outcome.escaped, f"{attack.name} escaped: {outcome.evidence}"
+
+
+@pytest.mark.parametrize("attack", attacks.ATTACKS, ids=lambda a: a.name)
+def test_gets_through_without_its_defence(image, fixtures, attack):
+    outcome = attacks.run_attack(attack, defended=False, fixtures=fixtures)
+    OUTCOMES.append(outcome)
+    if attack.also:  # another defence still stands, and the table says which
+        assert not outcome.escaped, outcome.evidence
+    else:
+        assert outcome.escaped, f"switching off {attack.defence} did not let {attack.name} through: " \
+                                f"{outcome.evidence} (is it really the defence?)"
+
+
+def test_exec_gets_the_same_defences_as_init(image):
+    with Container.start(ContainerSpec(image, ["sleep", "60"])) as box:
+        def status(pid_path):
+            return {k: v for k, _, v in (line.partition(":\t") for line in open(pid_path).read().splitlines())}
+        init = status(f"/proc/{box.pid}/status")
+        out = box.exec(["sh", "-c", "cat /proc/self/status"]).stdout
+        execd = {k: v for k, _, v in (line.partition(":\t") for line in out.splitlines())}
+        for key in ("CapBnd", "CapEff", "NoNewPrivs", "Seccomp"):
+            assert execd[key] == init[key], key
+        assert init["NoNewPrivs"] == "1" and init["Seccomp"] == "2"
+        assert box.cgroup.name in open(f"/proc/{box.pid}/cgroup").read()
+
+
+def test_print_the_table(capsys):
+    assert OUTCOMES, "run the whole module to see the table"
+    with capsys.disabled():
+        print("\n" + attacks.table(OUTCOMES))
