@@ -37,6 +37,8 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
 
 def cmd_run(args, command: list[str]) -> int:
     kinds = [k for k in DEFAULT_KINDS if k not in args.share] + [k for k in args.also if k not in DEFAULT_KINDS]
+    if args.rootless and "user" not in kinds:
+        kinds.insert(0, "user")
     publish = [network.parse_publish(p) for p in args.publish]
     if args.net == "host":
         print("minicontainer: warning: --net host shares the host's network namespace: the container sees and "
@@ -125,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stay in the host's namespace of this kind")
     run.add_argument("--also", action="append", default=[], choices=("user", "time"), metavar="KIND",
                      help="also create a namespace of this kind (user, time)")
+    run.add_argument("--rootless", action="store_true",
+                     help="a user namespace in which root is you: runs without root (no cgroup limits)")
     run.add_argument("--no-tty", action="store_true",
                      help="do not give the container a terminal even when run from one")
     run.add_argument("-v", "--verbose", action="store_true", help="print each start step")

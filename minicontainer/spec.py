@@ -49,12 +49,18 @@ class ContainerSpec:
             self.name = "mc-" + secrets.token_hex(4)
         if not self.hostname and "uts" in self.namespaces:
             self.hostname = self.name
+        if os.geteuid() != 0 and self.uid_map == ContainerSpec.uid_map:
+            self.uid_map = f"0 {os.geteuid()} 1"  # unprivileged: only our own uid can be mapped
 
     def validate(self) -> ContainerSpec:
         """Raise a LabError for anything the kernel would refuse later, with a clearer message."""
-        if os.geteuid() != 0:
-            raise LabError("minicontainer needs root", "namespaces, mounts and cgroups need CAP_SYS_ADMIN",
-                           "run with sudo, or inside the lab VM")
+        if os.geteuid() != 0 and "user" not in self.namespaces:
+            raise LabError("minicontainer needs root (or rootless mode)", "namespaces, mounts and cgroups need "
+                           "CAP_SYS_ADMIN, which an unprivileged user has only inside a user namespace of its own",
+                           "run with sudo or inside the lab VM, or rootless: minicontainer run --rootless")
+        if self.rootless and self.network == "bridge":
+            raise LabError("a rootless container cannot join the lab bridge", "creating veth pairs and NAT rules "
+                           "on the host needs root", "use network='none' when rootless")
         if not _NAME.match(self.name):
             raise LabError(f"container name {self.name!r} is not valid", "it becomes a cgroup directory name",
                            "use letters, digits, '_', '.', '-' (at most 63)")
@@ -105,6 +111,11 @@ class ContainerSpec:
             raise LabError("a clock offset needs the time namespace", "only a time namespace has offsets",
                            "add 'time' to the namespaces")
         return self
+
+    @property
+    def rootless(self) -> bool:
+        """Started by an unprivileged user: root inside is that user outside."""
+        return os.geteuid() != 0
 
     def to_dict(self) -> dict:
         data = asdict(self)

@@ -10,7 +10,16 @@ import json
 import os
 import shutil
 
-STATE_ROOT = os.environ.get("MINICONTAINER_STATE", "/run/minicontainer")
+
+def _default_root() -> str:
+    """/run/minicontainer for root; a rootless user's own runtime directory otherwise."""
+    if os.geteuid() == 0:
+        return "/run/minicontainer"
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/minicontainer-{os.geteuid()}"
+    return os.path.join(runtime, "minicontainer") if "XDG_RUNTIME_DIR" in os.environ else runtime
+
+
+STATE_ROOT = os.environ.get("MINICONTAINER_STATE") or _default_root()
 
 
 def container_dir(name: str) -> str:

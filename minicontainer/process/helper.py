@@ -67,10 +67,19 @@ def unshare_for_children(spec: ContainerSpec) -> None:
 
 
 def write_id_maps(pid: int, uid_map: str) -> None:
-    """/proc/PID/uid_map and gid_map: "inside outside count" (root writes these for its child)."""
-    for name in ("uid_map", "gid_map"):
+    """/proc/PID/uid_map and gid_map: "inside outside count", written by the parent.
+
+    Root may map any range. An unprivileged user may map only its own uid and gid, and
+    must first deny setgroups (else dropping a group could grant access a deny-ACL forbade).
+    """
+    inside, outside, count = uid_map.split()
+    gid_map = uid_map if os.geteuid() == 0 else f"{inside} {os.getegid()} {count}"
+    if os.geteuid() != 0:
+        with open(f"/proc/{pid}/setgroups", "w") as f:
+            f.write("deny")
+    for name, mapping in (("uid_map", uid_map), ("gid_map", gid_map)):
         with open(f"/proc/{pid}/{name}", "w") as f:
-            f.write(uid_map.strip() + "\n")
+            f.write(mapping.strip() + "\n")
 
 
 def chown_for_user_ns(paths: dict, uid_map: str) -> None:
@@ -148,16 +157,23 @@ class Helper:
 
     def create(self, spec: ContainerSpec) -> None:
         self.spec = spec
-        self.step("cgroup", f"create {spec.name} (memory={spec.memory}, cpus={spec.cpus}, pids={spec.pids})")
+        if not spec.rootless:
+            self.step("cgroup", f"create {spec.name} (memory={spec.memory}, cpus={spec.cpus}, pids={spec.pids})")
         paths = prepare_state(spec)
-        self.cgroup = Cgroup(spec.name)
+        self.cgroup = Cgroup(spec.name, dirs={} if spec.rootless else None)
         state.write_state(spec.name, {"name": spec.name, "helper_pid": os.getpid(),
                                       "helper_start": state.start_time(os.getpid()),
                                       "cgroup": self.cgroup.dirs, "paths": paths, "spec": spec.to_dict(),
                                       "status": "creating"})
-        self.cgroup.create()
-        self.cgroup.set_limits(spec.memory, spec.cpus, spec.pids, spec.swap)
-        if "user" in spec.namespaces:
+        if spec.rootless:
+            # An unprivileged user may not make cgroups unless a subtree was delegated to it.
+            limits = [f"{k}={v}" for k, v in (("memory", spec.memory), ("cpus", spec.cpus), ("pids", spec.pids)) if v]
+            self.step("cgroup", "rootless: no cgroup, so no limits are applied"
+                      + (f" (asked for {', '.join(limits)}: NOT applied)" if limits else ""))
+        else:
+            self.cgroup.create()
+            self.cgroup.set_limits(spec.memory, spec.cpus, spec.pids, spec.swap)
+        if "user" in spec.namespaces and not spec.rootless:
             chown_for_user_ns(paths, spec.uid_map)
         if spec.security.seccomp:
             security.libseccomp()  # loaded here, so the init has it after pivot_root

@@ -128,9 +128,9 @@ def run(spec: ContainerSpec, paths: dict, channel: Channel, parent_pid: int, cgr
     """Child-side entry after fork: report any failure, then exit (exec replaces us on success)."""
     try:
         die_with_parent(parent_pid)
-        if not channel.send(type="step", name="cgroup", detail="joined " + ", ".join(cgroup_dirs)):
-            os._exit(1)
         if cgroup_dirs:
+            if not channel.send(type="step", name="cgroup", detail="joined " + ", ".join(cgroup_dirs)):
+                os._exit(1)
             join_cgroup(cgroup_dirs)
         setup_and_exec(spec, paths, channel, in_user_ns)
     except LabError as e:
