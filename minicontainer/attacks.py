@@ -98,8 +98,9 @@ class Outcome:
 
 @contextlib.contextmanager
 def host_fixtures():
-    """What some attacks aim at on the host: a marker file, a secret fd, a loopback service."""
-    marker = tempfile.NamedTemporaryFile(prefix="mc-host-marker-", dir="/var/tmp")
+    """What some attacks aim at on the host: a host-only file, a secret fd, a loopback service.
+    Nothing here outlives the process, even if it is killed: the marker is this very file, the
+    secret an unlinked temporary file, the service a socket."""
     secret = tempfile.TemporaryFile()
     secret.write(b"host secret\n")
     secret.flush()
@@ -107,11 +108,11 @@ def host_fixtures():
     server.bind(("127.0.0.1", 0))
     server.listen(8)
     try:
-        yield {"marker": marker.name, "secret": secret, "server": server, "port": server.getsockname()[1]}
+        yield {"marker": os.path.abspath(__file__), "secret": secret, "server": server,
+               "port": server.getsockname()[1]}
     finally:
         server.close()
         secret.close()
-        marker.close()
 
 
 def run_attack(attack: Attack, defended: bool = True, fixtures: dict | None = None) -> Outcome:

@@ -8,6 +8,7 @@ from minicontainer import namespaces
 from minicontainer.container import Container
 from minicontainer.lab import all_exercises, check, solutions
 from minicontainer.rootfs import DEFAULT_ROOTFS as IMAGE
+from minicontainer.security import Security
 from minicontainer.spec import ContainerSpec
 
 
@@ -31,6 +32,8 @@ WRONG = {
                                            command=["sh", "-c", "mkdir /w; echo hi > /w/index.html; "
                                                                 "exec httpd -f -p 80 -h /w"]),
                              "no firewall rule forwards 127.0.0.1:8081"),
+    "security-only-net-raw": (lambda: start(), "also holds"),
+    "security-guarded-user": (lambda: start(security=Security(no_new_privs=False), user="1000"), "no_new_privs is off"),
 }
 
 

@@ -65,6 +65,15 @@ def network_publish_8081():
                                          publish=[("127.0.0.1", 8081, 80, "tcp")]))
 
 
+def security_only_net_raw():
+    from ..security import Security
+    return Container.start(ContainerSpec(IMAGE, ["sleep", "600"], security=Security(capabilities=["net_raw"])))
+
+
+def security_guarded_user():
+    return Container.start(ContainerSpec(IMAGE, ["sleep", "600"], user="1000"))
+
+
 SOLVERS = {
     "welcome-pid-namespace": welcome_pid_namespace,
     "welcome-memory-cgroup": welcome_memory_cgroup,
@@ -76,6 +85,8 @@ SOLVERS = {
     "cgroups-half-cpu-20-pids": cgroups_half_cpu_20_pids,
     "network-reachable": network_reachable,
     "network-publish-8081": network_publish_8081,
+    "security-only-net-raw": security_only_net_raw,
+    "security-guarded-user": security_guarded_user,
 }
 
 
