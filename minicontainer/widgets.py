@@ -49,6 +49,15 @@ def doctor_table(checks) -> W.HTML:
     return W.HTML(_table(["", "check", "what was found", "what to do"], rows, [not c.ok for c in checks]))
 
 
+def capability_table(pid: int, reference: int | str = "self", labels=("this kernel", "container")) -> W.HTML:
+    """Every capability, and whether each of two processes has it in its bounding set; losses marked."""
+    mine = set(inspect.process(reference).capabilities["bounding"])
+    theirs = set(inspect.process(pid).capabilities["bounding"])
+    names = [f"CAP_{name.upper()}" for name in inspect.CAPABILITIES]
+    rows = [[n, "yes" if n in mine else "", "yes" if n in theirs else ""] for n in names if n in mine | theirs]
+    return W.HTML(_table(["capability", labels[0], labels[1]], rows, [r[1] != r[2] for r in rows]))
+
+
 def process_tree(pid: int) -> W.HTML:
     """A process and its descendants: PID as the host sees it, and as seen inside its PID namespace."""
     rows = []
