@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
 import sys
 
-from . import doctor, network, rootfs, terminal
+from . import doctor, network, oci, rootfs, terminal
 from .container import Container, cleanup, exec_command, helper_env, list_containers
 from .errors import LabError
 from .namespaces import DEFAULT_KINDS
@@ -45,10 +46,20 @@ def cmd_run(args, command: list[str]) -> int:
               "can bind the host's interfaces and ports", file=sys.stderr)
         kinds = [k for k in kinds if k != "net"]
     use_tty = not args.no_tty and sys.stdin.isatty() and sys.stdout.isatty()
-    spec = ContainerSpec(rootfs=args.rootfs, command=command or ["/bin/sh"], env=parse_env(args.env),
-                         hostname=args.hostname, namespaces=tuple(kinds), memory=args.memory, cpus=args.cpus,
-                         pids=args.pids, name=args.name or "", tty=use_tty,
-                         network="bridge" if args.net == "bridge" else "none", publish=publish)
+    if args.bundle:
+        spec = oci.load_bundle(args.bundle, command or None)
+        spec.tty = use_tty and spec.tty
+        if args.name:
+            spec.name = args.name
+    else:
+        spec = ContainerSpec(rootfs=args.rootfs, command=command or ["/bin/sh"], env=parse_env(args.env),
+                             hostname=args.hostname, namespaces=tuple(kinds), memory=args.memory, cpus=args.cpus,
+                             pids=args.pids, name=args.name or "", tty=use_tty, read_only_root=args.read_only,
+                             network="bridge" if args.net == "bridge" else "none", publish=publish)
+    if args.print_oci:
+        spec.validate()
+        print(json.dumps(oci.to_config(spec), indent=2))
+        return 0
     say = (lambda step, detail: print(f"=> {step}: {detail}", file=sys.stderr, flush=True)) if args.verbose else None
     if not use_tty:
         container = Container.start(spec, stdin=None, on_step=say)
@@ -127,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stay in the host's namespace of this kind")
     run.add_argument("--also", action="append", default=[], choices=("user", "time"), metavar="KIND",
                      help="also create a namespace of this kind (user, time)")
+    run.add_argument("--read-only", action="store_true", help="mount the container's / read-only")
+    run.add_argument("--bundle", metavar="DIR", help="run an OCI bundle (config.json + rootfs) instead")
+    run.add_argument("--print-oci", action="store_true", help="print the OCI config.json for this container, "
+                     "do not run it")
     run.add_argument("--rootless", action="store_true",
                      help="a user namespace in which root is you: runs without root (no cgroup limits)")
     run.add_argument("--no-tty", action="store_true",

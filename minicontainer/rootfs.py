@@ -235,6 +235,16 @@ def mount_sys(root: str) -> None:
         kernel.mount(None, target, None, kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY)
 
 
+def mount_extra(root: str, kind: str) -> None:
+    """Mounts an OCI bundle may ask for: POSIX message queues, and the cgroup tree read-only
+    (cgroup v2 only: with a cgroup namespace it shows the container's own group as its root)."""
+    flags = kernel.MS_NOSUID | kernel.MS_NOEXEC | kernel.MS_NODEV
+    if kind == "mqueue":
+        kernel.mount("mqueue", _mount_point(root, "dev/mqueue"), "mqueue", flags)
+    elif "cgroup2" in open("/proc/filesystems").read() and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        kernel.mount("cgroup2", os.path.join(root, "sys/fs/cgroup"), "cgroup2", flags | kernel.MS_RDONLY)
+
+
 def pivot_into(new_root: str) -> None:
     """pivot_root into new_root, then detach the old root so no path leads back to the host.
 

@@ -40,6 +40,9 @@ class ContainerSpec:
     publish: list = field(default_factory=list)  # [(host ip, host port, container port, proto)] with bridge
     security: Security = field(default_factory=Security)  # the defences; Security.off() for none
     user: str | None = None                 # "UID[:GID]" to run the command as, after the set-up as root
+    read_only_root: bool = False            # / remounted read-only (docker --read-only); /tmp stays a tmpfs
+    rlimits: dict = field(default_factory=dict)  # {"RLIMIT_NOFILE": (soft, hard)}
+    extra_mounts: tuple = ()                # "mqueue" (/dev/mqueue), "cgroup" (/sys/fs/cgroup, read-only, v2)
 
     def __post_init__(self):
         self.namespaces = namespaces.check_kinds(self.namespaces)
@@ -104,6 +107,15 @@ class ContainerSpec:
             raise LabError("publishing a port needs network='bridge'", "ports are forwarded to the container's "
                            "address on the lab bridge", "use --net bridge with --publish")
         self.security.check()
+        import resource
+        for name in self.rlimits:
+            if not name.startswith("RLIMIT_") or not hasattr(resource, name):
+                raise LabError(f"unknown rlimit {name!r}", "limits are named as in getrlimit(2)",
+                               "use e.g. RLIMIT_NOFILE or RLIMIT_NPROC")
+        unknown = [m for m in self.extra_mounts if m not in ("mqueue", "cgroup")]
+        if unknown:
+            raise LabError(f"unknown extra mount(s) {unknown}", "only mqueue and cgroup are known",
+                           "use extra_mounts=('mqueue', 'cgroup')")
         if self.user is not None and not re.match(r"^\d+(:\d+)?$", str(self.user)):
             raise LabError(f"user {self.user!r} is not UID or UID:GID", "the image has no user database to look "
                            "names up in", "give numbers, e.g. user='1000:1000'")
@@ -122,6 +134,8 @@ class ContainerSpec:
         data["namespaces"] = list(self.namespaces)
         data["binds"] = [list(b) for b in self.binds]
         data["publish"] = [list(p) for p in self.publish]
+        data["extra_mounts"] = list(self.extra_mounts)
+        data["rlimits"] = {k: list(v) for k, v in self.rlimits.items()}
         return data
 
     @classmethod

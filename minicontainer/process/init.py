@@ -17,6 +17,7 @@ and orphans are reaped only if the command waits for them (busybox sh does).
 from __future__ import annotations
 
 import os
+import resource
 import signal
 
 from .. import kernel, namespaces, rootfs, security
@@ -89,6 +90,9 @@ def setup_and_exec(spec: ContainerSpec, paths: dict, channel: Channel, in_user_n
             rootfs.bind_console(merged, os.ttyname(0))
         step("sys", "sysfs read-only")
         rootfs.mount_sys(merged)
+        for kind in spec.extra_mounts:
+            step(kind, "mqueue on /dev/mqueue" if kind == "mqueue" else "cgroup2 read-only on /sys/fs/cgroup")
+            rootfs.mount_extra(merged, kind)
         if spec.security.masked_paths:
             step("mask", "/proc/kcore, /proc/keys... under /dev/null; /proc/sys, /proc/sysrq-trigger read-only")
             security.mask_paths(merged)
@@ -99,6 +103,9 @@ def setup_and_exec(spec: ContainerSpec, paths: dict, channel: Channel, in_user_n
         else:
             step("pivot_root", f"{merged} becomes /, old root detached")
             rootfs.pivot_into(merged)
+        if spec.read_only_root:
+            step("read-only root", "mount -o remount,ro /")
+            kernel.mount(None, "/", None, kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY)
     elif spec.fresh_proc and "mnt" in spec.namespaces and "pid" in spec.namespaces:
         step("proc", "fresh procfs over /proc (in our private mount namespace)")
         kernel.mount("proc", "/proc", "proc", kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC)
@@ -106,6 +113,8 @@ def setup_and_exec(spec: ContainerSpec, paths: dict, channel: Channel, in_user_n
     if spec.tty:
         step("terminal", "new session, the pty as controlling terminal")
         take_controlling_terminal(0)
+    for name, (soft, hard) in spec.rlimits.items():
+        resource.setrlimit(getattr(resource, name), (soft, hard))
     sec = spec.security
     step("security", f"capabilities {', '.join(sec.capabilities) if sec.capabilities is not None else 'all'}; "
                      f"seccomp {'on' if sec.seccomp else 'off'}; no_new_privs {'on' if sec.no_new_privs else 'off'}"

@@ -1,0 +1,172 @@
+"""The OCI view: a ContainerSpec as an OCI runtime config.json, and an OCI bundle as a ContainerSpec.
+
+runc, crun and youki read the same file (config.json beside a rootfs/ directory), so a learner
+can hold minicontainer's choices next to theirs. Only the subset minicontainer implements is
+accepted; anything else is refused with the list of what is unsupported, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from . import namespaces
+from .cgroups.limits import parse_size
+from .errors import LabError
+from .security import MASKED_PATHS, READ_ONLY_PATHS, Security
+from .spec import ContainerSpec
+
+# OCI namespace type <-> /proc/PID/ns name
+NS_TYPES = {"pid": "pid", "network": "net", "ipc": "ipc", "uts": "uts", "mount": "mnt", "user": "user",
+            "cgroup": "cgroup", "time": "time"}
+# Mounts the runtime makes itself (destination -> type); the config may list them or not.
+KNOWN_MOUNTS = {"/proc": "proc", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/shm": "tmpfs", "/sys": "sysfs",
+                "/dev/mqueue": "mqueue", "/sys/fs/cgroup": "cgroup", "/tmp": "tmpfs"}
+EXTRA_MOUNTS = {"/dev/mqueue": "mqueue", "/sys/fs/cgroup": "cgroup"}  # made only when asked for
+SUPPORTED = {
+    "ociVersion", "process", "process.terminal", "process.user", "process.user.uid", "process.user.gid",
+    "process.args", "process.env", "process.cwd", "process.capabilities", "process.rlimits",
+    # the bounding set is what counts for a root process; the others are derived from it at execve
+    "process.capabilities.bounding", "process.capabilities.effective", "process.capabilities.permitted",
+    "process.capabilities.ambient", "process.capabilities.inheritable",
+    "process.noNewPrivileges", "root", "root.path", "root.readonly", "hostname", "mounts", "linux",
+    "linux.namespaces", "linux.resources", "linux.resources.memory", "linux.resources.memory.limit",
+    "linux.resources.cpu", "linux.resources.cpu.quota", "linux.resources.cpu.period", "linux.resources.pids",
+    "linux.resources.pids.limit", "linux.resources.devices", "linux.maskedPaths", "linux.readonlyPaths",
+    "annotations",
+}
+
+
+def _keys(tree: dict, prefix: str = "") -> list[str]:
+    """Every key path in the config, e.g. process.user.uid (lists are leaves)."""
+    paths = []
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        paths.append(path)
+        if isinstance(value, dict) and path not in ("annotations",):
+            paths += _keys(value, path + ".")
+    return paths
+
+
+def unsupported(config: dict) -> list[str]:
+    """What in this config minicontainer cannot do, one entry per field or value."""
+    problems = [k for k in _keys(config) if k not in SUPPORTED]
+    linux = config.get("linux", {})
+    for ns in linux.get("namespaces", []):
+        if ns.get("type") not in NS_TYPES:
+            problems.append(f"linux.namespaces type {ns.get('type')!r}")
+        if "path" in ns:
+            problems.append(f"linux.namespaces {ns['type']} path (joining an existing namespace)")
+    for device in linux.get("resources", {}).get("devices", []):
+        if device != {"allow": False, "access": "rwm"}:  # runc's default: deny all (our /dev is minimal anyway)
+            problems.append(f"linux.resources.devices rule {device}")
+    for mount in config.get("mounts", []):
+        destination, kind = mount.get("destination"), mount.get("type")
+        if KNOWN_MOUNTS.get(destination) == kind:
+            continue
+        if kind == "bind" or "bind" in mount.get("options", []) or "rbind" in mount.get("options", []):
+            continue
+        problems.append(f"mount {destination} ({kind})")
+    return problems
+
+
+def load_bundle(bundle: str, command: list[str] | None = None) -> ContainerSpec:
+    """A ContainerSpec from an OCI bundle directory (config.json + its root.path)."""
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except FileNotFoundError:
+        raise LabError(f"{path} does not exist", "an OCI bundle is a directory with config.json and a rootfs",
+                       "make one with `runc spec` in the bundle directory, or with "
+                       "`minicontainer run --print-oci`") from None
+    except json.JSONDecodeError as e:
+        raise LabError(f"{path} is not valid JSON: {e}", "the file was edited by hand", "fix the JSON") from None
+    problems = unsupported(config)
+    if problems:
+        raise LabError("the bundle asks for what minicontainer does not support: " + "; ".join(problems),
+                       "minicontainer implements a subset of the OCI runtime spec",
+                       "remove those fields, or run the bundle with runc or crun")
+    return from_config(config, bundle, command)
+
+
+def from_config(config: dict, bundle: str, command: list[str] | None = None) -> ContainerSpec:
+    process, linux = config.get("process", {}), config.get("linux", {})
+    resources = linux.get("resources", {})
+    root = config.get("root", {})
+    rootfs = os.path.join(bundle, root.get("path", "rootfs"))
+    caps = process.get("capabilities", {}).get("bounding")
+    user = process.get("user", {})
+    cpu = resources.get("cpu", {})
+    destinations = {m.get("destination") for m in config.get("mounts", [])}
+    binds = [(os.path.join(bundle, m["source"]) if not m["source"].startswith("/") else m["source"],
+              m["destination"], "ro" in m.get("options", []))
+             for m in config.get("mounts", []) if m.get("type") == "bind" or "rbind" in m.get("options", [])]
+    kinds = tuple(NS_TYPES[ns["type"]] for ns in linux.get("namespaces", []))
+    return ContainerSpec(
+        rootfs=rootfs,
+        command=command or process.get("args") or ["/bin/sh"],
+        env=dict(e.split("=", 1) for e in process.get("env", [])),
+        cwd=process.get("cwd", "/"),
+        hostname=config.get("hostname") if "uts" in kinds else None,
+        namespaces=kinds,
+        memory=resources.get("memory", {}).get("limit"),
+        cpus=cpu["quota"] / cpu.get("period", 100000) if cpu.get("quota") else None,
+        pids=resources.get("pids", {}).get("limit"),
+        user=f"{user.get('uid', 0)}:{user.get('gid', 0)}" if user.get("uid", 0) else None,
+        binds=binds,
+        read_only_root=bool(root.get("readonly")),
+        rlimits={r["type"]: (r["soft"], r["hard"]) for r in process.get("rlimits", [])},
+        extra_mounts=tuple(kind for destination, kind in EXTRA_MOUNTS.items() if destination in destinations),
+        security=Security(capabilities=[c.lower().removeprefix("cap_") for c in caps] if caps is not None else None,
+                          no_new_privs=bool(process.get("noNewPrivileges")),
+                          masked_paths=bool(linux.get("maskedPaths") or linux.get("readonlyPaths"))),
+    )
+
+
+def to_config(spec: ContainerSpec) -> dict:
+    """The spec as an OCI runtime config.json (what runc or crun would need to build the same container)."""
+    caps = None if spec.security.capabilities is None else [f"CAP_{c.upper()}" for c in spec.security.capabilities]
+    uid, _, gid = (spec.user or "0").partition(":")
+    mounts = [{"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+              {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+              {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+              {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "nodev", "mode=1777"] + ([f"size={spec.security.tmpfs_size}"]
+                                                             if spec.security.tmpfs_size else [])},
+              {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+               "options": ["nosuid", "noexec", "nodev", "ro"]}]
+    if spec.security.tmpfs_size:
+        mounts.append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                       "options": ["nosuid", "nodev", "mode=1777", f"size={spec.security.tmpfs_size}"]})
+    mounts += [{"destination": target, "type": "bind", "source": source, "options": ["rbind"] + (["ro"] if ro else [])}
+               for source, target, ro in spec.binds]
+    resources = {}
+    if spec.memory:
+        resources["memory"] = {"limit": parse_size(spec.memory)}
+    if spec.cpus:
+        resources["cpu"] = {"quota": int(float(spec.cpus) * 100000), "period": 100000}
+    if spec.pids:
+        resources["pids"] = {"limit": int(spec.pids)}
+    config = {
+        "ociVersion": "1.0.2",
+        "process": {"terminal": spec.tty, "user": {"uid": int(uid), "gid": int(gid or uid)},
+                    "args": spec.command, "env": [f"{k}={v}" for k, v in spec.env.items()], "cwd": spec.cwd,
+                    "noNewPrivileges": spec.security.no_new_privs,
+                    "rlimits": [{"type": k, "soft": s, "hard": h} for k, (s, h) in spec.rlimits.items()]},
+        "root": {"path": spec.rootfs or "/", "readonly": spec.read_only_root},
+        "mounts": mounts,
+        "linux": {"namespaces": [{"type": t} for t, name in NS_TYPES.items() if name in spec.namespaces],
+                  "resources": resources},
+        "annotations": {"org.minicontainer.seccomp": "deny-list" if spec.security.seccomp else "off",
+                        "org.minicontainer.network": spec.network},
+    }
+    if spec.hostname:
+        config["hostname"] = spec.hostname
+    if caps is not None:
+        config["process"]["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
+    if spec.security.masked_paths:
+        config["linux"]["maskedPaths"], config["linux"]["readonlyPaths"] = MASKED_PATHS, READ_ONLY_PATHS
+    namespaces.check_kinds(spec.namespaces)
+    return config

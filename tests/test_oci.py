@@ -1,0 +1,79 @@
+"""OCI runtime bundles: runc's own default config runs; the export round-trips; the rest is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from conftest import cli
+
+from minicontainer import oci
+from minicontainer.errors import LabError
+from minicontainer.security import Security
+from minicontainer.spec import ContainerSpec
+
+
+@pytest.fixture
+def runc_bundle(tmp_path, image):
+    """`runc spec`, edited only for its rootfs and args."""
+    if not shutil.which("runc"):
+        pytest.fail("runc is not installed (./lab setup installs it from Debian's packages)")
+    subprocess.run(["runc", "spec"], cwd=tmp_path, check=True)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["root"]["path"] = image
+    config["process"]["args"] = ["sh", "-c", "hostname; ulimit -n; touch /x 2>&1; grep CapBnd /proc/self/status; "
+                                 "test -d /dev/mqueue && echo mqueue"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    return tmp_path
+
+
+def test_a_runc_spec_bundle_runs(runc_bundle):
+    out = cli("run", "--bundle", str(runc_bundle))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "runc" and lines[1] == "1024"      # hostname and RLIMIT_NOFILE from config.json
+    assert "Read-only file system" in lines[2]            # root.readonly
+    assert lines[3].split()[1] == "0000000020000420"      # CAP_AUDIT_WRITE, CAP_KILL, CAP_NET_BIND_SERVICE only
+    assert lines[4] == "mqueue"
+
+
+def test_unsupported_fields_are_listed(runc_bundle):
+    config = json.loads((runc_bundle / "config.json").read_text())
+    config["process"]["apparmorProfile"] = "docker-default"
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW"}
+    config["linux"]["namespaces"].append({"type": "network", "path": "/run/netns/x"})
+    (runc_bundle / "config.json").write_text(json.dumps(config))
+    with pytest.raises(LabError) as caught:
+        oci.load_bundle(str(runc_bundle))
+    message = str(caught.value)
+    for words in ("process.apparmorProfile", "linux.seccomp", "network path"):
+        assert words in message
+
+
+def test_export_round_trips(image, tmp_path):
+    spec = ContainerSpec(image, ["sleep", "1"], hostname="box", memory="48M", cpus=0.5, pids=20,
+                         security=Security(capabilities=["net_raw", "kill"]), read_only_root=True)
+    config = oci.to_config(spec.validate())
+    assert config["linux"]["resources"] == {"memory": {"limit": 48 << 20}, "cpu": {"quota": 50000, "period": 100000},
+                                            "pids": {"limit": 20}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    back = oci.load_bundle(str(tmp_path))
+    assert (back.memory, back.cpus, back.pids, back.hostname) == (48 << 20, 0.5, 20, "box")
+    assert back.security.capabilities == ["net_raw", "kill"] and back.read_only_root
+    assert set(back.namespaces) == set(spec.namespaces)
+    assert os.path.realpath(back.rootfs) == os.path.realpath(image)
+
+
+def test_print_oci_from_the_cli(image):
+    out = cli("run", "--print-oci", "--memory", "64M", "--hostname", "web", image, "--", "httpd")
+    config = json.loads(out.stdout)
+    assert config["hostname"] == "web" and config["linux"]["resources"]["memory"]["limit"] == 64 << 20
+    assert config["process"]["args"] == ["httpd"]
+
+
+def test_missing_bundle_says_what_a_bundle_is(tmp_path):
+    out = cli("run", "--bundle", str(tmp_path))
+    assert out.returncode == 125 and "config.json" in out.stderr and "runc spec" in out.stderr
