@@ -43,6 +43,7 @@ class ContainerSpec:
     read_only_root: bool = False            # / remounted read-only (docker --read-only); /tmp stays a tmpfs
     rlimits: dict = field(default_factory=dict)  # {"RLIMIT_NOFILE": (soft, hard)}
     extra_mounts: tuple = ()                # "mqueue" (/dev/mqueue), "cgroup" (/sys/fs/cgroup, read-only, v2)
+    join: dict = field(default_factory=dict)  # {"net": PID}: enter that process's namespace, as pods share one
 
     def __post_init__(self):
         self.namespaces = namespaces.check_kinds(self.namespaces)
@@ -50,7 +51,7 @@ class ContainerSpec:
             self.security = Security(**self.security)
         if not self.name:
             self.name = "mc-" + secrets.token_hex(4)
-        if not self.hostname and "uts" in self.namespaces:
+        if not self.hostname and "uts" in self.namespaces and "uts" not in self.join:
             self.hostname = self.name
         if os.geteuid() != 0 and self.uid_map == ContainerSpec.uid_map:
             self.uid_map = f"0 {os.geteuid()} 1"  # unprivileged: only our own uid can be mapped
@@ -112,6 +113,19 @@ class ContainerSpec:
             if not name.startswith("RLIMIT_") or not hasattr(resource, name):
                 raise LabError(f"unknown rlimit {name!r}", "limits are named as in getrlimit(2)",
                                "use e.g. RLIMIT_NOFILE or RLIMIT_NPROC")
+        for kind, pid in self.join.items():
+            if kind not in ("net", "ipc", "uts"):
+                raise LabError(f"cannot join a {kind} namespace", "a container may share only the net, ipc and uts "
+                               "namespaces of another (as the containers of a Kubernetes pod do)",
+                               "join one of net, ipc, uts")
+            if not os.path.exists(f"/proc/{pid}/ns/{kind}"):
+                raise LabError(f"no process {pid} to join", "it has exited", "give the PID of a running container")
+            if kind == "uts" and self.hostname:
+                raise LabError("a hostname and joining a UTS namespace conflict", "the hostname belongs to the "
+                               "namespace joined", "drop the hostname")
+            if kind == "net" and self.network == "bridge":
+                raise LabError("joining a network namespace and network='bridge' conflict",
+                               "the joined namespace already has its network", "drop network='bridge'")
         unknown = [m for m in self.extra_mounts if m not in ("mqueue", "cgroup")]
         if unknown:
             raise LabError(f"unknown extra mount(s) {unknown}", "only mqueue and cgroup are known",
@@ -135,6 +149,7 @@ class ContainerSpec:
         data["binds"] = [list(b) for b in self.binds]
         data["publish"] = [list(p) for p in self.publish]
         data["extra_mounts"] = list(self.extra_mounts)
+        data["join"] = {k: int(v) for k, v in self.join.items()}
         data["rlimits"] = {k: list(v) for k, v in self.rlimits.items()}
         return data
 

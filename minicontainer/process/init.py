@@ -52,9 +52,12 @@ def setup_and_exec(spec: ContainerSpec, paths: dict, channel: Channel, in_user_n
         if not channel.send(type="step", name=name, detail=detail):
             os._exit(1)  # the helper is gone: nobody would supervise this container
 
-    kinds = [k for k in OWN_KINDS if k in spec.namespaces]
+    kinds = [k for k in OWN_KINDS if k in spec.namespaces and k not in spec.join]
     step("unshare", kernel.flag_names(namespaces.flags_for(kinds)))
     namespaces.unshare(kinds)
+    for kind, pid in spec.join.items():  # setns: share another container's namespace instead of a new one
+        step("setns", f"join the {kind} namespace of process {pid}")
+        namespaces.enter(namespaces.open_namespaces(pid, [kind]))
     if "mnt" in spec.namespaces:
         step("mounts private", "mount --make-rprivate /")
         rootfs.make_mounts_private()
