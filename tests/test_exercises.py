@@ -34,6 +34,7 @@ WRONG = {
                              "no firewall rule forwards 127.0.0.1:8081"),
     "security-only-net-raw": (lambda: start(), "also holds"),
     "security-guarded-user": (lambda: start(security=Security(no_new_privs=False), user="1000"), "no_new_privs is off"),
+    "pod-shared-network": (lambda: (start(), start()), "network namespace of its own"),
 }
 
 
@@ -42,8 +43,9 @@ def test_every_exercise_has_a_solution_and_a_wrong_answer():
 
 
 def stopped(answer) -> None:
-    if isinstance(answer, Container):
-        answer.stop(grace=0.5)
+    for container in answer if isinstance(answer, tuple) else [answer]:
+        if isinstance(container, Container):
+            container.stop(grace=0.5)
 
 
 @pytest.mark.parametrize("key", sorted(WRONG))

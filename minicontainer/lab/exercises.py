@@ -240,6 +240,24 @@ def check_guarded_user(answer) -> list[str]:
     return problems
 
 
+# -- 06-putting-it-together ---------------------------------------------------------------------
+
+def check_pod(answer) -> list[str]:
+    if not (isinstance(answer, tuple) and len(answer) == 2):
+        return [f"expected a pair (pod_a, pod_b), got {type(answer).__name__}"]
+    problems = _running(answer[0]) + _running(answer[1])
+    if problems:
+        return problems
+    a, b = answer
+    shared = set(namespaces.shared_with(b.pid, a.pid))
+    if "net" not in shared:
+        problems.append("pod_b has a network namespace of its own, not pod_a's")
+    for kind in ("pid", "mnt", "uts", "ipc"):
+        if kind in shared:
+            problems.append(f"pod_b also shares pod_a's {kind} namespace; only net was asked for")
+    return problems
+
+
 EXERCISES = [
     Exercise("welcome-pid-namespace", "Set `my_pid_ns` to the inode number of this kernel's PID namespace.",
              "readlink /proc/self/ns/pid (os.readlink) and take the number between the brackets", check_pid_namespace),
@@ -269,4 +287,6 @@ EXERCISES = [
              "Security(capabilities=[...]) in the spec", check_only_net_raw),
     Exercise("security-guarded-user", "Start a container `guarded` running as uid 1000 with no_new_privs and "
              "seccomp on.", "user='1000' with the default Security", check_guarded_user),
+    Exercise("pod-shared-network", "Start `pod_a`, then `pod_b` sharing only pod_a's network namespace.",
+             "ContainerSpec(..., join={'net': pod_a.pid})", check_pod),
 ]

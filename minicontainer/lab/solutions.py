@@ -74,6 +74,12 @@ def security_guarded_user():
     return Container.start(ContainerSpec(IMAGE, ["sleep", "600"], user="1000"))
 
 
+def pod_shared_network():
+    pod_a = Container.start(ContainerSpec(IMAGE, ["sleep", "600"]))
+    pod_b = Container.start(ContainerSpec(IMAGE, ["sleep", "600"], join={"net": pod_a.pid}))
+    return pod_a, pod_b
+
+
 SOLVERS = {
     "welcome-pid-namespace": welcome_pid_namespace,
     "welcome-memory-cgroup": welcome_memory_cgroup,
@@ -87,6 +93,7 @@ SOLVERS = {
     "network-publish-8081": network_publish_8081,
     "security-only-net-raw": security_only_net_raw,
     "security-guarded-user": security_guarded_user,
+    "pod-shared-network": pod_shared_network,
 }
 
 
