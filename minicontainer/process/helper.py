@@ -137,7 +137,9 @@ def start_init(spec: ContainerSpec, paths: dict, cgroup: Cgroup, child: Channel)
         except LabError as e:
             child.send_error(e)
         except BaseException as e:
-            child.send_error(LabError(f"user namespace set-up failed: {e}"))
+            child.send_error(LabError(f"user namespace set-up failed: {e}", "the kernel refused the namespace or "
+                                      "its id maps (unprivileged user namespaces restricted?)",
+                                      "run `minicontainer doctor`"))
         os._exit(127)
     return pid
 

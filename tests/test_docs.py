@@ -1,0 +1,37 @@
+"""The docs keep up with the code: every error message has a troubleshooting entry, every doctor check too."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from conftest import REPO
+
+from minicontainer import doctor
+
+
+def load_builder():
+    spec = importlib.util.spec_from_file_location("build_troubleshooting",
+                                                  os.path.join(REPO, "docs", "build_troubleshooting.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_error_message_is_in_troubleshooting():
+    builder = load_builder()
+    page = builder.PAGE.read_text()
+    missing = [m for m, *_ in builder.errors() if f"`{m.replace('|', chr(92) + '|')}`" not in page]
+    assert not missing, f"run `python docs/build_troubleshooting.py`: missing {missing}"
+    assert builder.updated(page) == page, "docs/troubleshooting.md is out of date: run docs/build_troubleshooting.py"
+    assert len(builder.errors()) > 50  # the scan really finds the runtime's messages
+
+
+def test_every_doctor_check_is_explained():
+    page = open(os.path.join(REPO, "docs", "troubleshooting.md")).read()
+    names = {c.name for c in doctor.run_checks()}
+    names = {n for n in names if not n.endswith(" namespace") and not n.startswith("cgroup ")} | {"cgroup mode"}
+    missing = [n for n in names if f"`{n}`" not in page]
+    assert not missing, missing
+    for kind in ("mnt", "time"):
+        assert f"`{kind} namespace`" in page
