@@ -76,6 +76,15 @@ def kernel_state() -> dict:
     }
 
 
+def assert_back_to(before: dict, within: float = 5.0) -> None:
+    """Wait until the kernel state is what it was, and fail with the difference if it is not in time."""
+    deadline = time.monotonic() + within
+    while kernel_state() != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    after = kernel_state()
+    assert after == before, {k: after[k] ^ before[k] for k in after if after[k] != before[k]}
+
+
 @pytest.fixture(autouse=True)
 def no_leaks(request):
     """Fail the test if, 5 s after it ends, anything it made is still there."""

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, kernel_state
+from conftest import REPO, assert_back_to, kernel_state
 
 from minicontainer import inspect, namespaces, state
 from minicontainer.container import Container, run
@@ -203,9 +203,5 @@ def test_sigkill_of_the_caller_leaves_nothing_within_5s(image, who):
     assert running["cgroups"] - before["cgroups"], "the container did not start"
     os.killpg(caller.pid, signal.SIGKILL)
     caller.wait()
-    deadline = time.monotonic() + 5
-    while kernel_state() != before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    after = kernel_state()
-    assert after == before, {k: after[k] ^ before[k] for k in after if after[k] != before[k]}
+    assert_back_to(before, within=5)  # nothing left within 5 s, with no cleanup call
     assert subprocess.run(["pgrep", "-f", "sleep 100"], capture_output=True).returncode == 1

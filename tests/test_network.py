@@ -11,7 +11,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import REPO, cli, kernel_state
+from conftest import REPO, assert_back_to, cli, kernel_state
 
 from minicontainer import inspect, network, state
 from minicontainer.container import Container
@@ -101,11 +101,7 @@ def test_kill_9_of_the_cli_with_a_published_port_leaves_nothing(image):
     assert network.leases_in_use(), "the container never got on the network"
     os.killpg(runner.pid, signal.SIGKILL)
     runner.wait()
-    deadline = time.monotonic() + 5
-    while kernel_state() != before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    after = kernel_state()
-    assert after == before, {k: after[k] ^ before[k] for k in after if after[k] != before[k]}
+    assert_back_to(before, within=5)  # nothing left within 5 s, with no cleanup call
 
 
 def test_cleanup_removes_network_leftovers(image):
