@@ -1,0 +1,131 @@
+"""The lab VM's files: `vagrant validate` for each provider block, shellcheck for its scripts.
+
+Uses Debian's vagrant (2.3.4, with vagrant-libvirt) and shellcheck. The VirtualBox provider only
+validates when `VBoxManage --version` answers, so a stub on PATH answers it; the VMware and Parallels
+plugins come from rubygems.org, which CI cannot reach, so a home Vagrantfile registers stand-ins that
+accept only the settings those plugins have. Booting the VM is vagrant/acceptance.sh's job, not this.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+
+import pytest
+from conftest import REPO
+
+VAGRANT_DIR = os.path.join(REPO, "vagrant")
+SCRIPTS = sorted(glob.glob(os.path.join(VAGRANT_DIR, "*.sh")))
+
+# Stand-ins for the vagrant-vmware-desktop and vagrant-parallels plugins: their provider config takes
+# only the settings the lab's Vagrantfile uses and the real plugins define; anything else fails validation.
+STUB_PLUGINS = """
+class MinicontainerStubConfig < Vagrant.plugin("2", :config)
+  attr_accessor :cpus, :memory, :gui
+  def vmx
+    @vmx ||= {}
+  end
+end
+
+class MinicontainerStubProvider < Vagrant.plugin("2", :provider)
+  def self.usable?(raise_error = false)
+    true
+  end
+
+  def initialize(machine)
+    @machine = machine
+  end
+
+  def state
+    Vagrant::MachineState.new(:not_created, "not created", "a test stand-in")
+  end
+end
+
+%w[vmware_desktop parallels].each do |prov|
+  Class.new(Vagrant.plugin("2")) do
+    name "minicontainer test stand-in for #{prov}"
+    config(prov.to_sym, :provider) { MinicontainerStubConfig }
+    provider(prov.to_sym, box_optional: true) { MinicontainerStubProvider }
+  end
+end
+"""
+
+needs_vagrant = pytest.mark.skipif(shutil.which("vagrant") is None,
+                                   reason="Debian's vagrant and vagrant-libvirt packages are not installed")
+
+
+@pytest.fixture
+def vagrant_env(tmp_path):
+    home = tmp_path / "vagrant.d"
+    home.mkdir()
+    (home / "Vagrantfile").write_text(STUB_PLUGINS)
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    vboxmanage = stubs / "VBoxManage"
+    vboxmanage.write_text("#!/bin/sh\n# what Vagrant reads to pick its VirtualBox driver\necho 7.0.20r163906\n")
+    vboxmanage.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAGRANT_", "MINICONTAINER_"))}
+    # VAGRANT_DOTFILE_PATH: validate's machine state goes to tmp, not vagrant/.vagrant in the checkout
+    env.update(VAGRANT_HOME=str(home), VAGRANT_CWD=VAGRANT_DIR, VAGRANT_CHECKPOINT_DISABLE="1",
+               VAGRANT_DOTFILE_PATH=str(tmp_path / "dot-vagrant"),
+               PATH=f"{stubs}:{env.get('PATH', '/usr/bin:/bin')}")
+    return env
+
+
+def validate(env: dict, provider: str, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["vagrant", "validate"], env={**env, "VAGRANT_DEFAULT_PROVIDER": provider, **extra},
+                          cwd=REPO, capture_output=True, text=True, timeout=180)
+
+
+@needs_vagrant
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("provider", ["virtualbox", "vmware_desktop", "parallels"])
+def test_vagrant_validate(vagrant_env, provider):
+    out = validate(vagrant_env, provider)
+    assert out.returncode == 0 and "validated successfully" in out.stdout, out.stdout + out.stderr
+
+
+@needs_vagrant
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_vagrant_validate_libvirt(vagrant_env):
+    """The libvirt block with rsync: the other sync modes ask the host (libvirtd, nfsd) while validating."""
+    out = validate(vagrant_env, "libvirt", MINICONTAINER_SYNC="rsync")
+    assert out.returncode == 0 and "validated successfully" in out.stdout, out.stdout + out.stderr
+
+
+@needs_vagrant
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_vagrant_settings_are_overridable_and_checked(vagrant_env):
+    out = validate(vagrant_env, "virtualbox", MINICONTAINER_CPUS="4", MINICONTAINER_MEMORY="4096",
+                   MINICONTAINER_BOX="example/other", MINICONTAINER_PORT="18888")
+    assert out.returncode == 0, out.stdout + out.stderr
+    out = validate(vagrant_env, "libvirt", MINICONTAINER_SYNC="smb")
+    assert out.returncode != 0 and "MINICONTAINER_SYNC must be" in out.stdout + out.stderr
+
+
+def test_jupyterlab_forward_is_host_loopback_only():
+    with open(os.path.join(VAGRANT_DIR, "Vagrantfile")) as f:
+        text = f.read()
+    forwards = [line for line in text.splitlines() if "forwarded_port" in line]
+    assert forwards, "the Vagrantfile forwards JupyterLab's port"
+    assert 'host_ip: "127.0.0.1"' in text and "host_ip: nil" not in text
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="Debian's shellcheck package is not installed")
+@pytest.mark.parametrize("script", SCRIPTS, ids=[os.path.basename(s) for s in SCRIPTS])
+def test_shellcheck(script):
+    out = subprocess.run(["shellcheck", "-x", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_scripts_and_vagrantfile_stay_lf_on_windows_checkouts():
+    paths = ["vagrant/Vagrantfile"] + [os.path.relpath(s, REPO) for s in SCRIPTS]
+    out = subprocess.run(["git", "check-attr", "eol", "--", *paths], cwd=REPO, capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip("not a git checkout: " + out.stderr.strip())
+    assert out.stdout.count(": eol: lf") == len(paths), out.stdout

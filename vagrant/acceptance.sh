@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# End-to-end acceptance of the lab VM, on a Debian 12 machine as root, with nothing from Vagrant Cloud:
+#
+#   sudo vagrant/acceptance.sh            (MINICONTAINER_ACCEPTANCE_REBUILD=1 rebuilds the cached box)
+#
+# 1. builds a Debian 12 libvirt box from Debian's own packages (debootstrap -> disk image -> box),
+# 2. brings it up with Debian's vagrant + vagrant-libvirt (qemu/TCG when KVM is unusable), provisions it
+#    with vagrant/provision.sh (the script every learner's VM runs), provisions it again (idempotence),
+# 3. checks cgroup v2, the service's leaf cgroup, the token'ed URL through the forwarded port, a file
+#    written in the guest showing up on the host, `minicontainer doctor`, and every notebook under nbval,
+# 4. tears everything down, even on failure: domain, volumes, pools, networks, firewall chains, loop
+#    devices, mounts, the daemons it started.
+# Each phase runs under a timeout and prints its duration. Not part of the default test command: it
+# takes tens of minutes under emulation.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(dirname "$HERE")
+WORK=${MINICONTAINER_ACCEPTANCE_DIR:-/var/tmp/minicontainer-acceptance}
+CACHE=${MINICONTAINER_ACCEPTANCE_CACHE:-/var/cache/minicontainer/acceptance}
+BOX_FILE=$CACHE/debian12-libvirt.box
+BOX_NAME=minicontainer-acceptance/debian12
+GUEST_REPO=/home/vagrant/minicontainer
+export VAGRANT_HOME=$WORK/vagrant.d           # a private box store: nothing left in ~/.vagrant.d
+export VAGRANT_CWD=$WORK/repo/vagrant          # a copy of the checkout: the guest writes into it
+export VAGRANT_DEFAULT_PROVIDER=libvirt
+export MINICONTAINER_BOX=$BOX_NAME MINICONTAINER_BOX_VERSION=""
+export MINICONTAINER_SYNC=9p                   # two-way without an NFS server (none runs here)
+export MINICONTAINER_LIBVIRT_DRIVER=${MINICONTAINER_LIBVIRT_DRIVER:-qemu}  # this /dev/kvm cannot run guests
+export MINICONTAINER_PORT=${MINICONTAINER_ACCEPTANCE_PORT:-18888}          # 8888 may be busy on this host
+export MINICONTAINER_EXTRAS=lab,test           # nbval and pytest in the guest
+HOST_PACKAGES=(vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
+               dnsmasq-base debootstrap grub-pc-bin fdisk e2fsprogs curl)
+
+say() { printf '\n=== [acceptance %s] %s\n' "$(date +%T)" "$*"; }
+
+# --- phases (each runs as `acceptance.sh __phase NAME` under its own timeout) -----------------------
+
+phase_prereqs() {
+  [ "$(id -u)" = 0 ] || { echo "run as root"; exit 1; }
+  local missing=()
+  for p in "${HOST_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+  vagrant --version; vagrant plugin list
+}
+
+phase_daemons() {
+  # No systemd on this machine: start libvirt's daemons by hand (teardown stops the ones we started).
+  if ! virsh -c qemu:///system version >/dev/null 2>&1; then
+    pgrep -x virtlogd >/dev/null || { virtlogd -d; echo virtlogd >> "$WORK/started"; }
+    libvirtd -d; echo libvirtd >> "$WORK/started"
+    for _ in $(seq 30); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 1; done
+  fi
+  virsh -c qemu:///system version
+}
+
+# The guest disk: one ext4 partition on an MBR disk, grub-pc, Debian's kernel, the vagrant user with
+# Vagrant's well-known key (vagrant swaps in a fresh key on the first `up`).
+phase_build_box() {
+  local build=$WORK/build img loop part mnt uuid
+  if [ -s "$BOX_FILE" ] && [ -z "${MINICONTAINER_ACCEPTANCE_REBUILD:-}" ]; then
+    echo "cached: $BOX_FILE ($(du -h "$BOX_FILE" | cut -f1)); MINICONTAINER_ACCEPTANCE_REBUILD=1 rebuilds it"
+    return
+  fi
+  img=$build/disk.raw mnt=$build/mnt
+  mkdir -p "$build" "$mnt" "$CACHE"
+  truncate -s 10G "$img"
+  printf 'label: dos\n,,L,*\n' | sfdisk -q "$img"
+  loop=$(losetup -f --show -P "$img")
+  echo "$loop" > "$build/loop"
+  # No udev here: the partition does not always appear by itself; ask the kernel to add it.
+  blockdev --rereadpt "$loop"
+  part=${loop}p1
+  [ -b "$part" ] || partx -a "$loop"
+  for _ in $(seq 20); do [ -b "$part" ] && break; sleep 0.5; done
+  mkfs.ext4 -q -L root "$part"
+  uuid=$(blkid -s UUID -o value "$part")
+  mount "$part" "$mnt"
+  timeout 900 debootstrap --variant=minbase \
+    --include=linux-image-amd64,grub-pc,systemd-sysv,udev,dbus,kmod,openssh-server,sudo,ifupdown,isc-dhcp-client,ca-certificates,iproute2,procps \
+    bookworm "$mnt" http://deb.debian.org/debian
+  echo minicontainer-acceptance > "$mnt/etc/hostname"
+  echo "UUID=$uuid / ext4 errors=remount-ro 0 1" > "$mnt/etc/fstab"
+  printf 'auto lo\niface lo inet loopback\nauto eth0\niface eth0 inet dhcp\n' > "$mnt/etc/network/interfaces"
+  cat >> "$mnt/etc/default/grub" <<'EOF'
+GRUB_TIMEOUT=1
+GRUB_CMDLINE_LINUX="console=ttyS0 net.ifnames=0"
+EOF
+  chroot "$mnt" useradd -m -s /bin/bash vagrant
+  echo 'vagrant ALL=(ALL) NOPASSWD: ALL' > "$mnt/etc/sudoers.d/vagrant"
+  install -d -m 700 -o 1000 -g 1000 "$mnt/home/vagrant/.ssh"
+  install -m 600 -o 1000 -g 1000 "$(dirname "$(readlink -f "$(command -v vagrant)")")/../keys/vagrant.pub" \
+    "$mnt/home/vagrant/.ssh/authorized_keys" 2>/dev/null ||
+    install -m 600 -o 1000 -g 1000 /usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub \
+      "$mnt/home/vagrant/.ssh/authorized_keys"
+  echo 'UseDNS no' > "$mnt/etc/ssh/sshd_config.d/vagrant.conf"
+  for d in dev proc sys; do mount --bind "/$d" "$mnt/$d"; done
+  grub-install --target=i386-pc --boot-directory="$mnt/boot" "$loop"
+  chroot "$mnt" update-grub
+  # update-grub names the root by the build host's loop device; the guest boots it by UUID.
+  sed -i "s|root=/dev/loop[0-9]*p1|root=UUID=$uuid|g" "$mnt/boot/grub/grub.cfg"
+  grep -q "root=UUID=$uuid" "$mnt/boot/grub/grub.cfg"
+  chroot "$mnt" apt-get clean
+  for d in sys proc dev; do umount "$mnt/$d"; done
+  umount "$mnt"
+  losetup -d "$loop"; rm -f "$build/loop"
+  qemu-img convert -c -O qcow2 "$img" "$build/box.img"
+  printf '{"provider": "libvirt", "format": "qcow2", "virtual_size": 10}\n' > "$build/metadata.json"
+  tar -C "$build" -cf "$BOX_FILE.tmp" metadata.json box.img
+  mv "$BOX_FILE.tmp" "$BOX_FILE"
+  rm -f "$img" "$build/box.img"
+  du -h "$BOX_FILE"
+}
+
+phase_box_add() {
+  vagrant box add --force --name "$BOX_NAME" "$BOX_FILE"
+}
+
+phase_copy_repo() {
+  # The checkout as git sees it (tracked and untracked, not ignored). 9p in squash mode writes as
+  # libvirt's qemu user, so the copy is world-writable; it is thrown away at the end.
+  rm -rf "$WORK/repo"; mkdir -p "$WORK/repo"
+  git -C "$REPO" ls-files -co --exclude-standard -z | tar -C "$REPO" --null -T - -cf - | tar -C "$WORK/repo" -xf -
+  chmod -R a+rwX "$WORK/repo"; chmod 755 "$WORK"
+}
+
+phase_up() { vagrant up --no-provision; }
+phase_provision() { vagrant provision; }
+
+phase_checks() {
+  local token
+  # shellcheck disable=SC2016  # expanded in the guest, not here
+  vagrant ssh -c 'set -e
+    echo "cgroup fs: $(stat -fc %T /sys/fs/cgroup)"; test "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs
+    systemctl is-active minicontainer-lab
+    pid=$(systemctl show -p MainPID --value minicontainer-lab)
+    echo "lab server cgroup: $(cat /proc/$pid/cgroup)"; grep -q "minicontainer-lab.service/lab$" /proc/$pid/cgroup
+    sudo minicontainer doctor
+    sudo minicontainer run --memory 32M --pids 16 -- sh -c "cat /sys/fs/cgroup/memory.max"'
+  token=$(vagrant ssh -c 'sudo cat /etc/minicontainer/token' | tr -d '\r\n')
+  curl -fsS "http://127.0.0.1:$MINICONTAINER_PORT/api/status?token=$token"; echo
+  # Host-side binding: the forward must listen on 127.0.0.1 only.
+  ss -ltnp | grep ":$MINICONTAINER_PORT " | tee /dev/stderr | grep -vq "127.0.0.1:$MINICONTAINER_PORT" && exit 1
+  vagrant ssh -c "echo written-in-guest > $GUEST_REPO/notebooks/work/acceptance-probe.txt"
+  grep -q written-in-guest "$WORK/repo/notebooks/work/acceptance-probe.txt"
+  echo "a file written in the guest is on the host: $WORK/repo/notebooks/work/acceptance-probe.txt"
+}
+
+phase_nbval() {
+  # Like the lab service: a transient unit with Delegate=yes, the run in its leaf cgroup.
+  vagrant ssh -c "sudo systemd-run --quiet --wait --pipe --collect -p Delegate=yes \
+    -p WorkingDirectory=$GUEST_REPO -E PATH=/opt/minicontainer/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    /usr/local/libexec/minicontainer/in-leaf /opt/minicontainer/venv/bin/pytest -p no:cacheprovider \
+    -o timeout=1200 --nbval-lax --nbval-cell-timeout=900 notebooks/"
+}
+
+# --- teardown: everything this run made, and only that -------------------------------------------
+
+teardown() {
+  set +e
+  say "teardown"
+  local t0=$SECONDS
+  if [ -f "$VAGRANT_CWD/Vagrantfile" ]; then timeout 300 vagrant destroy -f; fi
+  timeout 120 vagrant box remove --force --all "$BOX_NAME" 2>/dev/null
+  # Anything libvirt holds now that it did not hold before: domains, volumes (box remove leaves the
+  # box's volume in the pool), networks, pools.
+  if virsh -c qemu:///system version >/dev/null 2>&1; then
+    for dom in $(virsh -q list --all --name); do
+      grep -qx "$dom" "$WORK/before.domains" || { virsh destroy "$dom"; virsh undefine --remove-all-storage "$dom"; }
+    done
+    for pool in $(virsh -q pool-list --all --name); do
+      for vol in $(virsh -q vol-list "$pool" 2>/dev/null | awk '{print $1}'); do
+        grep -qx "$pool/$vol" "$WORK/before.volumes" || virsh vol-delete --pool "$pool" "$vol"
+      done
+    done
+    for net in $(virsh -q net-list --all --name); do
+      grep -qx "$net" "$WORK/before.networks" || { virsh net-destroy "$net"; virsh net-undefine "$net"; }
+    done
+    for pool in $(virsh -q pool-list --all --name); do
+      grep -qx "$pool" "$WORK/before.pools" || { virsh pool-destroy "$pool"; virsh pool-undefine "$pool"; }
+    done
+  fi
+  # vagrant-libvirt's port forward is an ssh process; destroy ends it, this makes sure (by pid).
+  for pid in $(pgrep -f "127.0.0.1:$MINICONTAINER_PORT:127.0.0.1:8888"); do kill "$pid"; done
+  # The daemons we started (pid files, never by name).
+  while read -r d; do
+    if [ -f "/run/$d.pid" ]; then
+      pid=$(cat "/run/$d.pid"); kill "$pid"
+      for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    fi
+  done < <(tac "$WORK/started" 2>/dev/null)
+  # libvirt's networks leave LIBVIRT_* chains in iptables after they are destroyed: drop those that
+  # were not there before this run (their jumps first, then the chains).
+  for ipt in iptables ip6tables; do
+    for table in filter nat mangle; do
+      "$ipt" -t "$table" -S 2>/dev/null | grep -E '^-A .* -j LIBVIRT_' | while read -r rule; do
+        chain=$(sed -E 's/.*-j (LIBVIRT_[A-Z]+).*/\1/' <<<"$rule")
+        grep -qx "$ipt $table $chain" "$WORK/before.chains" || eval "$ipt -t $table ${rule/-A/-D}"
+      done
+      for chain in $("$ipt" -t "$table" -S 2>/dev/null | awk '$1=="-N" && $2 ~ /^LIBVIRT_/ {print $2}'); do
+        grep -qx "$ipt $table $chain" "$WORK/before.chains" || { "$ipt" -t "$table" -F "$chain"; "$ipt" -t "$table" -X "$chain"; }
+      done
+    done
+  done
+  # A failed image build: its mounts and loop device.
+  if [ -d "$WORK/build/mnt" ]; then
+    findmnt -R -n -o TARGET --list "$WORK/build/mnt" | sort -r | xargs -r -n1 umount -l
+  fi
+  [ -f "$WORK/build/loop" ] && losetup -d "$(cat "$WORK/build/loop")"
+  for loop in $(losetup -j "$WORK/build/disk.raw" -O NAME -n 2>/dev/null); do losetup -d "$loop"; done
+  started_daemons=$(cat "$WORK/started" 2>/dev/null)
+  rm -rf "$WORK"
+  printf '=== [acceptance] teardown took %ss\n' "$((SECONDS - t0))"
+  leftovers
+}
+
+leftovers() {
+  # What must not outlive a run: say it loudly if anything does.
+  local bad=0
+  if virsh -c qemu:///system version >/dev/null 2>&1; then
+    virsh -q list --all --name | grep -q . && { echo "LEFT: domains"; bad=1; }
+  fi
+  losetup -a | grep -q minicontainer-acceptance && { echo "LEFT: loop devices"; bad=1; }
+  grep -q minicontainer-acceptance /proc/mounts && { echo "LEFT: mounts"; bad=1; }
+  ip -o link show | grep -q virbr && { echo "LEFT: a libvirt bridge"; bad=1; }
+  iptables -S 2>/dev/null | grep -q LIBVIRT_ && { echo "LEFT: LIBVIRT_ iptables chains"; bad=1; }
+  for d in $started_daemons; do pgrep -x "$d" >/dev/null && { echo "LEFT: $d (started by this run)"; bad=1; }; done
+  [ $bad = 0 ] && echo "nothing left behind"
+}
+
+# --- driver ---------------------------------------------------------------------------------------
+
+if [ "${1:-}" = __phase ]; then "phase_$2"; exit; fi
+
+run_phase() {  # run_phase NAME TIMEOUT_SECONDS
+  local t0=$SECONDS rc=0
+  say "phase $1 (timeout $2s)"
+  # In the background so a Ctrl-C or TERM reaches this script at once (timeout runs in its own
+  # process group, so it would not get the terminal's signal): the trap stops the phase, then tears down.
+  timeout --kill-after=30 "$2" "$0" __phase "$1" & phase_pid=$!
+  wait "$phase_pid" || rc=$?
+  phase_pid=""
+  printf '=== [acceptance] phase %s: %s in %ss\n' "$1" "$([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc")" "$((SECONDS - t0))"
+  durations+=("$1 $((SECONDS - t0))s rc=$rc")
+  return $rc
+}
+
+durations=()
+summary() { printf '\n=== [acceptance] durations\n'; printf '  %s\n' "${durations[@]}"; }
+mkdir -p "$WORK"
+: > "$WORK/started"
+trap 'teardown; summary' EXIT
+phase_pid=""
+stop_phase() { [ -z "$phase_pid" ] || { kill -TERM "$phase_pid"; wait "$phase_pid"; }; exit 130; }
+trap stop_phase INT TERM
+
+run_phase copy_repo 300
+run_phase prereqs 900
+run_phase daemons 60
+# What existed before: teardown removes only the difference.
+virsh -q list --all --name > "$WORK/before.domains"
+virsh -q net-list --all --name > "$WORK/before.networks"
+virsh -q pool-list --all --name > "$WORK/before.pools"
+while read -r pool; do
+  virsh -q vol-list "$pool" | awk -v p="$pool" '{print p "/" $1}'
+done < "$WORK/before.pools" > "$WORK/before.volumes"
+for ipt in iptables ip6tables; do for table in filter nat mangle; do
+  "$ipt" -t "$table" -S 2>/dev/null | awk -v i="$ipt" -v t="$table" '$1=="-N" {print i, t, $2}'
+done; done > "$WORK/before.chains"
+
+run_phase build_box 1800
+run_phase box_add 600
+run_phase up 900
+run_phase provision 5400
+run_phase provision 900   # again: re-provisioning must be safe and quick
+run_phase checks 600
+run_phase nbval 5400
+say "acceptance passed"

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Turn a Debian 12 / Ubuntu 24.04 machine into the minicontainer lab (the lab VM runs this; so can an
+# instructor on a bare host or cloud VM):
+#
+#   sudo vagrant/provision.sh [REPO_DIR]    REPO_DIR: the checkout (default: the one holding this script)
+#
+# It installs the apt packages and the Python environment (/opt/minicontainer/venv, pinned by the repo's
+# constraints.txt, the file CI uses), builds the default rootfs (/var/lib/minicontainer), and runs
+# JupyterLab as the systemd service minicontainer-lab, started on boot, serving REPO_DIR/notebooks.
+# Running it again is safe: each step checks what is already there.
+#
+# Environment (all optional):
+#   MINICONTAINER_USER    who may read the token (default: $SUDO_USER, else vagrant if it exists)
+#   MINICONTAINER_LAB_IP  address JupyterLab listens on (default 127.0.0.1; the Vagrantfile says when a
+#                         provider's NAT port forward needs the guest's NAT interface instead)
+#   MINICONTAINER_EXTRAS  pip extras to install (default "lab"; "lab,test" adds pytest and nbval)
+set -euo pipefail
+
+REPO=$(cd "${1:-$(dirname "$0")/..}" && pwd)
+PREFIX=/opt/minicontainer
+VENV=$PREFIX/venv
+LIBEXEC=/usr/local/libexec/minicontainer
+ETC=/etc/minicontainer
+NOTEBOOKS=$REPO/notebooks
+LAB_IP=${MINICONTAINER_LAB_IP:-127.0.0.1}
+EXTRAS=${MINICONTAINER_EXTRAS:-lab}
+LAB_USER=${MINICONTAINER_USER:-${SUDO_USER:-}}
+if [ -z "$LAB_USER" ] || [ "$LAB_USER" = root ]; then
+  LAB_USER=$(id -un vagrant 2>/dev/null || echo root)
+fi
+# The lab's runtime needs: busybox-static (the rootfs), iproute2/nftables/iptables (lesson 04),
+# gcc + libc6-dev (lesson 05 compiles its attack payloads), tmux (the terminal lesson).
+APT_PACKAGES=(python3 python3-venv python3-pip ca-certificates busybox-static iproute2 util-linux procps
+              tmux gcc libc6-dev nftables iptables curl)
+
+started=$(date +%s)
+step() { printf '\n==> [provision %3ss] %s\n' "$(($(date +%s) - started))" "$*"; }
+die() { printf 'provision: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (sudo $0): it installs packages and a system service"
+if [ ! -f "$REPO/pyproject.toml" ] || [ ! -f "$REPO/constraints.txt" ]; then
+  die "$REPO is not the minicontainer checkout"
+fi
+
+# shellcheck source=/dev/null
+. /etc/os-release
+step "host: $PRETTY_NAME, kernel $(uname -r), repo $REPO"
+case "$ID-$VERSION_ID" in
+  debian-12|ubuntu-24.04) ;;
+  *) echo "warning: tested on Debian 12 and Ubuntu 24.04 only; continuing on $ID $VERSION_ID" ;;
+esac
+
+# The lab teaches cgroup v2 only. Ubuntu 24.04 and Debian 12 boot pure v2 unless told otherwise.
+if [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then
+  echo "warning: /sys/fs/cgroup is not cgroup v2 (it is $(stat -fc %T /sys/fs/cgroup))."
+  echo "         add systemd.unified_cgroup_hierarchy=1 to GRUB_CMDLINE_LINUX, update-grub and reboot."
+fi
+
+step "apt packages"
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  timeout 900 apt-get update
+  DEBIAN_FRONTEND=noninteractive timeout 1800 apt-get install -y --no-install-recommends "${missing[@]}"
+else
+  echo "all present"
+fi
+
+step "unprivileged user namespaces"
+if [ -e /proc/sys/kernel/apparmor_restrict_unprivileged_userns ]; then
+  # Ubuntu 23.10+ lets AppArmor refuse user namespaces to unconfined unprivileged processes. The rootless
+  # lesson (05) runs a container as an ordinary user in a user namespace, so lift it in this lab machine.
+  cat > /etc/sysctl.d/60-minicontainer-userns.conf <<'EOF'
+# minicontainer lab: the rootless lesson creates user namespaces as an unprivileged user, which
+# Ubuntu's AppArmor restriction would refuse. Remove this file to restore the distribution default.
+kernel.apparmor_restrict_unprivileged_userns = 0
+EOF
+  sysctl -q -p /etc/sysctl.d/60-minicontainer-userns.conf
+  echo "kernel.apparmor_restrict_unprivileged_userns = $(cat /proc/sys/kernel/apparmor_restrict_unprivileged_userns)"
+else
+  echo "no AppArmor restriction on this kernel: nothing to do"
+fi
+
+step "Python environment $VENV (pip install -c constraints.txt -e '.[$EXTRAS]')"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+# Skip pip when nothing it depends on changed since the last successful run (re-provisioning stays fast).
+stamp=$PREFIX/installed.sha256
+want=$( { cat "$REPO/pyproject.toml" "$REPO/constraints.txt"; echo "$EXTRAS $REPO"; } | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! "$VENV/bin/python" -c 'import minicontainer' 2>/dev/null; then
+  # pip's progress bars stay on: under emulation this is the long step, and it should look alive.
+  timeout 2400 "$VENV/bin/pip" install --disable-pip-version-check -c "$REPO/constraints.txt" -e "${REPO}[${EXTRAS}]"
+  echo "$want" > "$stamp"
+else
+  echo "up to date"
+fi
+ln -sf "$VENV/bin/minicontainer" /usr/local/bin/minicontainer  # on root's and sudo's PATH
+
+step "default rootfs in /var/lib/minicontainer"
+if [ -x /var/lib/minicontainer/rootfs/busybox/bin/busybox ]; then
+  echo "already built"
+else
+  minicontainer rootfs build
+fi
+
+step "JupyterLab token and work folder"
+install -d -m 0755 "$ETC"
+if [ ! -s "$ETC/token" ]; then
+  python3 -c 'import secrets; print(secrets.token_hex(24))' > "$ETC/token.new"
+  mv "$ETC/token.new" "$ETC/token"
+fi
+# The learner reads the token (group $LAB_USER); the service reads it as an EnvironmentFile (root only).
+chown "root:$(id -gn "$LAB_USER")" "$ETC/token" && chmod 0640 "$ETC/token"
+(umask 077 && printf 'JUPYTER_TOKEN=%s\n' "$(cat "$ETC/token")" > "$ETC/lab.env")
+# Learner files go in notebooks/work: inside what JupyterLab serves, and on the host when synced.
+mkdir -p "$NOTEBOOKS/work"
+chown "$LAB_USER:" "$NOTEBOOKS/work" 2>/dev/null || true  # shared folders may refuse chown: fine
+
+step "systemd service minicontainer-lab (Delegate=yes, processes in the leaf cgroup 'lab')"
+install -d "$LIBEXEC"
+install -m 0755 "$REPO/vagrant/in-leaf.sh" "$LIBEXEC/in-leaf"
+cat > /etc/systemd/system/minicontainer-lab.service <<EOF
+# Written by vagrant/provision.sh; re-run it instead of editing this file.
+[Unit]
+Description=minicontainer lab: JupyterLab on $LAB_IP:8888 serving $NOTEBOOKS
+After=network-online.target local-fs.target remote-fs.target
+Wants=network-online.target
+
+[Service]
+# Containers' cgroups go beside the lab's own (minicontainer/ in this unit's cgroup): Delegate=yes hands
+# this subtree to us, and in-leaf moves the server into the child 'lab', because cgroup v2 enables
+# controllers (memory, cpu, pids, io) only for children of a cgroup that holds no processes itself.
+Delegate=yes
+EnvironmentFile=$ETC/lab.env
+Environment=PATH=$VENV/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+Environment=MINICONTAINER_LAB=vm
+WorkingDirectory=/
+# In the VM the notebooks are a synced folder that Vagrant mounts after boot: wait for it.
+ExecStartPre=/bin/sh -c 'i=0; until [ -d "$NOTEBOOKS" ]; do i=\$((i+1)); [ \$i -lt 300 ] || exit 1; sleep 1; done'
+ExecStart=$LIBEXEC/in-leaf $VENV/bin/jupyter lab --ip=$LAB_IP --port=8888 --no-browser --allow-root --ServerApp.root_dir=$NOTEBOOKS
+Restart=on-failure
+RestartSec=5
+TimeoutStartSec=330
+
+[Install]
+WantedBy=multi-user.target
+EOF
+
+if [ -d /run/systemd/system ]; then
+  systemctl daemon-reload
+  systemctl enable minicontainer-lab.service
+  # restart, not start: a re-provision (or a fresh mount of the synced folder) must be picked up
+  systemctl restart minicontainer-lab.service
+  for _ in $(seq 60); do
+    curl -fsS -o /dev/null "http://127.0.0.1:8888/api/status?token=$(cat "$ETC/token")" 2>/dev/null && break
+    sleep 2
+  done
+  systemctl --no-pager --lines=5 status minicontainer-lab.service || true
+else
+  echo "no systemd here: start the lab by hand with"
+  echo "  set -a; . $ETC/lab.env; $LIBEXEC/in-leaf $VENV/bin/jupyter lab --ip=$LAB_IP --no-browser --allow-root --ServerApp.root_dir=$NOTEBOOKS"
+fi
+
+step "doctor"
+minicontainer doctor || true
+
+step "done: JupyterLab on 127.0.0.1:8888 (from the host with the VM: http://127.0.0.1:8888/lab)"
+echo "token: sudo cat $ETC/token   (in the VM: vagrant ssh -c 'sudo cat $ETC/token')"
