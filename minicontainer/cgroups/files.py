@@ -42,6 +42,8 @@ def write_file(path: str, value: str) -> None:
         with open(path, "w") as f:
             f.write(value)
     except OSError as e:
+        # cgroupfs cannot create files, so opening a missing one for writing fails with EACCES, not ENOENT.
+        cause = errno.ENOENT if e.errno == errno.EACCES and not os.path.exists(path) else e.errno
         raise LabError(f"writing {value!r} to {path} failed: {os.strerror(e.errno)}",
-                       _CAUSES.get(e.errno, "see the kernel's cgroup documentation for this file"),
+                       _CAUSES.get(cause, "see the kernel's cgroup documentation for this file"),
                        "run `minicontainer doctor` to see this host's cgroup set-up") from None

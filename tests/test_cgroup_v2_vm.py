@@ -1,0 +1,67 @@
+"""cgroup v2 for real on every run: the cgroup tests again, inside a VM that has cgroup v2 only.
+
+A v1 or hybrid host never runs the runtime's v2 code. tests/vm/ boots Debian's kernel under qemu
+over a read-only view of this machine's / (same Python, venv and checkout), set up as a learner's
+systemd machine is: / rshared, the tests in the leaf lab.service/main, every controller available
+to lab.service but none enabled in it, so the runtime must delegate them itself. Every inner test
+must pass: one skipped there counts as a failure here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+from conftest import REPO
+from vm import harness
+
+from minicontainer import payloads
+
+# What runs inside, chosen for the cgroup code it drives; the VM runs Python about 15x slower.
+INNER = [
+    "tests/test_cgroups.py",    # the interface itself: create and delegate, limits, stats, freeze, kill, rmdir
+    "tests/test_container.py",  # limits enforced (OOM, pids, CPU), exec joins the cgroup, kill -9 cleans up
+    # The CLI's cgroup paths: limits seen in cgroupfs, OOM exit 137, exec, doctor's mode, cleanup of a
+    # dead helper's cgroup (the bad-input cases parse text only and stay out).
+    "tests/test_cli.py::test_done_when_command",
+    "tests/test_cli.py::test_exit_code_passes_through",
+    "tests/test_cli.py::test_exec_and_ps",
+    "tests/test_cli.py::test_doctor_explains_this_host",
+    "tests/test_cli.py::test_cleanup_removes_what_a_killed_helper_left",
+    # The checkers that read cgroupfs.
+    "tests/test_exercises.py::test_checker_three_ways[welcome-memory-cgroup]",
+    "tests/test_exercises.py::test_checker_three_ways[cgroups-lab-48m]",
+    "tests/test_exercises.py::test_checker_three_ways[cgroups-half-cpu-20-pids]",
+    "tests/test_exercises.py::test_a_finished_container_is_not_accepted",
+    "tests/test_notebooks.py::test_nbval[03-cgroups]",  # the lesson as a learner runs it
+]
+VM_TIMEOUT = 480  # seconds for the whole VM (about 5 minutes on 2 cores)
+
+
+@pytest.mark.vm
+@pytest.mark.slow
+@pytest.mark.timeout(VM_TIMEOUT + 300)  # + installing qemu and downloading the kernel on a first run
+def test_cgroup_v2_in_a_vm(image):
+    # The guest writes only to a tmpfs: build what it would otherwise build on every run.
+    for source in sorted(os.listdir(payloads.SOURCES)):
+        if source.endswith(".c"):
+            payloads.build(source[:-2])
+    try:
+        result = harness.run_pytest(["-p", "no:cacheprovider", "-q", "-rfEs", *INNER], REPO, sys.executable,
+                                    timeout=VM_TIMEOUT)
+    except harness.Unavailable as e:
+        pytest.skip(str(e))
+    tail = "\n".join(result.log.splitlines()[-60:])
+    if not result.junit:
+        pytest.fail(f"the VM produced no test results (pytest exit status {result.status}, {result.seconds:.0f} s); "
+                    f"its console ends with:\n{tail}", pytrace=False)
+    count, problems = harness.problems(result.junit)
+    if problems:  # the first ones in full, the rest by name
+        more = [p.split(" ", 1)[0] for p in problems[8:]]
+        pytest.fail(f"{len(problems)} of {count} tests failed under cgroup v2 (pytest exit status {result.status}):\n\n"
+                    + "\n\n".join(problems[:8]) + (f"\n\nand {len(more)} more: {', '.join(more)}" if more else ""),
+                    pytrace=False)
+    if result.status != 0 or not count:
+        pytest.fail(f"pytest in the VM ran {count} tests and exited {result.status}; its console ends with:\n{tail}",
+                    pytrace=False)
