@@ -73,9 +73,12 @@ def frozen(directory: str) -> bool:
 
 def freeze(directory: str, on: bool = True, timeout: float = 5.0) -> None:
     """freezer.state: write FROZEN or THAWED; FREEZING means not done yet."""
-    write_file(os.path.join(directory, "freezer.state"), "FROZEN" if on else "THAWED")
     deadline = time.monotonic() + timeout
-    while frozen(directory) != on and time.monotonic() < deadline:
+    while True:
+        # Stuck in FREEZING (a task was forking or in the kernel): v1 wants FROZEN written again.
+        write_file(os.path.join(directory, "freezer.state"), "FROZEN" if on else "THAWED")
+        if frozen(directory) == on or time.monotonic() > deadline:
+            return
         time.sleep(0.01)
 
 
