@@ -192,6 +192,11 @@ teardown() {
       for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     fi
   done < <(tac "$WORK/started" 2>/dev/null)
+  # libvirtd makes a "machine" cgroup in every hierarchy for its domains and leaves it behind on this
+  # systemd-less host: remove the empty ones this run created.
+  for dir in /sys/fs/cgroup/*/machine; do
+    [ -d "$dir" ] && ! grep -qxF "$dir" "$WORK/before.cgroups" 2>/dev/null && find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
   # libvirt's networks leave LIBVIRT_* chains in iptables after they are destroyed: drop those that
   # were not there before this run (their jumps first, then the chains).
   for ipt in iptables ip6tables; do
@@ -257,6 +262,7 @@ phase_pid=""
 stop_phase() { [ -z "$phase_pid" ] || { kill -TERM "$phase_pid"; wait "$phase_pid"; }; exit 130; }
 trap stop_phase INT TERM
 
+ls -d /sys/fs/cgroup/*/machine > "$WORK/before.cgroups" 2>/dev/null || true
 run_phase copy_repo 300
 run_phase prereqs 900
 run_phase daemons 60
