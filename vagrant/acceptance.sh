@@ -195,7 +195,9 @@ teardown() {
   # libvirtd makes a "machine" cgroup in every hierarchy for its domains and leaves it behind on this
   # systemd-less host: remove the empty ones this run created.
   for dir in /sys/fs/cgroup/*/machine; do
-    [ -d "$dir" ] && ! grep -qxF "$dir" "$WORK/before.cgroups" 2>/dev/null && find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null
+    if [ -d "$dir" ] && ! grep -qxF "$dir" "$WORK/before.cgroups" 2>/dev/null; then
+      find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null || echo "LEFT: $dir (not empty)"
+    fi
   done
   # libvirt's networks leave LIBVIRT_* chains in iptables after they are destroyed: drop those that
   # were not there before this run (their jumps first, then the chains).
