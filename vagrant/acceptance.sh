@@ -192,6 +192,7 @@ teardown() {
       for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     fi
   done < <(tac "$WORK/started" 2>/dev/null)
+  if [ -s "$WORK/before.ip_forward" ]; then cat "$WORK/before.ip_forward" > /proc/sys/net/ipv4/ip_forward; fi
   # libvirtd makes a "machine" cgroup in every hierarchy for its domains and leaves it behind on this
   # systemd-less host: remove the empty ones this run created.
   for dir in /sys/fs/cgroup/*/machine; do
@@ -265,6 +266,7 @@ stop_phase() { [ -z "$phase_pid" ] || { kill -TERM "$phase_pid"; wait "$phase_pi
 trap stop_phase INT TERM
 
 ls -d /sys/fs/cgroup/*/machine > "$WORK/before.cgroups" 2>/dev/null || true
+cat /proc/sys/net/ipv4/ip_forward > "$WORK/before.ip_forward"  # libvirt's NAT network turns it on
 run_phase copy_repo 300
 run_phase prereqs 900
 run_phase daemons 60
