@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import secrets
 from dataclasses import asdict, dataclass, field
 
@@ -108,7 +109,6 @@ class ContainerSpec:
             raise LabError("publishing a port needs network='bridge'", "ports are forwarded to the container's "
                            "address on the lab bridge", "use --net bridge with --publish")
         self.security.check()
-        import resource
         for name in self.rlimits:
             if not name.startswith("RLIMIT_") or not hasattr(resource, name):
                 raise LabError(f"unknown rlimit {name!r}", "limits are named as in getrlimit(2)",

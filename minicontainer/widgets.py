@@ -34,6 +34,11 @@ def _table(headers: list[str], rows: list[list[str]], marked: list[bool] | None 
     return f'{STYLE}<table class="mc-table"><tr>{head}</tr>{body}</table>'
 
 
+def table(headers: list[str], rows: list[list[str]]) -> W.HTML:
+    """Any rows of text as a small table (values are escaped)."""
+    return W.HTML(_table(headers, [[html.escape(str(cell)) for cell in row] for row in rows]))
+
+
 def namespace_table(pid: int, reference: int | str = "self", labels=("this kernel", "container")) -> W.HTML:
     """Namespace identities of two processes side by side; rows that differ are marked."""
     mine, theirs = inspect.process(reference).namespaces, inspect.process(pid).namespaces
