@@ -28,7 +28,8 @@ export MINICONTAINER_BOX=$BOX_NAME MINICONTAINER_BOX_VERSION=""
 export MINICONTAINER_SYNC=9p                   # two-way without an NFS server (none runs here)
 export MINICONTAINER_LIBVIRT_DRIVER=${MINICONTAINER_LIBVIRT_DRIVER:-qemu}  # this /dev/kvm cannot run guests
 export MINICONTAINER_PORT=${MINICONTAINER_ACCEPTANCE_PORT:-18888}          # 8888 may be busy on this host
-export MINICONTAINER_EXTRAS=lab,test           # nbval and pytest in the guest
+export MINICONTAINER_EXTRAS=lab,notebooks      # nbval and pytest in the guest (not the browser driver)
+export MINICONTAINER_MEMORY=${MINICONTAINER_MEMORY:-4096}  # nbval runs beside JupyterLab in the guest
 HOST_PACKAGES=(vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
                dnsmasq-base debootstrap grub-pc-bin fdisk e2fsprogs curl)
 
@@ -242,6 +243,7 @@ leftovers() {
 # --- driver ---------------------------------------------------------------------------------------
 
 if [ "${1:-}" = __phase ]; then "phase_$2"; exit; fi
+if [ "${1:-}" = teardown ]; then teardown; exit; fi   # after a run kept by MINICONTAINER_ACCEPTANCE_KEEP=1
 
 run_phase() {  # run_phase NAME TIMEOUT_SECONDS
   local t0=$SECONDS rc=0
@@ -260,7 +262,19 @@ durations=()
 summary() { printf '\n=== [acceptance] durations\n'; printf '  %s\n' "${durations[@]}"; }
 mkdir -p "$WORK"
 : > "$WORK/started"
-trap 'teardown; summary' EXIT
+finish() {
+  local rc=$?
+  # For whoever debugs a failure: MINICONTAINER_ACCEPTANCE_KEEP=1 leaves the VM up (then:
+  # `vagrant/acceptance.sh __phase NAME` re-runs one phase, `vagrant/acceptance.sh teardown` cleans up).
+  if [ $rc != 0 ] && [ -n "${MINICONTAINER_ACCEPTANCE_KEEP:-}" ]; then
+    echo "kept for debugging; tear down with: $0 teardown"
+  else
+    teardown
+  fi
+  summary
+  exit $rc
+}
+trap finish EXIT
 phase_pid=""
 stop_phase() { [ -z "$phase_pid" ] || { kill -TERM "$phase_pid"; wait "$phase_pid"; }; exit 130; }
 trap stop_phase INT TERM

@@ -13,7 +13,7 @@
 #   MINICONTAINER_USER    who may read the token (default: $SUDO_USER, else vagrant if it exists)
 #   MINICONTAINER_LAB_IP  address JupyterLab listens on (default 127.0.0.1; the Vagrantfile says when a
 #                         provider's NAT port forward needs the guest's NAT interface instead)
-#   MINICONTAINER_EXTRAS  pip extras to install (default "lab"; "lab,test" adds pytest and nbval)
+#   MINICONTAINER_EXTRAS  pip extras to install (default "lab"; "lab,notebooks" adds pytest and nbval)
 set -euo pipefail
 
 REPO=$(cd "${1:-$(dirname "$0")/..}" && pwd)
@@ -28,19 +28,18 @@ LAB_USER=${MINICONTAINER_USER:-${SUDO_USER:-}}
 if [ -z "$LAB_USER" ] || [ "$LAB_USER" = root ]; then
   LAB_USER=$(id -un vagrant 2>/dev/null || echo root)
 fi
-# The lab's runtime needs: busybox-static (the rootfs), iproute2/nftables/iptables (lesson 04),
-# gcc + libc6-dev (lesson 05 compiles its attack payloads), tmux (the terminal lesson).
-APT_PACKAGES=(python3 python3-venv python3-pip ca-certificates busybox-static iproute2 util-linux procps
-              tmux gcc libc6-dev nftables iptables curl)
-
 started=$(date +%s)
 step() { printf '\n==> [provision %3ss] %s\n' "$(($(date +%s) - started))" "$*"; }
 die() { printf 'provision: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (sudo $0): it installs packages and a system service"
-if [ ! -f "$REPO/pyproject.toml" ] || [ ! -f "$REPO/constraints.txt" ]; then
+if [ ! -f "$REPO/pyproject.toml" ] || [ ! -f "$REPO/constraints.txt" ] || [ ! -f "$REPO/packages.apt" ]; then
   die "$REPO is not the minicontainer checkout"
 fi
+
+# The lab's packages (one list, shared with ./lab), and curl for this script's own health check.
+mapfile -t APT_PACKAGES < <(sed 's/#.*//' "$REPO/packages.apt" | xargs -n1)
+APT_PACKAGES+=(curl)
 
 # shellcheck source=/dev/null
 . /etc/os-release
