@@ -129,6 +129,21 @@ phase_copy_repo() {
 }
 
 phase_up() { vagrant up --no-provision; }
+
+phase_host_trust() {
+  # The guest reaches PyPI the way this host does. Where the host's network inspects TLS (a company
+  # or sandbox proxy), its CA is in /usr/local/share/ca-certificates: the guest must trust it too, as a
+  # workshop VM behind such a proxy would. Debian's pip reads the system store. Nothing else changes.
+  local crt name n=0
+  for crt in /usr/local/share/ca-certificates/*.crt; do
+    [ -f "$crt" ] || continue
+    name=host-$(basename "$crt")
+    vagrant ssh -c "sudo tee /usr/local/share/ca-certificates/$name >/dev/null" < "$crt"
+    n=$((n + 1))
+  done
+  if [ $n -gt 0 ]; then vagrant ssh -c 'sudo update-ca-certificates >/dev/null'; fi
+  echo "$n extra CA certificate(s) from this host"
+}
 phase_provision() { vagrant provision; }
 
 phase_checks() {
@@ -140,7 +155,10 @@ phase_checks() {
     pid=$(systemctl show -p MainPID --value minicontainer-lab)
     echo "lab server cgroup: $(cat /proc/$pid/cgroup)"; grep -q "minicontainer-lab.service/lab$" /proc/$pid/cgroup
     sudo minicontainer doctor
-    sudo minicontainer run --memory 32M --pids 16 -- sh -c "cat /sys/fs/cgroup/memory.max"'
+    sudo minicontainer run --memory 32M --pids 16 --hostname acceptance -- sh -c "echo hello from \$(hostname)"
+    rc=0; sudo minicontainer run --memory 32M -- sh -c "x=\$(head -c 64000000 /dev/zero | tr \"\\0\" a)" || rc=$?
+    echo "a container limited to 32M that allocates 64M: exit $rc (137: the OOM killer, as it should)"
+    test $rc = 137'
   token=$(vagrant ssh -c 'sudo cat /etc/minicontainer/token' | tr -d '\r\n')
   curl -fsS "http://127.0.0.1:$MINICONTAINER_PORT/api/status?token=$token"; echo
   # Host-side binding: the forward must listen on 127.0.0.1 only.
@@ -298,6 +316,7 @@ done; done > "$WORK/before.chains"
 run_phase build_box 1800
 run_phase box_add 600
 run_phase up 900
+run_phase host_trust 120
 run_phase provision 5400
 run_phase provision 900   # again: re-provisioning must be safe and quick
 run_phase checks 600

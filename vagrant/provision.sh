@@ -87,6 +87,8 @@ step "Python environment $VENV (pip install -c constraints.txt -e '.[$EXTRAS]')"
 stamp=$PREFIX/installed.sha256
 want=$( { cat "$REPO/pyproject.toml" "$REPO/constraints.txt"; echo "$EXTRAS $REPO"; } | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! "$VENV/bin/python" -c 'import minicontainer' 2>/dev/null; then
+  # pip first, at the version CI uses, so the VM resolves exactly as CI does.
+  timeout 600 "$VENV/bin/pip" install --disable-pip-version-check -c "$REPO/constraints.txt" pip
   # pip's progress bars stay on: under emulation this is the long step, and it should look alive.
   timeout 2400 "$VENV/bin/pip" install --disable-pip-version-check -c "$REPO/constraints.txt" -e "${REPO}[${EXTRAS}]"
   echo "$want" > "$stamp"
