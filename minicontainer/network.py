@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import fcntl
 import functools
 import ipaddress
@@ -190,8 +191,16 @@ def disconnect(name: str) -> None:
 @netlink_step
 def delete_link(ifname: str) -> bool:
     with netlink() as ipr:
+        from pyroute2 import NetlinkError
         for index in ipr.link_lookup(ifname=ifname):
-            ipr.link("del", index=index)
+            try:
+                ipr.link("del", index=index)
+            except NetlinkError as e:
+                # The kernel deletes both ends of a veth when the container's namespace is freed,
+                # which can happen between the lookup and the delete (seen under slow emulation).
+                if e.code != errno.ENODEV:
+                    raise
+                return False
             return True
     return False
 

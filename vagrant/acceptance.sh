@@ -147,7 +147,7 @@ phase_host_trust() {
 phase_provision() { vagrant provision; }
 
 phase_checks() {
-  local token
+  local token listeners
   # shellcheck disable=SC2016  # expanded in the guest, not here
   vagrant ssh -c 'set -e
     echo "cgroup fs: $(stat -fc %T /sys/fs/cgroup)"; test "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs
@@ -162,10 +162,26 @@ phase_checks() {
   token=$(vagrant ssh -c 'sudo cat /etc/minicontainer/token' | tr -d '\r\n')
   curl -fsS "http://127.0.0.1:$MINICONTAINER_PORT/api/status?token=$token"; echo
   # Host-side binding: the forward must listen on 127.0.0.1 only.
-  ss -ltnp | grep ":$MINICONTAINER_PORT " | tee /dev/stderr | grep -vq "127.0.0.1:$MINICONTAINER_PORT" && exit 1
-  vagrant ssh -c "echo written-in-guest > $GUEST_REPO/notebooks/work/acceptance-probe.txt"
+  # (Printed with echo, not `tee /dev/stderr`: reopening stderr truncates a log it is redirected to.)
+  listeners=$(ss -Hltnp "sport = :$MINICONTAINER_PORT")
+  echo "listening on the forwarded port: $listeners"
+  [ -n "$listeners" ] || { echo "nothing listens on $MINICONTAINER_PORT"; exit 1; }
+  if grep -v "127.0.0.1:$MINICONTAINER_PORT " <<<"$listeners"; then echo "listens beyond 127.0.0.1"; exit 1; fi
+  # Save a file the way a learner does, through JupyterLab (its contents API, via the forward): the
+  # server writes it in the guest, and it must appear in the host's checkout.
+  curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/json' \
+    -d '{"type": "file", "format": "text", "content": "written-in-guest"}' \
+    "http://127.0.0.1:$MINICONTAINER_PORT/api/contents/work/acceptance-probe.txt?token=$token"
   grep -q written-in-guest "$WORK/repo/notebooks/work/acceptance-probe.txt"
-  echo "a file written in the guest is on the host: $WORK/repo/notebooks/work/acceptance-probe.txt"
+  echo "saved through JupyterLab in the guest, found on the host: $WORK/repo/notebooks/work/acceptance-probe.txt"
+  # And from a shell in the VM, as the learner's own user.
+  # (A new name each time: on 9p a file then belongs to libvirt's qemu user, so a re-run could not
+  # overwrite it.)
+  local shell_file
+  shell_file=acceptance-shell-$(date +%s).txt
+  vagrant ssh -c "echo written-by-vagrant > $GUEST_REPO/notebooks/work/$shell_file"
+  grep -q written-by-vagrant "$WORK/repo/notebooks/work/$shell_file"
+  echo "written by the vagrant user in a shell, found on the host: $shell_file"
 }
 
 phase_nbval() {

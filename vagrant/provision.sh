@@ -115,7 +115,11 @@ chown "root:$(id -gn "$LAB_USER")" "$ETC/token" && chmod 0640 "$ETC/token"
 (umask 077 && printf 'JUPYTER_TOKEN=%s\n' "$(cat "$ETC/token")" > "$ETC/lab.env")
 # Learner files go in notebooks/work: inside what JupyterLab serves, and on the host when synced.
 mkdir -p "$NOTEBOOKS/work"
-chown "$LAB_USER:" "$NOTEBOOKS/work" 2>/dev/null || true  # shared folders may refuse chown: fine
+# Shared folders may refuse chown (9p in squash mode, NFS with root squash): then let any user of this
+# one-learner machine write there, so a shell in the VM can save work too (9p in squash mode even
+# reports success for a chown it ignores: so check the outcome).
+chown "$LAB_USER:" "$NOTEBOOKS/work" 2>/dev/null || true
+if ! runuser -u "$LAB_USER" -- test -w "$NOTEBOOKS/work"; then chmod 1777 "$NOTEBOOKS/work"; fi
 
 step "systemd service minicontainer-lab (Delegate=yes, processes in the leaf cgroup 'lab')"
 install -d "$LIBEXEC"
