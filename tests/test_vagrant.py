@@ -52,12 +52,10 @@ end
 end
 """
 
-needs_vagrant = pytest.mark.skipif(shutil.which("vagrant") is None,
-                                   reason="Debian's vagrant and vagrant-libvirt packages are not installed")
-
-
 @pytest.fixture
 def vagrant_env(tmp_path):
+    # A failure, not a skip: ./lab test installs them, so their absence is a broken set-up.
+    assert shutil.which("vagrant"), "vagrant is missing: apt install vagrant vagrant-libvirt (./lab test does)"
     home = tmp_path / "vagrant.d"
     home.mkdir()
     (home / "Vagrantfile").write_text(STUB_PLUGINS)
@@ -79,7 +77,6 @@ def validate(env: dict, provider: str, **extra: str) -> subprocess.CompletedProc
                           cwd=REPO, capture_output=True, text=True, timeout=180)
 
 
-@needs_vagrant
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("provider", ["virtualbox", "vmware_desktop", "parallels"])
@@ -88,7 +85,6 @@ def test_vagrant_validate(vagrant_env, provider):
     assert out.returncode == 0 and "validated successfully" in out.stdout, out.stdout + out.stderr
 
 
-@needs_vagrant
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_vagrant_validate_libvirt(vagrant_env):
@@ -97,7 +93,6 @@ def test_vagrant_validate_libvirt(vagrant_env):
     assert out.returncode == 0 and "validated successfully" in out.stdout, out.stdout + out.stderr
 
 
-@needs_vagrant
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_vagrant_settings_are_overridable_and_checked(vagrant_env):
@@ -116,9 +111,10 @@ def test_jupyterlab_forward_is_host_loopback_only():
     assert 'host_ip: "127.0.0.1"' in text and "host_ip: nil" not in text
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="Debian's shellcheck package is not installed")
 @pytest.mark.parametrize("script", SCRIPTS, ids=[os.path.basename(s) for s in SCRIPTS])
 def test_shellcheck(script):
+    # A failure, not a skip: ./lab test installs shellcheck, so its absence is a broken set-up.
+    assert shutil.which("shellcheck"), "shellcheck is missing: apt install shellcheck (./lab test does)"
     out = subprocess.run(["shellcheck", "-x", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
 

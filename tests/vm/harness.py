@@ -62,7 +62,8 @@ def check_host() -> None:
     if not shutil.which("apt-get"):
         raise Unavailable("no apt-get here: the VM's kernel and qemu come from Debian's packages")
     if not os.access(BUSYBOX, os.X_OK):
-        raise Unavailable(f"{BUSYBOX} missing: apt-get install busybox-static (./lab setup does)")
+        # A broken set-up, not a machine that cannot run the VM: fail, do not skip.
+        raise RuntimeError(f"{BUSYBOX} missing: apt-get install busybox-static (./lab setup does)")
 
 
 def apt_get(*args: str, cwd: str | None = None) -> None:
