@@ -29,7 +29,6 @@ export MINICONTAINER_SYNC=9p                   # two-way without an NFS server (
 export MINICONTAINER_LIBVIRT_DRIVER=${MINICONTAINER_LIBVIRT_DRIVER:-qemu}  # this /dev/kvm cannot run guests
 export MINICONTAINER_PORT=${MINICONTAINER_ACCEPTANCE_PORT:-18888}          # 8888 may be busy on this host
 export MINICONTAINER_EXTRAS=lab,notebooks      # nbval and pytest in the guest (not the browser driver)
-export MINICONTAINER_MEMORY=${MINICONTAINER_MEMORY:-4096}  # nbval runs beside JupyterLab in the guest
 HOST_PACKAGES=(vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
                dnsmasq-base debootstrap grub-pc-bin fdisk e2fsprogs curl)
 
