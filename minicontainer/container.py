@@ -108,7 +108,20 @@ class Container:
         self.channel.send(type="signal", signal=int(sig))
 
     def stats(self) -> dict:
-        return self.cgroup.stats()
+        """The cgroup's counters now (see Cgroup.stats); a clear error once the container has ended."""
+        try:
+            return self.cgroup.stats()
+        except FileNotFoundError:
+            # Only the helper removes the cgroup, once PID 1 is reaped: collect the exit code it reports.
+            try:
+                code = self.wait(timeout=10)
+            except TimeoutError:
+                raise LabError(f"container {self.name} runs but its cgroup {self.cgroup.directories[0]} is gone",
+                               "something outside the lab removed it (minicontainer cleanup from another run?)",
+                               "stop the container and start it again") from None
+        raise LabError(f"container {self.name} has ended (exit code {code}): its cgroup is gone",
+                       "its PID 1 exited or was killed (a PID 1 that ends takes the container with it)",
+                       "its counters as it ended are in .final_stats; start it again to watch it live")
 
     def exec(self, command: list[str], *, capture: bool = True, timeout: float | None = 60, **popen):
         """Run a command in the running container (its namespaces and cgroup); a CompletedProcess."""

@@ -95,6 +95,17 @@ def test_stop_terms_then_kills_after_grace(image):
     assert box.stop(grace=5) == 42
 
 
+def test_stats_after_the_container_ended_says_so(image):
+    box = Container.start(ContainerSpec(image, ["sh", "-c", "exit 3"], pids=10))
+    deadline = time.monotonic() + 10
+    while box.cgroup.exists() and time.monotonic() < deadline:  # the helper rmdirs it after reaping PID 1
+        time.sleep(0.05)
+    assert not box.cgroup.exists()
+    with pytest.raises(LabError, match=r"has ended \(exit code 3\)") as error:
+        box.stats()
+    assert "final_stats" in error.value.fix
+    assert box.final_stats["pids_limit"] == 10  # read from the cgroup before its rmdir
+
 @pytest.mark.slow
 def test_memory_limit_oom_kill_is_counted(image):
     spec = ContainerSpec(image, ["sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd=$?"],
