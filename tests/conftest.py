@@ -17,6 +17,9 @@ from minicontainer import rootfs, state
 from minicontainer.cgroups import base_dir, detect
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# How long a "wait until it is up" loop may poll. It stops as soon as the condition holds, so this costs
+# nothing when things work; it covers the cgroup v2 VM (TCG: Python ~15x slower) on a busy host.
+STARTUP_WAIT = 60
 
 
 def pytest_sessionstart(session):

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, cli
+from conftest import REPO, STARTUP_WAIT, cli
 
 from minicontainer.cgroups import detect
 
@@ -19,7 +19,7 @@ def test_done_when_command(image):
                              "--name", "done-when", "--memory", "32M", "--pids", "16", "--hostname", "box",
                              image, "--", "sh", "-c", "hostname; echo $$; sleep 1"],
                             stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=REPO))
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + STARTUP_WAIT
     state = "/run/minicontainer/done-when/state.json"
     while not os.path.exists(state) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -77,7 +77,7 @@ def test_exec_and_ps(image):
                                "--hostname", "execbox", image, "--", "sleep", "30"],
                               env=dict(os.environ, PYTHONPATH=REPO))
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + STARTUP_WAIT
         while "running" not in cli("ps").stdout and time.monotonic() < deadline:
             time.sleep(0.05)
         listing = cli("ps").stdout
@@ -109,14 +109,14 @@ def test_doctor_explains_this_host():
 def test_cleanup_removes_what_a_killed_helper_left(image):
     runner = subprocess.Popen([sys.executable, "-m", "minicontainer.cli", "run", "--name", "orphaned", image,
                                "--", "sleep", "30"], env=dict(os.environ, PYTHONPATH=REPO))
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + STARTUP_WAIT
     state = "/run/minicontainer/orphaned/state.json"
     while ('"running"' not in (open(state).read() if os.path.exists(state) else "")) and time.monotonic() < deadline:
         time.sleep(0.05)
     helper = subprocess.run(["pgrep", "-f", "minicontainer.process.helper"], capture_output=True, text=True)
     for pid in helper.stdout.split():
         os.kill(int(pid), 9)  # the helper dies without cleaning up; PDEATHSIG takes the container down
-    runner.wait(10)
+    runner.wait(STARTUP_WAIT)
     assert os.path.exists(state)
     out = cli("cleanup")
     assert "removed cgroup" in out.stdout and "removed state /run/minicontainer/orphaned" in out.stdout

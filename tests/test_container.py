@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, assert_back_to, kernel_state
+from conftest import REPO, STARTUP_WAIT, assert_back_to, kernel_state
 
 from minicontainer import inspect, namespaces, state
 from minicontainer.container import Container, run
@@ -58,7 +58,7 @@ def test_host_mount_table_unchanged_and_image_unchanged(image):
     with Container.start(ContainerSpec(image, ["sh", "-c", "echo changed > /etc/hostname; rm /bin/ls; "
                                                            "touch /new-file; sleep 30"])) as box:
         upper = os.path.join("/run/minicontainer", box.name, "upper")
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + STARTUP_WAIT
         while not os.path.exists(os.path.join(upper, "new-file")) and time.monotonic() < deadline:
             time.sleep(0.05)
         # The upper dir holds the difference: new and changed files, a whiteout for the deleted one.
@@ -97,7 +97,7 @@ def test_stop_terms_then_kills_after_grace(image):
 
 def test_stats_after_the_container_ended_says_so(image):
     box = Container.start(ContainerSpec(image, ["sh", "-c", "exit 3"], pids=10))
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + STARTUP_WAIT
     while box.cgroup.exists() and time.monotonic() < deadline:  # the helper rmdirs it after reaping PID 1
         time.sleep(0.05)
     assert not box.cgroup.exists()
@@ -204,7 +204,7 @@ def test_sigkill_of_the_caller_leaves_nothing_within_5s(image, who):
                 "time.sleep(100)")
         caller = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=REPO),
                                   start_new_session=True)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + STARTUP_WAIT
     while time.monotonic() < deadline:
         new = kernel_state()["state dirs"] - before["state dirs"]
         if any((state.read_state(name) or {}).get("status") == "running" for name in new):
