@@ -220,7 +220,7 @@ def running_state(name: str) -> dict:
 def exec_command(name: str, command: list[str]) -> list[str]:
     """The helper command line that runs `command` inside container `name`."""
     info = running_state(name)
-    request = {"pid": info["init_pid"], "namespaces": info["spec"]["namespaces"],
+    request = {"name": name, "pid": info["init_pid"], "namespaces": info["spec"]["namespaces"],
                "cgroup": sorted(set(info["cgroup"].values())), "command": command, "env": info["spec"]["env"],
                "cwd": info["spec"]["cwd"] if info["spec"]["rootfs"] else os.getcwd(),
                "security": info["spec"]["security"], "user": info["spec"].get("user")}

@@ -74,7 +74,7 @@ def test_not_root_is_told_so(image):
 
 def test_exec_and_ps(image):
     runner = subprocess.Popen([sys.executable, "-m", "minicontainer.cli", "run", "--name", "cli-exec",
-                               "--hostname", "execbox", image, "--", "sleep", "30"],
+                               "--hostname", "execbox", image, "--", "sleep", "600"],
                               env=dict(os.environ, PYTHONPATH=REPO))
     try:
         deadline = time.monotonic() + STARTUP_WAIT

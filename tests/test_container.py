@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, STARTUP_WAIT, assert_back_to, kernel_state
 
 from minicontainer import inspect, namespaces, state
-from minicontainer.container import Container, run
+from minicontainer.container import Container, exec_command, helper_env, run
 from minicontainer.errors import LabError
 from minicontainer.spec import ContainerSpec
 
@@ -84,6 +84,17 @@ def test_exec_lands_in_the_same_namespaces_and_cgroup(image):
         assert os.readlink(f"/proc/{box.pid}/ns/pid_for_children") in out.stdout
         assert len(box.cgroup.procs()) == 2  # init and the exec'd sleep, counted in the same cgroup
 
+
+def test_exec_into_a_container_that_just_ended_says_so(image):
+    # The race a slow host hits: exec read "running" from the state, then PID 1 exited and the helper
+    # removed the cgroup before exec could join it. Frozen here: the command line built while it ran.
+    box = Container.start(ContainerSpec(image, ["sleep", "30"]))
+    command = exec_command(box.name, ["true"])
+    box.stop(grace=0.2)
+    out = subprocess.run(command, capture_output=True, text=True, timeout=30, env=helper_env())
+    assert out.returncode == 126, out.stderr
+    assert f"container '{box.name}' ended before the command could join its cgroup" in out.stderr
+    assert "Traceback" not in out.stderr
 
 def test_stop_terms_then_kills_after_grace(image):
     # sleep as PID 1 has no SIGTERM handler, so the kernel ignores SIGTERM: stop must kill.

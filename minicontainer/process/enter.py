@@ -22,7 +22,12 @@ from .init import die_with_parent
 def enter_and_exec(request: dict) -> int:
     """Enter the container's namespaces and cgroup, run the command, return its exit code."""
     # Opened before setns: once in the container's mount namespace, the host's paths are gone.
-    procs_fds = [os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC) for d in request["cgroup"]]
+    try:
+        procs_fds = [os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC) for d in request["cgroup"]]
+    except FileNotFoundError:  # its helper removes the cgroup once PID 1 is gone
+        raise LabError(f"container {request.get('name', '')!r} ended before the command could join its cgroup",
+                       "its PID 1 exited (or was stopped) just now",
+                       "list running containers with `minicontainer ps`; start it again") from None
     if request.get("security", {}).get("seccomp", True):
         security.libseccomp()  # before setns into the mount namespace hides the host's library
     namespaces.enter(namespaces.open_namespaces(request["pid"], request["namespaces"]))
