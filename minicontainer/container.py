@@ -119,9 +119,9 @@ class Container:
                 raise LabError(f"container {self.name} runs but its cgroup {self.cgroup.directories[0]} is gone",
                                "something outside the lab removed it (minicontainer cleanup from another run?)",
                                "stop the container and start it again") from None
-        raise LabError(f"container {self.name} has ended (exit code {code}): its cgroup is gone",
-                       "its PID 1 exited or was killed (a PID 1 that ends takes the container with it)",
-                       "its counters as it ended are in .final_stats; start it again to watch it live")
+            raise LabError(f"container {self.name} has ended (exit code {code}): its cgroup is gone",
+                           "its PID 1 exited or was killed (a PID 1 that ends takes the container with it)",
+                           "its counters as it ended are in .final_stats; start it again to watch it live") from None
 
     def exec(self, command: list[str], *, capture: bool = True, timeout: float | None = 60, **popen):
         """Run a command in the running container (its namespaces and cgroup); a CompletedProcess."""

@@ -96,6 +96,7 @@ def test_exec_into_a_container_that_just_ended_says_so(image):
     assert f"container '{box.name}' ended before the command could join its cgroup" in out.stderr
     assert "Traceback" not in out.stderr
 
+
 def test_stop_terms_then_kills_after_grace(image):
     # sleep as PID 1 has no SIGTERM handler, so the kernel ignores SIGTERM: stop must kill.
     box = Container.start(ContainerSpec(image, ["sleep", "30"]))
@@ -116,6 +117,7 @@ def test_stats_after_the_container_ended_says_so(image):
         box.stats()
     assert "final_stats" in error.value.fix
     assert box.final_stats["pids_limit"] == 10  # read from the cgroup before its rmdir
+
 
 @pytest.mark.slow
 def test_memory_limit_oom_kill_is_counted(image):
