@@ -44,6 +44,8 @@ PR_SET_PDEATHSIG = 1
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 # Tests set this to exercise the ctypes path on a Python that has os.unshare.
 FORCE_CTYPES = os.environ.get("MINICONTAINER_FORCE_CTYPES") == "1"
@@ -170,8 +172,13 @@ def sethostname(name: str) -> None:
         raise syscall_error("sethostname", repr(name), e.errno) from None
 
 
+def capset(header, data) -> int:
+    """capset(2) (glibc has no wrapper that takes all three sets): 0, or -1 with errno set."""
+    return _libc.capset(ctypes.byref(header), data)
+
+
 def prctl(option: int, arg2: int = 0) -> None:
-    """prctl(2) with one argument (PDEATHSIG, NO_NEW_PRIVS, CHILD_SUBREAPER, CAPBSET_DROP)."""
+    """prctl(2) with one argument (PDEATHSIG, NO_NEW_PRIVS, CHILD_SUBREAPER, CAPBSET_DROP, CAP_AMBIENT)."""
     _check(_libc.prctl(option, arg2, 0, 0, 0), "prctl", f"{option}, {arg2}")
 
 

@@ -2,13 +2,19 @@
 
 Each defence is one field of Security, on by default, switchable off for a lesson:
 
-- capabilities: the bounding set is cut to a short list, so even root cannot regain the rest
-  (no mount, no module loading, no raw disk access, no mknod...);
+- capabilities: all five sets are set before exec. The bounding set (the most any later
+  program may gain) and the permitted and effective sets are cut to a short list; the
+  inheritable and ambient sets are emptied, so a caller holding capabilities cannot pass them
+  in. This limits root in the host's user namespace only: a new user namespace would give back
+  every capability over what it owns, which is why seccomp refuses making one;
+- devices: a device cgroup lets the container open only null, zero, full, random, urandom,
+  tty, console, ptmx and its ptys. With it CAP_MKNOD is harmless and stays in the list, as in
+  Docker: a node for the host's disk can be made, and opening it fails (devices.py);
 - no_new_privs: execve can never add privileges (setuid binaries and file capabilities stop working);
 - masked_paths: /proc files that expose or change the host (kcore, keys, sysrq-trigger, /proc/sys)
   are hidden under /dev/null or made read-only;
-- seccomp: a deny-list of system calls containers have no business making, loaded through
-  libseccomp (its filter compiler, not hand-written BPF);
+- seccomp: an allow-list of system calls (or the deny-list, to see what it misses), with
+  TIOCSTI, and, unless CAP_SYS_ADMIN is kept, namespaces and mounts refused (seccomp.py);
 - close_fds: only fds 0-2 (and those asked for) survive into the container;
 - tmpfs_size: /dev/shm and /tmp are size-limited tmpfs, so filling them cannot fill a host disk.
 
@@ -18,31 +24,20 @@ apply_process_defences() runs in the container's init (and in every `exec`) just
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import errno
-import functools
 import os
 from dataclasses import asdict, dataclass, field
 
-from . import kernel
+from . import kernel, seccomp
 from .errors import LabError
 from .inspect import CAPABILITIES
 
-# Docker's default list, less MKNOD (no devices cgroup here to make device nodes harmless).
+# Docker's default list. CAP_MKNOD is in it because the device cgroup makes device nodes harmless.
 DEFAULT_CAPABILITIES = ["chown", "dac_override", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
-                        "net_bind_service", "net_raw", "sys_chroot", "audit_write", "setfcap"]
+                        "net_bind_service", "net_raw", "sys_chroot", "mknod", "audit_write", "setfcap"]
 
 MASKED_PATHS = ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/latency_stats",
                 "/proc/timer_stats", "/proc/acpi", "/proc/scsi", "/sys/firmware"]
 READ_ONLY_PATHS = ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"]
-
-# System calls a container gets EPERM for: kernel keyrings (not namespaced), BPF, kernel
-# (un)loading, kexec, handle-based opens (a known escape), perf, and clock/time/swap/reboot/acct.
-SECCOMP_DENY = ["keyctl", "add_key", "request_key", "bpf", "kexec_load", "kexec_file_load", "init_module",
-                "finit_module", "delete_module", "open_by_handle_at", "perf_event_open", "userfaultfd",
-                "clock_settime", "settimeofday", "adjtimex", "swapon", "swapoff", "reboot", "acct",
-                "lookup_dcookie", "uselib"]
-TIOCSTI = 0x5412  # ioctl that pushes bytes into a terminal's input: typing commands into the host's shell
 
 
 @dataclass
@@ -50,10 +45,18 @@ class Security:
     capabilities: list[str] | None = field(default_factory=lambda: list(DEFAULT_CAPABILITIES))  # None: all
     no_new_privs: bool = True
     masked_paths: bool = True
-    seccomp: bool = True
+    seccomp: str | None = "allowlist"    # "allowlist", "denylist", or None (off); True/False mean allowlist/off
+    new_namespaces: bool = False         # let the container make namespaces and mount without CAP_SYS_ADMIN
+    devices: bool = True                 # the device cgroup (needs a cgroup: not in rootless mode)
     close_fds: bool = True
     keep_fds: list[int] = field(default_factory=list)
     tmpfs_size: str | None = "64m"       # /dev/shm and /tmp; None: unlimited (half of RAM) and /tmp on disk
+
+    def __post_init__(self):
+        if self.seccomp is True:
+            self.seccomp = "allowlist"
+        elif self.seccomp is False:
+            self.seccomp = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,14 +64,28 @@ class Security:
     @classmethod
     def off(cls) -> Security:
         """Every defence switched off (what `docker run --privileged` comes close to)."""
-        return cls(capabilities=None, no_new_privs=False, masked_paths=False, seccomp=False, close_fds=False,
-                   tmpfs_size=None)
+        return cls(capabilities=None, no_new_privs=False, masked_paths=False, seccomp=None, devices=False,
+                   close_fds=False, tmpfs_size=None)
+
+    @property
+    def kept(self) -> set[str] | None:
+        """The capability names kept (lower case, no CAP_), or None for all."""
+        return None if self.capabilities is None else {c.lower().removeprefix("cap_") for c in self.capabilities}
+
+    @property
+    def refuses_namespaces(self) -> bool:
+        """Docker's rule: namespaces and mounts only for a container that keeps CAP_SYS_ADMIN."""
+        return not self.new_namespaces and self.kept is not None and "sys_admin" not in self.kept
 
     def check(self) -> None:
         unknown = [c for c in self.capabilities or [] if c.lower().removeprefix("cap_") not in CAPABILITIES]
         if unknown:
             raise LabError(f"unknown capabilities: {', '.join(unknown)}", "capabilities are named as in "
                            "capabilities(7), e.g. net_raw or CAP_NET_RAW", "see `man 7 capabilities`")
+        if self.seccomp is not None and self.seccomp not in seccomp.PROFILES:
+            raise LabError(f"seccomp profile {self.seccomp!r} is unknown", "the profiles are an allow-list and "
+                           "a deny-list", f"use seccomp={seccomp.PROFILES[0]!r} (the default), "
+                           f"{seccomp.PROFILES[1]!r}, or None (off)")
 
 
 # -- mount-level defences (in the init, before pivot_root) -------------------------------------
@@ -101,16 +118,45 @@ def mount_tmp(root: str, size: str) -> None:
 
 # -- process-level defences (just before execve) ------------------------------------------------
 
-def drop_capabilities(keep: list[str] | None) -> None:
-    """PR_CAPBSET_DROP every capability not kept: root's next execve gets only the kept ones."""
-    if keep is None:
+def drop_bounding_set(kept: set[str] | None) -> None:
+    """PR_CAPBSET_DROP each capability not kept (needs CAP_SETPCAP, so it comes first): no later
+    execve can gain a capability outside this set, in this user namespace."""
+    if kept is None:
         return
-    kept = {c.lower().removeprefix("cap_") for c in keep}
     last = int(open("/proc/sys/kernel/cap_last_cap").read())
     for bit, name in enumerate(CAPABILITIES[:last + 1]):
         if name not in kept:
             kernel.prctl(kernel.PR_CAPBSET_DROP, bit)
-    kernel.prctl(47, 4)  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL: no ambient capabilities either
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def set_capabilities(kept: set[str] | None) -> None:
+    """capset(2): effective and permitted = the kept list (none for a non-root user, whose execve
+    would drop them anyway), inheritable = none; then the ambient set cleared.
+
+    Why inheritable matters: at execve, root's new permitted set is its inheritable set plus the
+    bounding set. A caller that started us with inheritable CAP_SYS_ADMIN would hand it to the
+    container's root despite the bounding set.
+    """
+    last = int(open("/proc/sys/kernel/cap_last_cap").read())
+    if os.geteuid() != 0:
+        mask = 0
+    elif kept is None:
+        mask = (1 << (last + 1)) - 1
+    else:
+        mask = sum(1 << bit for bit, name in enumerate(CAPABILITIES[:last + 1]) if name in kept)
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set
+    data = (_CapData * 2)(_CapData(mask & 0xFFFFFFFF, mask & 0xFFFFFFFF, 0), _CapData(mask >> 32, mask >> 32, 0))
+    if kernel.capset(header, data) != 0:
+        raise kernel.syscall_error("capset", f"effective=permitted={mask:#x}, inheritable=0", ctypes.get_errno())
+    kernel.prctl(kernel.PR_CAP_AMBIENT, kernel.PR_CAP_AMBIENT_CLEAR_ALL)
 
 
 def set_no_new_privs() -> None:
@@ -118,60 +164,9 @@ def set_no_new_privs() -> None:
     kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
 
 
-class _Seccomp:
-    """The libseccomp calls used: init a filter, add rules, load it, release it."""
-    ALLOW, ERRNO = 0x7FFF0000, 0x00050000
-
-    def __init__(self):
-        name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
-        try:
-            self.lib = ctypes.CDLL(name, use_errno=True)
-        except OSError:
-            raise LabError("libseccomp is not installed", "the seccomp filter is compiled by libseccomp",
-                           "apt-get install libseccomp2, or switch seccomp off in the spec") from None
-        self.lib.seccomp_init.restype = ctypes.c_void_p
-        self.lib.seccomp_init.argtypes = [ctypes.c_uint32]
-        self.lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-        self.lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
-                                                    ctypes.c_void_p]
-        self.lib.seccomp_load.argtypes = [ctypes.c_void_p]
-        self.lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
-        self.lib.seccomp_release.argtypes = [ctypes.c_void_p]
-
-
-@functools.lru_cache(maxsize=1)
-def libseccomp() -> _Seccomp:
-    """Loaded once, before the root is switched: after pivot_root the host's library is out of reach."""
-    return _Seccomp()
-
-
-class _ArgCmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
-                ("datum_b", ctypes.c_uint64)]
-
-
-def load_seccomp(deny: list[str] = SECCOMP_DENY) -> None:
-    """Allow everything but the deny-list, which fails with EPERM; TIOCSTI ioctls too."""
-    sc = libseccomp()
-    ctx = sc.lib.seccomp_init(sc.ALLOW)
-    try:
-        # libseccomp sets no_new_privs itself unless told not to (SCMP_FLTATR_CTL_NNP = 3): that is
-        # a defence of its own, switched on or off separately.
-        sc.lib.seccomp_attr_set(ctx, 3, 0)
-        rules = [(name, None) for name in deny] + [("ioctl", _ArgCmp(1, 4, TIOCSTI, 0))]  # op 4: SCMP_CMP_EQ
-        for name, compare in rules:
-            number = sc.lib.seccomp_syscall_resolve_name(name.encode())
-            if number < 0:
-                continue  # not a system call on this architecture
-            added = sc.lib.seccomp_rule_add_array(ctx, sc.ERRNO | errno.EPERM, number, 1 if compare else 0,
-                                                  ctypes.byref(compare) if compare else None)
-            if added != 0:
-                raise LabError(f"seccomp_rule_add({name}) failed", "libseccomp rejected the rule", "report it")
-        if sc.lib.seccomp_load(ctx) != 0:
-            raise LabError("loading the seccomp filter failed", "the kernel refused it (no CONFIG_SECCOMP?)",
-                           "switch seccomp off in the spec, or use a kernel with seccomp")
-    finally:
-        sc.lib.seccomp_release(ctx)
+def load_seccomp(security: Security) -> None:
+    """The allow-list (or deny-list) filter, and the argument rules (seccomp.py)."""
+    seccomp.load(security.seccomp, security.refuses_namespaces)
 
 
 def close_inherited_fds(keep: list[int]) -> None:
@@ -198,12 +193,14 @@ def switch_user(user: str | None) -> None:
 
 def apply_process_defences(security: Security, user: str | None = None) -> None:
     """The last steps before execve, in the init and in every exec'd process, in this order:
-    capabilities (while still root), seccomp (loading needs root or no_new_privs), user,
-    no_new_privs, then fds."""
-    drop_capabilities(security.capabilities)
+    the bounding set (dropping needs CAP_SETPCAP), seccomp (loading needs CAP_SYS_ADMIN or
+    no_new_privs), the user, then the other capability sets (after setuid, which clears them for
+    a non-root user), no_new_privs, and the fds."""
+    drop_bounding_set(security.kept)
     if security.seccomp:
-        load_seccomp()
+        load_seccomp(security)
     switch_user(user)
+    set_capabilities(security.kept)
     if security.no_new_privs:
         set_no_new_privs()
     if security.close_fds:

@@ -21,8 +21,10 @@ from .limits import parse_cpus, parse_pids, parse_size
 
 __all__ = ["Cgroup", "Controller", "Layout", "detect", "parse_cpus", "parse_pids", "parse_size"]
 
-# The controllers the lab uses, by their v2 names ("io" is "blkio" on v1).
-WANTED = ("memory", "cpu", "cpuacct", "pids", "freezer", "io")
+# The controllers the lab uses, by their v2 names ("io" is "blkio" on v1). v2 has no devices
+# controller: there "devices" stands for the cgroup a BPF device program attaches to (devices.py).
+WANTED = ("memory", "cpu", "cpuacct", "pids", "freezer", "io", "devices")
+NOT_IN_SUBTREE_CONTROL = ("devices",)  # nothing to enable on v2 for it
 V1_NAMES = {"blkio": "io"}
 BASE_NAME = "minicontainer"  # the directory that holds every container's cgroup
 
@@ -110,6 +112,8 @@ def detect() -> Layout:
                 layout.unavailable[name] = "its v1 hierarchy is not mounted"
         elif name == "freezer" and layout.v2_mount and v2_ctrls:
             continue  # v2 freezes through cgroup.freeze in every cgroup; no controller needed
+        elif name == "devices" and layout.v2_mount:
+            layout.controllers[name] = Controller(name, 2, layout.v2_mount, layout.v2_own_dir)
         elif name == "cpuacct" and "cpu" in v2_ctrls:
             continue  # v2's cpu controller reports usage itself (cpu.stat usage_usec)
         else:
@@ -168,7 +172,8 @@ class Cgroup:
     # -- lifecycle ----------------------------------------------------------
     def create(self) -> Cgroup:
         """mkdir the cgroup in each hierarchy; on v2 first enable the controllers down to it."""
-        v2_ctrls = [n for n, c in self.layout.controllers.items() if c.version == 2 and n in self.dirs]
+        v2_ctrls = [n for n, c in self.layout.controllers.items()
+                    if c.version == 2 and n in self.dirs and n not in NOT_IN_SUBTREE_CONTROL]
         created = []
         for _attempt in range(5):
             try:
@@ -231,6 +236,22 @@ class Cgroup:
             self._module("cpu").set_cpu(self._dir("cpu", "limit CPU"), parse_cpus(cpus))
         if pids is not None:
             self._module("pids").set_pids(self._dir("pids", "limit processes"), parse_pids(pids))
+
+    def restrict_devices(self) -> None:
+        """Refuse every device but the standard few (devices.ALLOWED): v1's devices controller, or
+        a BPF program attached to the v2 cgroup."""
+        from .. import devices  # devices.py uses cgroups.files: imported here, not at the top
+        if "devices" not in self.dirs:
+            why = self.layout.unavailable.get("devices", "no devices controller and no cgroup2 tree")
+            raise LabError(f"this host has no device cgroup ({why})",
+                           "neither cgroup v1's devices controller nor a cgroup2 tree to attach a BPF device "
+                           "program to is mounted",
+                           "mount one (the lab VM has cgroup v2), or run without it: "
+                           "Security(devices=False) and drop mknod from the capabilities")
+        if self.layout.version_of("devices") == 2:
+            devices.attach_program(self.dirs["devices"])
+        else:
+            devices.write_v1_rules(self.dirs["devices"])
 
     def set_io(self, device: str, **rates) -> None:
         """Throttle a block device ("MAJ:MIN") with rbps/wbps/riops/wiops."""

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from .. import namespaces, security
+from .. import namespaces, seccomp, security
 from ..errors import LabError
 from ..spec import DEFAULT_ENV
 from .init import die_with_parent
@@ -29,7 +29,7 @@ def enter_and_exec(request: dict) -> int:
                        "its PID 1 exited (or was stopped) just now",
                        "list running containers with `minicontainer ps`; start it again") from None
     if request.get("security", {}).get("seccomp", True):
-        security.libseccomp()  # before setns into the mount namespace hides the host's library
+        seccomp.libseccomp()  # before setns into the mount namespace hides the host's library
     namespaces.enter(namespaces.open_namespaces(request["pid"], request["namespaces"]))
     me = os.getpid()
     child = os.fork()

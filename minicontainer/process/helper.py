@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import asdict
 
-from .. import namespaces, security, state
+from .. import namespaces, seccomp, security, state
 from ..cgroups import Cgroup
 from ..errors import LabError
 from ..spec import ContainerSpec
@@ -175,10 +175,15 @@ class Helper:
         else:
             self.cgroup.create()
             self.cgroup.set_limits(spec.memory, spec.cpus, spec.pids, spec.swap)
+            if spec.security.devices:
+                how = ("a BPF program on the cgroup" if self.cgroup.layout.version_of("devices") == 2
+                       else "devices.deny a, devices.allow")
+                self.step("devices", f"only null, zero, full, random, urandom, tty, console, ptmx, pts ({how})")
+                self.cgroup.restrict_devices()
         if "user" in spec.namespaces and not spec.rootless:
             chown_for_user_ns(paths, spec.uid_map)
         if spec.security.seccomp:
-            security.libseccomp()  # loaded here, so the init has it after pivot_root
+            seccomp.libseccomp()  # loaded here, so the init has it after pivot_root
         parent_end, child_end = Channel.pair()
         self.child_pid = start_init(spec, paths, self.cgroup, child_end)
         child_end.close()

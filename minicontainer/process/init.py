@@ -119,8 +119,11 @@ def setup_and_exec(spec: ContainerSpec, paths: dict, channel: Channel, in_user_n
     for name, (soft, hard) in spec.rlimits.items():
         resource.setrlimit(getattr(resource, name), (soft, hard))
     sec = spec.security
-    step("security", f"capabilities {', '.join(sec.capabilities) if sec.capabilities is not None else 'all'}; "
-                     f"seccomp {'on' if sec.seccomp else 'off'}; no_new_privs {'on' if sec.no_new_privs else 'off'}"
+    step("security", f"capabilities {', '.join(sec.capabilities) if sec.capabilities is not None else 'all'} "
+                     "(inheritable and ambient empty); "
+                     f"seccomp {sec.seccomp or 'off'}"
+                     + ("; namespaces and mounts refused" if sec.seccomp and sec.refuses_namespaces else "")
+                     + f"; no_new_privs {'on' if sec.no_new_privs else 'off'}"
                      + (f"; user {spec.user}" if spec.user else ""))
     step("exec", " ".join(spec.command))
     security.apply_process_defences(sec, spec.user)
