@@ -5,15 +5,25 @@ default start-up step, never from host-side Python. `run_attack(a)` runs it with
 `run_attack(a, defended=False)` switches off only a.defence. Attacks whose undefended form
 would harm the host run a harmless form instead (signal 0, writing back the value already
 there, opening without writing) and say so.
+
+Each outcome is one of three verdicts:
+- "ESCAPED": it reached something of the host's (a file, a process, a device, an fd, a service,
+  a machine-wide setting or keyring);
+- "allowed": the kernel let it through, but what it made or changed is the container's own (a
+  mount in its own namespace, a user namespace, an io_uring, forks, memory): not an escape, but
+  the room a kernel exploit needs, or a resource the host shares;
+- "contained": the kernel refused it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from . import namespaces, payloads, rootfs
@@ -34,10 +44,76 @@ class Attack:
     spec: dict = field(default_factory=dict)   # spec fields the attack needs either way (limits...)
     also: str = ""                 # what else would still block it, if anything
     harmless_form: str = ""        # why the undefended run is a harmless variant
+    host_defence: Callable[[], str] | None = None  # what on this host blocks it anyway ("" if nothing)
+
+    def blocked_by_host(self) -> str:
+        return self.host_defence() if self.host_defence else ""
 
 
-def _caps_plus(*names: str) -> Security:
-    return Security(capabilities=DEFAULT_CAPABILITIES + list(names))
+def _caps_plus(*names: str, **security) -> Security:
+    return Security(capabilities=DEFAULT_CAPABILITIES + list(names), **security)
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def host_block_device() -> tuple[int, int] | None:
+    """A block device this host's root may open: the disk holding the image first, then any other.
+    (Some hosts, sandboxes among them, refuse even their own root some of their disks.)"""
+    image = os.stat(rootfs.DEFAULT_ROOTFS if os.path.isdir(rootfs.DEFAULT_ROOTFS) else "/").st_dev
+    numbers = [(os.major(image), os.minor(image))] if os.major(image) else []
+    for name in sorted(os.listdir("/sys/block")) if os.path.isdir("/sys/block") else []:
+        major, _, minor = (_read(f"/sys/block/{name}/dev") or "0:0").partition(":")
+        numbers.append((int(major), int(minor)))
+    for major, minor in numbers:
+        uevent = _read(f"/sys/dev/block/{major}:{minor}/uevent") or ""
+        name = next((line[8:] for line in uevent.splitlines() if line.startswith("DEVNAME=")), "")
+        try:
+            os.close(os.open(f"/dev/{name}", os.O_RDONLY | os.O_NONBLOCK))
+            return major, minor
+        except OSError:
+            continue
+    return None
+
+
+def _no_openable_disk() -> str:
+    return "" if host_block_device() else "this host lets not even its own root open one of its block devices"
+
+
+def _no_user_namespaces() -> str:
+    if _read("/proc/sys/user/max_user_namespaces") == "0":
+        return "user.max_user_namespaces=0 on this host"
+    if _read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+        return "AppArmor's restriction of user namespaces on this host"
+    return ""
+
+
+def _no_legacy_tiocsti() -> str:
+    return "dev.tty.legacy_tiocsti=0 on this host" if _read("/proc/sys/dev/tty/legacy_tiocsti") == "0" else ""
+
+
+def _no_io_uring() -> str:
+    disabled = _read("/proc/sys/kernel/io_uring_disabled")
+    return f"kernel.io_uring_disabled={disabled} on this host" if disabled not in (None, "0") else ""
+
+
+def _payload_not_on_ext4() -> str:
+    path = payloads.CACHE if os.path.isdir(payloads.CACHE) else "/"
+    return "" if _fs_magic(path) == 0xEF53 else "the payload's filesystem is not ext4, whose handles it forges"
+
+
+def _fs_magic(path: str) -> int:
+    """statfs(2)'s f_type (os.statvfs lacks it): the filesystem's magic number."""
+    buf = ctypes.create_string_buffer(120)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.statfs(os.fsencode(path), buf) != 0:
+        return 0
+    return int.from_bytes(buf.raw[:8], "little")  # struct statfs starts with f_type (a long)
 
 
 ATTACKS = [
@@ -48,9 +124,9 @@ ATTACKS = [
            harmless_form="opened, never written: core_pattern is global to the machine"),
     Attack("read-timer-list", "read /proc/timer_list (the host's timers and task names)", "masked /proc paths",
            ["read-proc", "/proc/timer_list"], {"security": Security(masked_paths=False)}),
-    Attack("mknod-kmsg", "mknod /dev/kmsg, the host's kernel log", "no CAP_MKNOD",
-           ["mknod-disk", "1", "11"], {"security": _caps_plus("mknod")},
-           harmless_form="reading the log also needs CAP_SYSLOG; a disk's node would need nothing more"),
+    Attack("mknod-disk", "mknod a node for a host block device, then open it (CAP_MKNOD is kept)",
+           "device cgroup", ["mknod-disk", "{disk_major}", "{disk_minor}"], {"security": Security(devices=False)},
+           harmless_form="opened read-only, nothing read", host_defence=_no_openable_disk),
     Attack("mount", "mount a filesystem (the first step to mounting the host's disk)", "no CAP_SYS_ADMIN",
            ["mount"], {"security": _caps_plus("sys_admin")}),
     Attack("release-agent", "mount cgroup v1 and open release_agent for writing", "no CAP_SYS_ADMIN",
@@ -82,8 +158,22 @@ ATTACKS = [
            harmless_form="the queue is removed at once"),
     Attack("setuid", "run a setuid-root program as an unprivileged user", "no_new_privs",
            ["/attacks-setuid", "euid"], {"security": Security(no_new_privs=False)}, spec={"user": "1000:1000"}),
-    Attack("keyctl", "call keyctl (kernel keyrings are not namespaced)", "seccomp", ["keyctl"],
+    Attack("keyctl", "reach uid 0's keyring (kernel keyrings are not namespaced)", "seccomp", ["keyctl"],
            {"security": Security(seccomp=False)}),
+    Attack("userns-mount", "unshare a user namespace to regain every capability, then mount",
+           "seccomp: no new namespaces", ["userns-mount"], {"security": Security(new_namespaces=True)},
+           host_defence=_no_user_namespaces),
+    Attack("clone3-userns", "the same through clone3, whose flags a filter cannot read",
+           "seccomp: clone3 -> ENOSYS", ["clone3-userns-mount"], {"security": Security(new_namespaces=True)},
+           host_defence=_no_user_namespaces),
+    Attack("tiocsti-high-bits", "TIOCSTI | 1 << 32: push a byte into a terminal's input",
+           "seccomp (32-bit mask)", ["tiocsti-high-bits"], {"security": Security(seccomp=False)},
+           host_defence=_no_legacy_tiocsti),
+    Attack("io-uring", "io_uring_setup, a call a deny-list did not foresee", "seccomp allow-list",
+           ["io-uring"], {"security": Security(seccomp="denylist")}, host_defence=_no_io_uring),
+    Attack("open-by-handle", "open_by_handle_at the host filesystem's root, with CAP_DAC_READ_SEARCH",
+           "seccomp", ["open-by-handle", "/attacks"], {"security": _caps_plus("dac_read_search", seccomp=False)},
+           spec={"security": _caps_plus("dac_read_search")}, host_defence=_payload_not_on_ext4),
 ]
 BY_NAME = {a.name: a for a in ATTACKS}
 
@@ -92,8 +182,16 @@ BY_NAME = {a.name: a for a in ATTACKS}
 class Outcome:
     attack: Attack
     defended: bool
-    escaped: bool
+    verdict: str        # "ESCAPED", "allowed" or "contained"
     evidence: str
+
+    @property
+    def escaped(self) -> bool:
+        return self.verdict == "ESCAPED"
+
+    @property
+    def got_through(self) -> bool:
+        return self.verdict != "contained"
 
 
 @contextlib.contextmanager
@@ -119,8 +217,9 @@ def run_attack(attack: Attack, defended: bool = True, fixtures: dict | None = No
     """Run one attack in a container with every default defence, or with only its own switched off."""
     with contextlib.ExitStack() as stack:
         fx = fixtures or stack.enter_context(host_fixtures())
+        disk = host_block_device() or (0, 0)
         values = {"marker": fx["marker"], "host_pid": str(os.getpid()), "port": str(fx["port"]),
-                  "secret_fd": str(fx["secret"].fileno())}
+                  "secret_fd": str(fx["secret"].fileno()), "disk_major": str(disk[0]), "disk_minor": str(disk[1])}
         changes = {} if defended else dict(attack.undefended)
         args = changes.pop("args", attack.args)
         command = [a if a.startswith("/") else a.format(**values) for a in args]
@@ -145,21 +244,36 @@ def _run_passing_fd(spec: ContainerSpec, fd: int) -> str:
         return out.read()
 
 
+def _host_keyring() -> int:
+    """The id of uid 0's user keyring as the host sees it (keyctl KEYCTL_GET_KEYRING_ID, no create)."""
+    number = 219 if os.uname().machine in ("aarch64", "arm64") else 250  # SYS_keyctl
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return libc.syscall(number, 0, -4, 0)
+
+
 def _judge(attack: Attack, defended: bool, output: str, code: int = 0, stats: dict | None = None) -> Outcome:
-    lines = [line for line in output.splitlines() if line.split(":")[0] in ("ESCAPED", "CONTAINED", "INFO")]
+    lines = [line for line in output.splitlines()
+             if line.split(":")[0] in ("ESCAPED", "ALLOWED", "CONTAINED", "INFO")]
     line = lines[-1] if lines else output.strip()[-200:]
     ooms = (stats or {}).get("oom_kills") or 0
     if ooms or (attack.name == "memory-4x" and code == -9):
-        return Outcome(attack, defended, False, f"killed by the OOM killer (oom_kill count {ooms})")
+        return Outcome(attack, defended, "contained", f"killed by the OOM killer (oom_kill count {ooms})")
     if attack.name == "fork-bomb":
         forked = int(line.split()[-1]) if line.startswith("INFO") else 0
-        return Outcome(attack, defended, forked >= 64, f"{forked} of 64 forks succeeded")
+        return Outcome(attack, defended, "allowed" if forked >= 64 else "contained", f"{forked} of 64 forks succeeded")
     if attack.name in ("hostname", "sysv-queue"):
         kind = "uts" if attack.name == "hostname" else "ipc"
         shared = f"{kind}:[{namespaces.identities('self')[kind]}]" in line
-        return Outcome(attack, defended, shared and "accepted" in line,
+        return Outcome(attack, defended, "allowed" if shared and "accepted" in line else "contained",
                        line + (f" (the host's {kind} namespace)" if shared else f" (its own {kind} namespace)"))
-    return Outcome(attack, defended, line.startswith("ESCAPED"), line)
+    if attack.name == "keyctl" and line.startswith("ESCAPED"):
+        theirs, ours = line.split(", id ")[1].split()[0], _host_keyring()
+        if int(theirs) != ours:
+            return Outcome(attack, defended, "allowed", line + f"; not the host's (id {ours})")
+        return Outcome(attack, defended, "ESCAPED", line + "; the host root's too")
+    verdict = {"ESCAPED": "ESCAPED", "ALLOWED": "allowed"}.get(line.split(":")[0], "contained")
+    return Outcome(attack, defended, verdict, line)
 
 
 def table(outcomes: list[Outcome]) -> str:
@@ -172,8 +286,9 @@ def table(outcomes: list[Outcome]) -> str:
         attack = BY_NAME[name]
 
         def word(o):
-            return "-" if o is None else ("ESCAPED" if o.escaped else "contained")
-        notes = [n for n in (attack.also and f"also blocked by {attack.also}",
+            return "-" if o is None else o.verdict
+        host = attack.blocked_by_host()
+        notes = [n for n in (attack.also and f"also blocked by {attack.also}", host and f"here also {host}",
                              attack.harmless_form if False in pair else "") if n]
         rows.append(f"{name:<18} {attack.defence:<32} {word(pair.get(True)):<14} {word(pair.get(False))}"
                     + (f"  ({'; '.join(notes)})" if notes else ""))

@@ -13,6 +13,7 @@ from . import doctor, network, oci, rootfs, terminal
 from .container import Container, cleanup, exec_command, helper_env, list_containers
 from .errors import LabError
 from .namespaces import DEFAULT_KINDS
+from .security import DEFAULT_CAPABILITIES, Security
 from .spec import DEFAULT_ENV, ContainerSpec
 
 ERROR_EXIT = 125  # as docker and podman: the runtime failed, not the command
@@ -36,6 +37,17 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
+def security_from(args) -> Security:
+    """--cap-add/--cap-drop on the default list (--cap-drop ALL empties it), --seccomp, --allow-syscall."""
+    def name(cap: str) -> str:
+        return cap.lower().removeprefix("cap_")
+    dropped = {name(c) for c in args.cap_drop}
+    kept = [] if "all" in dropped else [c for c in DEFAULT_CAPABILITIES if c not in dropped]
+    kept += [name(c) for c in args.cap_add if name(c) not in kept]
+    return Security(capabilities=kept, seccomp=None if args.seccomp == "off" else args.seccomp,
+                    allow_syscalls=args.allow_syscall)
+
+
 def cmd_run(args, command: list[str]) -> int:
     kinds = [k for k in DEFAULT_KINDS if k not in args.share] + [k for k in args.also if k not in DEFAULT_KINDS]
     if args.rootless and "user" not in kinds:
@@ -55,7 +67,8 @@ def cmd_run(args, command: list[str]) -> int:
         spec = ContainerSpec(rootfs=args.rootfs, command=command or ["/bin/sh"], env=parse_env(args.env),
                              hostname=args.hostname, namespaces=tuple(kinds), memory=args.memory, cpus=args.cpus,
                              pids=args.pids, name=args.name or "", tty=use_tty, read_only_root=args.read_only,
-                             network="bridge" if args.net == "bridge" else "none", publish=publish)
+                             network="bridge" if args.net == "bridge" else "none", publish=publish,
+                             security=security_from(args))
     if args.print_oci:
         spec.validate()
         print(json.dumps(oci.to_config(spec), indent=2))
@@ -139,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--also", action="append", default=[], choices=("user", "time"), metavar="KIND",
                      help="also create a namespace of this kind (user, time)")
     run.add_argument("--read-only", action="store_true", help="mount the container's / read-only")
+    run.add_argument("--cap-add", action="append", default=[], metavar="CAP",
+                     help="keep this capability too, e.g. net_admin or CAP_SYS_ADMIN")
+    run.add_argument("--cap-drop", action="append", default=[], metavar="CAP",
+                     help="drop this capability from the default list (ALL: every one)")
+    run.add_argument("--seccomp", choices=("allowlist", "denylist", "off"), default="allowlist",
+                     help="the system call filter: the allow-list (default), the deny-list, or none")
+    run.add_argument("--allow-syscall", action="append", default=[], metavar="NAME",
+                     help="add a system call to the allow-list, e.g. io_uring_setup")
     run.add_argument("--bundle", metavar="DIR", help="run an OCI bundle (config.json + rootfs) instead")
     run.add_argument("--print-oci", action="store_true", help="print the OCI config.json for this container, "
                      "do not run it")

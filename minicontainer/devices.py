@@ -161,7 +161,8 @@ def listing(rules: list[DeviceRule] = ALLOWED) -> str:
 
 
 # bpf(2): commands and the parts of union bpf_attr they use.
-BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_GET_FD_BY_ID, BPF_PROG_QUERY = 5, 8, 13, 16
+BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_GET_NEXT_ID, BPF_PROG_GET_FD_BY_ID = 5, 8, 11, 13
+BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_QUERY = 15, 16
 BPF_PROG_TYPE_CGROUP_DEVICE = 15
 BPF_CGROUP_DEVICE = 6               # the attach type
 BPF_F_ALLOW_MULTI = 2               # programs above us keep running too: ours can only refuse more
@@ -186,8 +187,21 @@ class _ProgQuery(ctypes.Structure):
                 ("attach_flags", ctypes.c_uint32), ("prog_ids", ctypes.c_uint64), ("prog_cnt", ctypes.c_uint32)]
 
 
-class _GetFdById(ctypes.Structure):
-    _fields_ = [("prog_id", ctypes.c_uint32), ("next_id", ctypes.c_uint32), ("open_flags", ctypes.c_uint32)]
+class _ById(ctypes.Structure):
+    _fields_ = [("id", ctypes.c_uint32), ("next_id", ctypes.c_uint32), ("open_flags", ctypes.c_uint32)]
+
+
+class _InfoByFd(ctypes.Structure):
+    _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32), ("info", ctypes.c_uint64)]
+
+
+class _ProgInfo(ctypes.Structure):
+    """The start of struct bpf_prog_info, up to the program's name."""
+    _fields_ = [("type", ctypes.c_uint32), ("id", ctypes.c_uint32), ("tag", ctypes.c_uint8 * 8),
+                ("jited_prog_len", ctypes.c_uint32), ("xlated_prog_len", ctypes.c_uint32),
+                ("jited_prog_insns", ctypes.c_uint64), ("xlated_prog_insns", ctypes.c_uint64),
+                ("load_time", ctypes.c_uint64), ("created_by_uid", ctypes.c_uint32), ("nr_map_ids", ctypes.c_uint32),
+                ("map_ids", ctypes.c_uint64), ("name", ctypes.c_char * 16)]
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -264,10 +278,33 @@ def attached_programs(cgroup_dir: str) -> list[int]:
 
 def program_exists(prog_id: int) -> bool:
     """Is a BPF program with this id still loaded? (The kernel frees it after its cgroup is removed.)"""
-    fd, err = _bpf(BPF_PROG_GET_FD_BY_ID, _GetFdById(prog_id=prog_id))
+    fd, err = _bpf(BPF_PROG_GET_FD_BY_ID, _ById(id=prog_id))
     if fd >= 0:
         os.close(fd)
         return True
     if err == errno.ENOENT:
         return False
     raise _bpf_error(f"looking up BPF program {prog_id}", err)
+
+
+def loaded_programs() -> list[int]:
+    """The ids of every device program of ours the kernel holds, attached or not (a leak check)."""
+    found, cursor = [], _ById(id=0)
+    while True:
+        result, err = _bpf(BPF_PROG_GET_NEXT_ID, cursor)  # the kernel writes the next id into cursor.next_id
+        if result < 0:
+            if err == errno.ENOENT:
+                return found
+            raise _bpf_error("listing BPF programs", err)
+        cursor.id = cursor.next_id
+        fd, _ = _bpf(BPF_PROG_GET_FD_BY_ID, _ById(id=cursor.id))
+        if fd < 0:
+            continue  # freed meanwhile
+        try:
+            info = _ProgInfo()
+            query = _InfoByFd(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+            if (_bpf(BPF_OBJ_GET_INFO_BY_FD, query)[0] == 0 and info.type == BPF_PROG_TYPE_CGROUP_DEVICE
+                    and info.name == PROGRAM_NAME):
+                found.append(cursor.id)
+        finally:
+            os.close(fd)

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from . import namespaces, rootfs
+from . import devices, namespaces, rootfs, seccomp
 from .cgroups import Cgroup, detect
 from .errors import LabError
 
@@ -26,26 +26,32 @@ class Check:
     blocker: bool = True   # a failure here stops containers from starting at all
 
 
-def probe_namespaces() -> dict[str, str]:
-    """In a fresh process: for each kind, fork a child that unshares it; "" on success, else why."""
-    results = {}
-    for kind in namespaces.KINDS:
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read_end)
-            try:
-                namespaces.unshare([kind])
-                message = ""
-            except LabError as e:
-                message = e.what
-            os.write(write_end, message.encode() or b"ok")
-            os._exit(0)
-        os.close(write_end)
-        answer = os.read(read_end, 4096).decode()
+def _in_child(attempt) -> str:
+    """Run attempt() in a forked child (what it changes dies with the child): "" on success, else why."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
         os.close(read_end)
-        os.waitpid(pid, 0)
-        results[kind] = "" if answer == "ok" else answer
+        try:
+            attempt()
+            message = ""
+        except LabError as e:
+            message = e.what
+        except Exception as e:  # noqa: BLE001  the probe reports whatever went wrong
+            message = f"{type(e).__name__}: {e}"
+        os.write(write_end, message.encode() or b"ok")
+        os._exit(0)
+    os.close(write_end)
+    answer = os.read(read_end, 4096).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    return "" if answer == "ok" else answer
+
+
+def probe_namespaces() -> dict[str, str]:
+    """In a fresh process: for each kind, a child that unshares it; and one that loads the seccomp filters."""
+    results = {kind: _in_child(lambda kind=kind: namespaces.unshare([kind])) for kind in namespaces.KINDS}
+    results["seccomp"] = _in_child(seccomp.load)
     return results
 
 
@@ -65,7 +71,9 @@ def check_namespaces() -> list[Check]:
         probe = json.loads(out.stdout)
     except json.JSONDecodeError:
         return [Check("namespaces", False, "the probe failed: " + out.stderr.strip()[-200:], "run as root")]
-    checks = []
+    seccomp_error = probe.pop("seccomp", "not probed")
+    checks = [Check("seccomp", not seccomp_error, seccomp_error or "the allow-list and argument filters load",
+                    "apt-get install libseccomp2 and use a kernel with CONFIG_SECCOMP_FILTER (the lab VM has both)")]
     for kind, error in probe.items():
         info = namespaces.KINDS[kind]
         fix = "use a kernel with this namespace kind (the lab VM has one)"
@@ -113,6 +121,38 @@ def check_cgroups() -> list[Check]:
     return checks
 
 
+def check_devices() -> list[Check]:
+    """The device cgroup: v1's devices controller, or on v2 a BPF device program the kernel accepts."""
+    layout = detect()
+    controller = layout.controllers.get("devices")
+    fix = ("use a kernel with CONFIG_CGROUP_BPF on cgroup v2 (the lab VM), or mount the v1 devices controller; "
+           "without it, start containers with Security(devices=False) and no mknod capability")
+    if controller is None:
+        return [Check("device cgroup", False, layout.unavailable.get("devices", "missing"), fix)]
+    if controller.version == 1:
+        return [Check("device cgroup", True, f"v1 devices controller at {controller.mount}")]
+    if os.geteuid() != 0:
+        return [Check("device cgroup", True, "v2: a BPF device program (not loaded: doctor is not root)",
+                      blocker=False)]
+    try:
+        os.close(devices.load_program())
+    except LabError as e:
+        return [Check("device cgroup", False, f"v2, but {e.what}", fix)]
+    return [Check("device cgroup", True, "v2: the kernel accepts the BPF device program")]
+
+
+def check_tiocsti() -> list[Check]:
+    value = _read("/proc/sys/dev/tty/legacy_tiocsti")
+    if value == "0":
+        return [Check("legacy_tiocsti", True, "0: TIOCSTI needs CAP_SYS_ADMIN on this host", blocker=False)]
+    detail = ("1: any process may push input into its controlling terminal with TIOCSTI; containers' seccomp filter "
+              "refuses it" if value == "1" else "no dev.tty.legacy_tiocsti (before Linux 6.2): TIOCSTI always "
+              "works on a process's controlling terminal; containers' seccomp filter refuses it")
+    fix = ("for the whole host, also: sysctl -w dev.tty.legacy_tiocsti=0" if value == "1"
+           else "a newer kernel can switch TIOCSTI off (dev.tty.legacy_tiocsti=0)")
+    return [Check("legacy_tiocsti", False, detail, fix, blocker=False)]
+
+
 def check_host() -> list[Check]:
     checks = [Check("root", os.geteuid() == 0, f"euid {os.geteuid()}", "run as root (sudo), or in the lab VM"),
               Check("python", sys.version_info >= (3, 10), sys.version.split()[0], "use Python 3.10 or newer")]
@@ -138,7 +178,7 @@ def run_checks() -> list[Check]:
     checks = check_host()
     if os.geteuid() == 0:
         checks += check_namespaces()
-    checks += check_cgroups()
+    checks += check_cgroups() + check_devices() + check_tiocsti()
     return checks
 
 

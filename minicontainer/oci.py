@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 
-from . import namespaces
+from . import devices, namespaces
 from .cgroups.limits import parse_size
 from .errors import LabError
 from .security import MASKED_PATHS, READ_ONLY_PATHS, Security
@@ -26,7 +26,8 @@ EXTRA_MOUNTS = {"/dev/mqueue": "mqueue", "/sys/fs/cgroup": "cgroup"}  # made onl
 SUPPORTED = {
     "ociVersion", "process", "process.terminal", "process.user", "process.user.uid", "process.user.gid",
     "process.args", "process.env", "process.cwd", "process.capabilities", "process.rlimits",
-    # the bounding set is what counts for a root process; the others are derived from it at execve
+    # minicontainer sets effective and permitted to the bounding list and empties inheritable and
+    # ambient; unsupported() refuses the sets where that would differ from what the config asks
     "process.capabilities.bounding", "process.capabilities.effective", "process.capabilities.permitted",
     "process.capabilities.ambient", "process.capabilities.inheritable",
     "process.noNewPrivileges", "root", "root.path", "root.readonly", "hostname", "mounts", "linux",
@@ -57,9 +58,13 @@ def unsupported(config: dict) -> list[str]:
             problems.append(f"linux.namespaces type {ns.get('type')!r}")
         if "path" in ns:
             problems.append(f"linux.namespaces {ns['type']} path (joining an existing namespace)")
-    for device in linux.get("resources", {}).get("devices", []):
-        if device != {"allow": False, "access": "rwm"}:  # runc's default: deny all (our /dev is minimal anyway)
-            problems.append(f"linux.resources.devices rule {device}")
+    rules = linux.get("resources", {}).get("devices", [])
+    # Deny all (runc's default, to which runc adds its standard devices), optionally followed by
+    # exactly our standard list: both are what minicontainer's device cgroup applies.
+    if rules and rules not in ([DENY_ALL], [DENY_ALL] + device_rules()):
+        odd = [f"linux.resources.devices rule {d}" for d in rules if d != DENY_ALL and d not in device_rules()]
+        problems += odd or ["linux.resources.devices other than deny-all, or deny-all and the standard devices"]
+    problems += _capability_problems(config.get("process", {}))
     for mount in config.get("mounts", []):
         destination, kind = mount.get("destination"), mount.get("type")
         if KNOWN_MOUNTS.get(destination) == kind:
@@ -67,6 +72,35 @@ def unsupported(config: dict) -> list[str]:
         if kind == "bind" or "bind" in mount.get("options", []) or "rbind" in mount.get("options", []):
             continue
         problems.append(f"mount {destination} ({kind})")
+    return problems
+
+
+DENY_ALL = {"allow": False, "access": "rwm"}
+
+
+def device_rules() -> list[dict]:
+    """devices.ALLOWED as OCI linux.resources.devices entries (a missing major or minor means any)."""
+    rules = []
+    for rule in devices.ALLOWED:
+        entry = {"allow": True, "type": rule.type}
+        entry.update({k: v for k, v in (("major", rule.major), ("minor", rule.minor)) if v is not None})
+        rules.append({**entry, "access": rule.access})
+    return rules
+
+
+def _capability_problems(process: dict) -> list[str]:
+    """The sets minicontainer cannot reproduce: it gives root the bounding list as effective and permitted
+    (inheritable and ambient empty, which for root changes nothing), and a non-root user nothing."""
+    caps = process.get("capabilities", {})
+    bounding = set(caps.get("bounding", []))
+    root = process.get("user", {}).get("uid", 0) == 0
+    problems = []
+    for name in ("effective", "permitted", "inheritable", "ambient"):
+        wanted = set(caps.get(name, []))
+        if root and "bounding" in caps and not wanted <= bounding:
+            problems.append(f"process.capabilities.{name} beyond the bounding set: {sorted(wanted - bounding)}")
+        elif not root and wanted:
+            problems.append(f"process.capabilities.{name} for a non-root user (minicontainer gives it none)")
     return problems
 
 
@@ -159,13 +193,19 @@ def to_config(spec: ContainerSpec) -> dict:
         "mounts": mounts,
         "linux": {"namespaces": [{"type": t} for t, name in NS_TYPES.items() if name in spec.namespaces],
                   "resources": resources},
-        "annotations": {"org.minicontainer.seccomp": "deny-list" if spec.security.seccomp else "off",
+        "annotations": {"org.minicontainer.seccomp": spec.security.seccomp or "off",
+                        "org.minicontainer.seccomp.namespaces":
+                            "refused" if spec.security.seccomp and spec.security.refuses_namespaces else "allowed",
                         "org.minicontainer.network": spec.network},
     }
     if spec.hostname:
         config["hostname"] = spec.hostname
     if caps is not None:
-        config["process"]["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
+        root_caps = caps if uid == "0" else []
+        config["process"]["capabilities"] = {"bounding": caps, "effective": root_caps, "permitted": root_caps,
+                                             "inheritable": [], "ambient": []}
+    if spec.security.devices:
+        resources["devices"] = [DENY_ALL] + device_rules()
     if spec.security.masked_paths:
         config["linux"]["maskedPaths"], config["linux"]["readonlyPaths"] = MASKED_PATHS, READ_ONLY_PATHS
     namespaces.check_kinds(spec.namespaces)

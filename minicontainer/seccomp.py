@@ -169,6 +169,12 @@ def argument_rules(refuse_namespaces: bool) -> list[Rule]:
     return rules
 
 
+def check_profile(profile: str) -> None:
+    if profile not in PROFILES:
+        raise LabError(f"seccomp profile {profile!r} is unknown", "the profiles are an allow-list and a deny-list",
+                       f"use seccomp={PROFILES[0]!r} (the default), {PROFILES[1]!r}, or None (off)")
+
+
 def allowed_calls() -> list[str]:
     return [call for _, calls in ALLOWED.values() for call in calls]
 
@@ -256,24 +262,22 @@ def libseccomp() -> LibSeccomp:
     return LibSeccomp()
 
 
-def filters(profile: str, refuse_namespaces: bool) -> list[tuple[int | None, list[tuple[int, Rule]]]]:
+def filters(profile: str, refuse_namespaces: bool, also_allowed: list[str] = ()) -> list[tuple]:
     """The two filters as (default errno or None for allow, [(action, rule)]), in loading order."""
+    check_profile(profile)
     lib = libseccomp()
     if profile == "allowlist":
-        calls = [(lib.ALLOW, Rule(c, 0)) for c in allowed_calls()]
+        calls = [(lib.ALLOW, Rule(c, 0)) for c in allowed_calls() + list(also_allowed)]
         calls += [(lib.ERRNO | errno.EPERM, Rule(c, errno.EPERM)) for c in DENIED]
         first = (errno.ENOSYS, calls)
-    elif profile == "denylist":
-        first = (None, [(lib.ERRNO | errno.EPERM, Rule(c, errno.EPERM)) for c in DENIED])
     else:
-        raise LabError(f"seccomp profile {profile!r} is unknown", "the profiles are an allow-list and a deny-list",
-                       f"use seccomp={PROFILES[0]!r} (the default), {PROFILES[1]!r}, or None (off)")
+        first = (None, [(lib.ERRNO | errno.EPERM, Rule(c, errno.EPERM)) for c in DENIED])
     second = (None, [(lib.ERRNO | r.errno, r) for r in argument_rules(refuse_namespaces)])
     return [first, second]
 
 
-def load(profile: str = "allowlist", refuse_namespaces: bool = True) -> None:
+def load(profile: str = "allowlist", refuse_namespaces: bool = True, also_allowed: list[str] = ()) -> None:
     """Load both filters into this process (and so into everything it will exec or fork)."""
     lib = libseccomp()
-    for default, rules in filters(profile, refuse_namespaces):
+    for default, rules in filters(profile, refuse_namespaces, also_allowed):
         lib.load(lib.build(default, rules))

@@ -47,6 +47,7 @@ class Security:
     masked_paths: bool = True
     seccomp: str | None = "allowlist"    # "allowlist", "denylist", or None (off); True/False mean allowlist/off
     new_namespaces: bool = False         # let the container make namespaces and mount without CAP_SYS_ADMIN
+    allow_syscalls: list[str] = field(default_factory=list)  # added to the allow-list, e.g. ["io_uring_setup"]
     devices: bool = True                 # the device cgroup (needs a cgroup: not in rootless mode)
     close_fds: bool = True
     keep_fds: list[int] = field(default_factory=list)
@@ -82,10 +83,10 @@ class Security:
         if unknown:
             raise LabError(f"unknown capabilities: {', '.join(unknown)}", "capabilities are named as in "
                            "capabilities(7), e.g. net_raw or CAP_NET_RAW", "see `man 7 capabilities`")
-        if self.seccomp is not None and self.seccomp not in seccomp.PROFILES:
-            raise LabError(f"seccomp profile {self.seccomp!r} is unknown", "the profiles are an allow-list and "
-                           "a deny-list", f"use seccomp={seccomp.PROFILES[0]!r} (the default), "
-                           f"{seccomp.PROFILES[1]!r}, or None (off)")
+        if self.seccomp is not None:
+            seccomp.check_profile(self.seccomp)
+        if self.allow_syscalls:
+            seccomp.check_names(self.allow_syscalls)
 
 
 # -- mount-level defences (in the init, before pivot_root) -------------------------------------
@@ -166,7 +167,7 @@ def set_no_new_privs() -> None:
 
 def load_seccomp(security: Security) -> None:
     """The allow-list (or deny-list) filter, and the argument rules (seccomp.py)."""
-    seccomp.load(security.seccomp, security.refuses_namespaces)
+    seccomp.load(security.seccomp, security.refuses_namespaces, security.allow_syscalls)
 
 
 def close_inherited_fds(keep: list[int]) -> None:

