@@ -13,7 +13,9 @@ open and every mknod of a device node, by the device's type and numbers.
   keeps the program while it is attached and frees it when the cgroup is removed; our file
   descriptors can close right after attaching.
 
-Both are generated from the one list ALLOWED. Making a node of any device is allowed (as in
+Both are generated from the one list ALLOWED. It has no /dev/console (5:1): that is the host's
+console, and a container with CAP_MKNOD could make a node of it; a container's /dev/console is
+its pty, bind-mounted there (136:N). Making a node of any device is allowed (as in
 Docker): with the device cgroup, a node for the host's disk can be made but not opened, which
 is why CAP_MKNOD is harmless in the default capability list.
 """
@@ -51,7 +53,6 @@ ALLOWED = [
     DeviceRule("c", 1, 8, "rwm", "/dev/random"),
     DeviceRule("c", 1, 9, "rwm", "/dev/urandom"),
     DeviceRule("c", 5, 0, "rwm", "/dev/tty"),
-    DeviceRule("c", 5, 1, "rwm", "/dev/console"),
     DeviceRule("c", 5, 2, "rwm", "/dev/ptmx"),
     DeviceRule("c", 136, None, "rwm", "/dev/pts/*: the container's own pseudo-terminals"),
     DeviceRule("c", None, None, "m", "mknod of any character device (opening it is refused)"),
@@ -214,13 +215,13 @@ def _bpf(command: int, attr: ctypes.Structure) -> tuple[int, int]:
     return result, (ctypes.get_errno() if result < 0 else 0)
 
 
-def _bpf_error(what: str, err: int) -> LabError:
+def _bpf_error(command: str, err: int, target: str = "") -> LabError:
     causes = {errno.EPERM: "not root (loading and attaching BPF programs needs CAP_SYS_ADMIN or CAP_BPF), or a "
                            "program attached above this cgroup does not allow others below it",
               errno.EINVAL: "this kernel has no cgroup BPF (CONFIG_CGROUP_BPF) or rejected the program",
               errno.ENOSYS: "this kernel has no bpf(2) system call (CONFIG_BPF_SYSCALL)",
               errno.EBADF: "the cgroup directory is not on a cgroup2 filesystem"}
-    return LabError(f"{what} failed: {errno.errorcode.get(err, err)} ({os.strerror(err)})",
+    return LabError(f"bpf({command}) failed{target}: {errno.errorcode.get(err, err)} ({os.strerror(err)})",
                     causes.get(err, "see bpf(2)"), "run `minicontainer doctor`; without a device cgroup, drop "
                     "mknod from the capabilities and set Security(devices=False)")
 
@@ -236,7 +237,7 @@ def load_program(rules: list[DeviceRule] = ALLOWED) -> int:
                      log_size=len(log), log_buf=ctypes.addressof(log), prog_name=PROGRAM_NAME)
     fd, err = _bpf(BPF_PROG_LOAD, attr)
     if fd < 0:
-        error = _bpf_error("loading the device cgroup's BPF program", err)
+        error = _bpf_error("BPF_PROG_LOAD", err, " for the device program")
         verifier = log.value.decode(errors="replace").strip()
         if verifier:
             error.cause += f"; the verifier said: {verifier[-300:]}"
@@ -254,7 +255,7 @@ def attach_program(cgroup_dir: str, rules: list[DeviceRule] = ALLOWED) -> int:
                                attach_flags=BPF_F_ALLOW_MULTI)
             result, err = _bpf(BPF_PROG_ATTACH, attr)
             if result < 0:
-                raise _bpf_error(f"attaching the device program to {cgroup_dir}", err)
+                raise _bpf_error("BPF_PROG_ATTACH", err, f" on {cgroup_dir}")
             return attached_programs(cgroup_dir)[-1]
         finally:
             os.close(cgroup_fd)
@@ -272,7 +273,7 @@ def attached_programs(cgroup_dir: str) -> list[int]:
     finally:
         os.close(fd)
     if result < 0:
-        raise _bpf_error(f"querying the device programs of {cgroup_dir}", err)
+        raise _bpf_error("BPF_PROG_QUERY", err, f" on {cgroup_dir}")
     return list(ids[:attr.prog_cnt])
 
 
@@ -284,7 +285,7 @@ def program_exists(prog_id: int) -> bool:
         return True
     if err == errno.ENOENT:
         return False
-    raise _bpf_error(f"looking up BPF program {prog_id}", err)
+    raise _bpf_error("BPF_PROG_GET_FD_BY_ID", err, f" for program {prog_id}")
 
 
 def loaded_programs() -> list[int]:
@@ -295,7 +296,7 @@ def loaded_programs() -> list[int]:
         if result < 0:
             if err == errno.ENOENT:
                 return found
-            raise _bpf_error("listing BPF programs", err)
+            raise _bpf_error("BPF_PROG_GET_NEXT_ID", err)
         cursor.id = cursor.next_id
         fd, _ = _bpf(BPF_PROG_GET_FD_BY_ID, _ById(id=cursor.id))
         if fd < 0:

@@ -8,7 +8,7 @@ Each defence is one field of Security, on by default, switchable off for a lesso
   in. This limits root in the host's user namespace only: a new user namespace would give back
   every capability over what it owns, which is why seccomp refuses making one;
 - devices: a device cgroup lets the container open only null, zero, full, random, urandom,
-  tty, console, ptmx and its ptys. With it CAP_MKNOD is harmless and stays in the list, as in
+  tty, ptmx and its ptys. With it CAP_MKNOD is harmless and stays in the list, as in
   Docker: a node for the host's disk can be made, and opening it fails (devices.py);
 - no_new_privs: execve can never add privileges (setuid binaries and file capabilities stop working);
 - masked_paths: /proc files that expose or change the host (kcore, keys, sysrq-trigger, /proc/sys)

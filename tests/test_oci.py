@@ -53,12 +53,27 @@ def test_unsupported_fields_are_listed(runc_bundle):
         assert words in message
 
 
+def test_capability_sets_and_devices_minicontainer_cannot_reproduce_are_refused(runc_bundle):
+    config = json.loads((runc_bundle / "config.json").read_text())
+    config["process"]["capabilities"]["ambient"].append("CAP_SYS_ADMIN")  # beyond the bounding set
+    config["linux"]["resources"]["devices"].append({"allow": True, "type": "b", "major": 8, "minor": 0,
+                                                    "access": "rwm"})
+    (runc_bundle / "config.json").write_text(json.dumps(config))
+    with pytest.raises(LabError) as caught:
+        oci.load_bundle(str(runc_bundle))
+    assert "ambient beyond the bounding set: ['CAP_SYS_ADMIN']" in str(caught.value)
+    assert "'major': 8" in str(caught.value)
+
+
 def test_export_round_trips(image, tmp_path):
     spec = ContainerSpec(image, ["sleep", "1"], hostname="box", memory="48M", cpus=0.5, pids=20,
                          security=Security(capabilities=["net_raw", "kill"]), read_only_root=True)
     config = oci.to_config(spec.validate())
     assert config["linux"]["resources"] == {"memory": {"limit": 48 << 20}, "cpu": {"quota": 50000, "period": 100000},
-                                            "pids": {"limit": 20}}
+                                            "pids": {"limit": 20}, "devices": [oci.DENY_ALL] + oci.device_rules()}
+    assert {"allow": True, "type": "c", "major": 136, "access": "rwm"} in config["linux"]["resources"]["devices"]
+    assert config["process"]["capabilities"] == {"bounding": ["CAP_NET_RAW", "CAP_KILL"], "effective": [
+        "CAP_NET_RAW", "CAP_KILL"], "permitted": ["CAP_NET_RAW", "CAP_KILL"], "inheritable": [], "ambient": []}
     (tmp_path / "config.json").write_text(json.dumps(config))
     back = oci.load_bundle(str(tmp_path))
     assert (back.memory, back.cpus, back.pids, back.hostname) == (48 << 20, 0.5, 20, "box")

@@ -203,10 +203,11 @@ def test_the_device_program_listing_is_the_rule_list():
     assert len(devices.assemble(devices.program())) == 8 * len(numbered)
 
 
-def test_a_new_node_of_a_disk_in_the_container_cannot_be_opened(image):
-    disk = attacks.host_block_device()
-    assert disk
-    script = f"mknod /disk b {disk[0]} {disk[1]} && echo made; head -c1 /disk >/dev/null || echo refused"
+@pytest.mark.parametrize("node", ["disk", "console"])
+def test_a_new_node_of_a_host_device_in_the_container_cannot_be_opened(image, node):
+    """The host's disk, and its console (5:1: not the container's /dev/console, which is its pty)."""
+    kind, (major, minor) = ("b", attacks.host_block_device()) if node == "disk" else ("c", (5, 1))
+    script = f"mknod /node {kind} {major} {minor} && echo made; head -c0 /node || echo refused"
     with_it = run(ContainerSpec(image, ["sh", "-c", script]))
     assert with_it.stdout.split() == ["made", "refused"], with_it.stderr
     without = run(ContainerSpec(image, ["sh", "-c", script], security=Security(devices=False)))

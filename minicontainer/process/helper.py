@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import asdict
 
-from .. import namespaces, seccomp, security, state
+from .. import namespaces, seccomp, state
 from ..cgroups import Cgroup
 from ..errors import LabError
 from ..spec import ContainerSpec
@@ -178,7 +178,7 @@ class Helper:
             if spec.security.devices:
                 how = ("a BPF program on the cgroup" if self.cgroup.layout.version_of("devices") == 2
                        else "devices.deny a, devices.allow")
-                self.step("devices", f"only null, zero, full, random, urandom, tty, console, ptmx, pts ({how})")
+                self.step("devices", f"only null, zero, full, random, urandom, tty, ptmx, pts ({how})")
                 self.cgroup.restrict_devices()
         if "user" in spec.namespaces and not spec.rootless:
             chown_for_user_ns(paths, spec.uid_map)
