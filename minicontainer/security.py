@@ -146,13 +146,14 @@ def set_capabilities(kept: set[str] | None) -> None:
     bounding set. A caller that started us with inheritable CAP_SYS_ADMIN would hand it to the
     container's root despite the bounding set.
     """
-    last = int(open("/proc/sys/kernel/cap_last_cap").read())
+    # Never more than this process holds (a sandbox may hold fewer than every bit): capset cannot add.
+    held = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("CapPrm:")), 16)
     if os.geteuid() != 0:
         mask = 0
     elif kept is None:
-        mask = (1 << (last + 1)) - 1
+        mask = held
     else:
-        mask = sum(1 << bit for bit, name in enumerate(CAPABILITIES[:last + 1]) if name in kept)
+        mask = held & sum(1 << bit for bit, name in enumerate(CAPABILITIES) if name in kept)
     header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set
     data = (_CapData * 2)(_CapData(mask & 0xFFFFFFFF, mask & 0xFFFFFFFF, 0), _CapData(mask >> 32, mask >> 32, 0))
     if kernel.capset(header, data) != 0:

@@ -54,6 +54,14 @@ def test_a_callers_inheritable_capabilities_do_not_reach_the_container(image):
     assert status_field(inside, "CapEff") == status_field(inside, "CapPrm") == status_field(inside, "CapBnd") == default
 
 
+def test_all_capabilities_means_all_the_host_holds(image):
+    result = run(ContainerSpec(image, ["cat", "/proc/self/status"], security=Security(capabilities=None)))
+    assert result.code == 0, result.stderr
+    host = open("/proc/self/status").read()
+    assert status_field(result.stdout, "CapEff") == status_field(host, "CapPrm")  # a sandbox may hold fewer bits
+    assert status_field(result.stdout, "CapInh") == 0
+
+
 def test_a_non_root_user_gets_no_capabilities(image):
     result = run(ContainerSpec(image, ["cat", "/proc/self/status"], user="1000:1000"))
     assert result.code == 0, result.stderr

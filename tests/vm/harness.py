@@ -27,8 +27,9 @@ from minicontainer import kernel as syscalls
 CACHE = os.environ.get("MINICONTAINER_VM_CACHE", "/var/cache/minicontainer/vm")
 INIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "init.sh")
 BUSYBOX = "/bin/busybox"  # busybox-static: runs with no libraries in the initramfs
-# What Debian's kernel has as modules but the guest needs before its root exists.
-MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay")
+# What Debian's kernel has as modules but the guest needs before its root exists; and loop, so
+# that the guest (whose root is a 9p share) has block devices for the device cgroup's tests.
+MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay", "loop")
 # TCG: this CI's /dev/kvm cannot run guests. MINICONTAINER_VM_ACCEL=kvm where it can.
 ACCEL = os.environ.get("MINICONTAINER_VM_ACCEL", "tcg")
 
