@@ -171,7 +171,9 @@ class Helper:
             # An unprivileged user may not make cgroups unless a subtree was delegated to it.
             limits = [f"{k}={v}" for k, v in (("memory", spec.memory), ("cpus", spec.cpus), ("pids", spec.pids)) if v]
             self.step("cgroup", "rootless: no cgroup, so no limits are applied"
-                      + (f" (asked for {', '.join(limits)}: NOT applied)" if limits else ""))
+                      + (f" (asked for {', '.join(limits)}: NOT applied)" if limits else "")
+                      + "; no device cgroup either, nor one needed: mounts made in a user namespace are nodev, "
+                        "and mknod of a device is refused there")
         else:
             self.cgroup.create()
             self.cgroup.set_limits(spec.memory, spec.cpus, spec.pids, spec.swap)

@@ -1,0 +1,160 @@
+"""Every message between the start sequence's processes, one dataclass each.
+
+    caller (CLI, notebook)  <->  helper  <->  intermediate (with a user namespace)  <->  init
+
+On the wire a message is one JSON line: its fields and "type", the class's name. A process
+reads a message with Channel.recv() and gets an instance of one of these classes (or None at
+EOF: the other side is gone), so a receive loop is a match on types, and reading this file
+tells the whole protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..errors import LabError
+
+# -- caller -> helper ---------------------------------------------------------------------
+
+
+@dataclass
+class Create:
+    """Make the container described by spec (a ContainerSpec as a dict). staged: run no step until
+    asked (Advance); otherwise run every step but exec and report Created."""
+    spec: dict
+    staged: bool = False
+
+
+@dataclass
+class Advance:
+    """Staged: run the next steps up to and including `until` (None: just the next one), or only
+    the step named `only`, out of order where its prerequisites are done."""
+    until: str | None = None
+    only: str | None = None
+
+
+@dataclass
+class RunFunction:
+    """Staged: run a learner's function (its source and name) inside the container's init."""
+    name: str
+    source: str
+    timeout: float = 10.0
+
+
+@dataclass
+class Start:
+    """Created: exec the command."""
+
+
+@dataclass
+class Signal:
+    signal: int
+
+
+@dataclass
+class Stop:
+    """SIGTERM to PID 1, then SIGKILL to the cgroup after grace seconds."""
+    grace: float = 5.0
+
+
+# -- helper -> caller ---------------------------------------------------------------------
+
+
+@dataclass
+class StepDone:
+    """A step ran (also init -> helper, and intermediate -> helper). process: who ran it."""
+    name: str
+    detail: str = ""
+    process: str = ""
+
+
+@dataclass
+class Created:
+    """Every step but exec has run: init waits for Start."""
+    pid: int
+    cgroup: dict
+
+
+@dataclass
+class Started:
+    pid: int
+
+
+@dataclass
+class Exited:
+    code: int
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class FunctionResult:
+    """What a learner's function returned (as JSON, or its repr), or the error it raised."""
+    value: object = None
+    error: dict | None = None
+
+
+@dataclass
+class Error:
+    """A LabError, as LabError.to_dict()."""
+    error: dict
+
+    @classmethod
+    def of(cls, e: LabError) -> Error:
+        return cls(e.to_dict())
+
+    def exception(self) -> LabError:
+        return LabError.from_dict(self.error)
+
+
+# -- helper <-> intermediate / init ---------------------------------------------------------
+
+
+@dataclass
+class NeedMaps:
+    """The intermediate has unshared its user namespace: write its uid_map and gid_map."""
+
+
+@dataclass
+class MapsWritten:
+    pass
+
+
+@dataclass
+class InitPid:
+    """The intermediate forked the container's PID 1: its PID as the host sees it."""
+    pid: int
+
+
+@dataclass
+class NeedNetwork:
+    """The init is in its network namespace: make a veth pair and move one end in."""
+
+
+@dataclass
+class Network:
+    lease: dict
+
+
+@dataclass
+class RunStep:
+    """Staged: the init runs this one step and reports StepDone (or Error), then waits again."""
+    name: str
+
+
+MESSAGES = {cls.__name__: cls for cls in (Create, Advance, RunFunction, Start, Signal, Stop, StepDone, Created,
+                                          Started, Exited, FunctionResult, Error, NeedMaps, MapsWritten, InitPid,
+                                          NeedNetwork, Network, RunStep)}
+
+
+def encode(message) -> dict:
+    return {"type": type(message).__name__, **dataclasses.asdict(message)}
+
+
+def decode(data: dict):
+    fields = dict(data)
+    kind = fields.pop("type", None)
+    if kind not in MESSAGES:
+        raise LabError(f"unknown message {kind!r} on a runtime channel", "the processes of the start sequence "
+                       "run different versions of minicontainer", "stop every container and start again")
+    return MESSAGES[kind](**fields)
