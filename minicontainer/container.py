@@ -13,19 +13,20 @@ import subprocess
 import sys
 import tempfile
 import time
-import weakref
 from dataclasses import dataclass
 
 from . import rootfs, state
 from .cgroups import Cgroup, base_dir, detect
 from .errors import LabError
+from .process import messages
 from .process.channel import Channel
 from .spec import ContainerSpec
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Containers this process started and still references (a container whose last
-# reference goes away closes its channel, and its helper then takes it down).
-STARTED: weakref.WeakSet = weakref.WeakSet()
+# Every container (and stage) this process made that has not ended, by name. Strong references:
+# a container lives until it is stopped or this process ends, never until its Python object is
+# garbage-collected (a container started on a line that does not keep it must not vanish).
+LIVE: dict[str, object] = {}
 
 
 def helper_command(module: str, *args: str) -> list[str]:
@@ -39,6 +40,30 @@ def helper_env() -> dict:
     return env
 
 
+def spawn_helper(spec: ContainerSpec, staged: bool, stdin=subprocess.DEVNULL, stdout=None, stderr=None,
+                 pass_fds: tuple = ()) -> tuple[subprocess.Popen, Channel]:
+    """A fresh helper interpreter in its own session, asked to build `spec`."""
+    spec.validate()
+    if spec.rootfs:
+        spec.rootfs = rootfs.validate_rootfs(spec.rootfs)
+    mine, theirs = Channel.pair()
+    # pass_fds: extra fds for the container; the init closes them unless spec.security.keep_fds names them.
+    helper = subprocess.Popen(helper_command("helper", str(theirs.fileno())), pass_fds=(theirs.fileno(), *pass_fds),
+                              start_new_session=True, stdin=stdin, stdout=stdout, stderr=stderr, env=helper_env())
+    theirs.close()
+    mine.send(messages.Create(spec.to_dict(), staged))
+    return helper, mine
+
+
+class _StartMethod:
+    """Container.start(spec): create and start a container; container.start(): start a created one."""
+
+    def __get__(self, instance, owner):
+        if instance is None:
+            return owner._create_and_start
+        return instance._start_created
+
+
 class Container:
     def __init__(self, spec: ContainerSpec, helper: subprocess.Popen, channel: Channel):
         self.spec = spec
@@ -48,51 +73,81 @@ class Container:
         self.pid = 0               # PID 1 of the container, as the host sees it
         self.cgroup: Cgroup | None = None
         self.steps: list[tuple[str, str]] = []
+        self.status = "creating"   # then "created", "running", "exited"
         self.exit_code: int | None = None
         self.final_stats: dict = {}  # the cgroup's counters just before it was removed
+        self.on_step = None
+
+    start = _StartMethod()
 
     @classmethod
-    def start(cls, spec: ContainerSpec, *, stdin=subprocess.DEVNULL, stdout=None, stderr=None,
-              on_step=None, timeout: float = 30.0, pass_fds: tuple = ()) -> Container:
+    def create(cls, spec: ContainerSpec, *, stdin=subprocess.DEVNULL, stdout=None, stderr=None,
+               on_step=None, timeout: float = 30.0, pass_fds: tuple = ()) -> Container:
+        """Run every step but exec: PID 1 exists, in its namespaces, cgroup and root, and waits for
+        start(). Raises LabError on failure."""
+        helper, channel = spawn_helper(spec, False, stdin, stdout, stderr, pass_fds)
+        container = cls(spec, helper, channel)
+        container.on_step = on_step
+        LIVE[spec.name] = container
+        created = container._until(messages.Created, timeout, "start")
+        container.pid = created.pid
+        container.cgroup = Cgroup(spec.name, dirs=created.cgroup)
+        container.status = "created"
+        return container
+
+    @classmethod
+    def _create_and_start(cls, spec: ContainerSpec, **options) -> Container:
         """Start a container; returns once its command has been exec'd. Raises LabError on failure."""
-        spec.validate()
-        if spec.rootfs:
-            spec.rootfs = rootfs.validate_rootfs(spec.rootfs)
-        mine, theirs = Channel.pair()
-        # pass_fds: extra fds for the container; the init closes them unless spec.security.keep_fds names them.
-        helper = subprocess.Popen(helper_command("helper", str(theirs.fileno())), pass_fds=(theirs.fileno(), *pass_fds),
-                                  start_new_session=True, stdin=stdin, stdout=stdout, stderr=stderr,
-                                  env=helper_env())
-        theirs.close()
-        mine.send(type="start", spec=spec.to_dict())
-        container = cls(spec, helper, mine)
+        timeout = options.get("timeout", 30.0)
+        container = cls.create(spec, **options)
+        container._start_created(timeout)
+        return container
+
+    def _start_created(self, timeout: float = 30.0) -> Container:
+        """exec the command of a created container."""
+        if self.status != "created":
+            raise LabError(f"container {self.name} is {self.status}, not created", "only a created container "
+                           "waits for start()", "make one with Container.create(spec)")
+        self.channel.send(messages.Start())
+        self.pid = self._until(messages.Started, timeout, "exec").pid
+        self.status = "running"
+        return self
+
+    def _until(self, kind, timeout: float, doing: str):
+        """Relay step reports until a message of `kind` arrives; a LabError for anything else."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                message = mine.recv(timeout=max(0.0, deadline - time.monotonic()))
+                message = self.channel.recv(timeout=max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                mine.close()  # the helper sees EOF and takes down whatever it made
-                helper.wait(10)
-                raise LabError(f"container {spec.name} did not start within {timeout:.0f} s",
+                self.channel.close()  # the helper sees EOF and takes down whatever it made
+                self.helper.wait(10)
+                self._ended(-signals.SIGKILL)
+                raise LabError(f"container {self.name} did not {doing} within {timeout:.0f} s",
                                "the host is overloaded or a mount hung",
                                "try again; see `minicontainer doctor`") from None
-            if message is None:
-                code = helper.wait()
-                raise LabError(f"the helper exited (code {code}) before the container started",
+            if isinstance(message, messages.StepDone):
+                self.steps.append((message.name, message.detail))
+                if self.on_step:
+                    self.on_step(message.name, message.detail)
+            elif isinstance(message, kind):
+                return message
+            elif isinstance(message, messages.Error):
+                self.helper.wait()
+                self._ended(-signals.SIGKILL)
+                raise message.exception()
+            else:  # None, or Exited: the helper ended
+                code = self.helper.wait()
+                self._ended(-signals.SIGKILL)
+                raise LabError(f"the helper exited (code {code}) before the container could {doing}",
                                "it crashed or was killed", "see its error output above; run `minicontainer cleanup`")
-            if message["type"] == "step":
-                container.steps.append((message["name"], message.get("detail", "")))
-                if on_step:
-                    on_step(message["name"], message.get("detail", ""))
-            elif message["type"] == "error":
-                helper.wait()
-                mine.close()
-                raise LabError.from_dict(message["error"])
-            elif message["type"] == "started":
-                container.pid = message["pid"]
-                container.cgroup = Cgroup(spec.name, dirs=message["cgroup"])
-                STARTED.add(container)
-                return container
+
+    def _ended(self, code: int, stats: dict | None = None) -> None:
+        self.exit_code = code
+        self.final_stats = stats or {}
+        self.status = "exited"
+        self.channel.close()
+        LIVE.pop(self.name, None)
 
     @property
     def upper_dir(self) -> str | None:
@@ -105,7 +160,7 @@ class Container:
 
     def signal(self, sig: int = signals.SIGTERM) -> None:
         """Send a signal to the container's PID 1 (through the helper, which knows it is still ours)."""
-        self.channel.send(type="signal", signal=int(sig))
+        self.channel.send(messages.Signal(int(sig)))
 
     def stats(self) -> dict:
         """The cgroup's counters now (see Cgroup.stats); a clear error once the container has ended."""
@@ -139,19 +194,21 @@ class Container:
                 message = self.channel.recv(None if deadline is None else max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 raise TimeoutError(f"container {self.name} still running after {timeout} s") from None
-            if message is None or message["type"] in ("exited", "error"):
+            if message is None or isinstance(message, (messages.Exited, messages.Error)):
                 break
         self.helper.wait()
-        self.channel.close()
-        if message and message["type"] == "error":
-            raise LabError.from_dict(message["error"])
-        self.exit_code = message["code"] if message else -signals.SIGKILL
-        self.final_stats = message.get("stats", {}) if message else {}
+        if isinstance(message, messages.Error):
+            self._ended(-signals.SIGKILL)
+            raise message.exception()
+        if isinstance(message, messages.Exited):
+            self._ended(message.code, message.stats)
+        else:
+            self._ended(-signals.SIGKILL)
         return self.exit_code
 
     def stop(self, grace: float = 5.0) -> int:
         """SIGTERM to PID 1, then after the grace period SIGKILL to every process in the cgroup."""
-        if self.exit_code is None and self.channel.send(type="stop", grace=grace):
+        if self.exit_code is None and self.channel.send(messages.Stop(grace)):
             return self.wait(grace + 10)
         return self.wait()
 
@@ -164,12 +221,11 @@ class Container:
 
 
 def stop_all(grace: float = 1.0) -> list[str]:
-    """Stop every container this process started that still runs; their names."""
+    """Stop every container (and tear down every stage) this process made that has not ended; their names."""
     stopped = []
-    for container in list(STARTED):
-        if container.exit_code is None:
-            container.stop(grace)
-            stopped.append(container.name)
+    for item in list(LIVE.values()):
+        item.stop(grace)
+        stopped.append(item.name)
     return stopped
 
 
@@ -220,10 +276,9 @@ def running_state(name: str) -> dict:
 def exec_command(name: str, command: list[str]) -> list[str]:
     """The helper command line that runs `command` inside container `name`."""
     info = running_state(name)
-    request = {"name": name, "pid": info["init_pid"], "namespaces": info["spec"]["namespaces"],
-               "cgroup": sorted(set(info["cgroup"].values())), "command": command, "env": info["spec"]["env"],
-               "cwd": info["spec"]["cwd"] if info["spec"]["rootfs"] else os.getcwd(),
-               "security": info["spec"]["security"], "user": info["spec"].get("user")}
+    request = {"name": name, "pid": info["init_pid"], "cgroup": sorted(set(info["cgroup"].values())),
+               "command": command, "cwd": info["spec"]["cwd"] if info["spec"]["rootfs"] else os.getcwd(),
+               "spec": info["spec"]}
     return helper_command("enter", json.dumps(request))
 
 

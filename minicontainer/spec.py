@@ -45,6 +45,8 @@ class ContainerSpec:
     rlimits: dict = field(default_factory=dict)  # {"RLIMIT_NOFILE": (soft, hard)}
     extra_mounts: tuple = ()                # "mqueue" (/dev/mqueue), "cgroup" (/sys/fs/cgroup, read-only, v2)
     join: dict = field(default_factory=dict)  # {"net": PID}: enter that process's namespace, as pods share one
+    rootless: bool | None = None            # started by an unprivileged user (root inside is that user
+                                            # outside; no cgroup); None: whether this process is not root
 
     def __post_init__(self):
         self.namespaces = namespaces.check_kinds(self.namespaces)
@@ -54,7 +56,9 @@ class ContainerSpec:
             self.name = "mc-" + secrets.token_hex(4)
         if not self.hostname and "uts" in self.namespaces and "uts" not in self.join:
             self.hostname = self.name
-        if os.geteuid() != 0 and self.uid_map == ContainerSpec.uid_map:
+        if self.rootless is None:
+            self.rootless = os.geteuid() != 0
+        if self.rootless and self.uid_map == ContainerSpec.uid_map:
             self.uid_map = f"0 {os.geteuid()} 1"  # unprivileged: only our own uid can be mapped
 
     def validate(self) -> ContainerSpec:
@@ -137,11 +141,6 @@ class ContainerSpec:
             raise LabError("a clock offset needs the time namespace", "only a time namespace has offsets",
                            "add 'time' to the namespaces")
         return self
-
-    @property
-    def rootless(self) -> bool:
-        """Started by an unprivileged user: root inside is that user outside."""
-        return os.geteuid() != 0
 
     def to_dict(self) -> dict:
         data = asdict(self)

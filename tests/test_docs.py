@@ -27,6 +27,16 @@ def test_every_error_message_is_in_troubleshooting():
     assert len(builder.errors()) > 50  # the scan really finds the runtime's messages
 
 
+def test_the_architecture_doc_has_the_step_list():
+    builder = load_builder()
+    page = builder.ARCHITECTURE.read_text()
+    assert builder.updated_architecture(page) == page, "docs/architecture.md is out of date: run " \
+                                                        "docs/build_troubleshooting.py"
+    from minicontainer.process import steps
+    for step in steps.STEPS:
+        assert f"| {step.name} | {step.process} |" in page
+
+
 def test_every_doctor_check_is_explained():
     page = open(os.path.join(REPO, "docs", "troubleshooting.md")).read()
     names = {c.name for c in doctor.run_checks()}

@@ -1,4 +1,5 @@
-"""A small message channel between the start sequence's processes: JSON lines on a Unix socket.
+"""A small message channel between the start sequence's processes: JSON lines on a Unix socket,
+each one message of messages.py.
 
 EOF means the other side is gone (exited, crashed or killed): the helper relies on
 that to notice its caller's death, and the init's socket closing on exec (it is
@@ -12,6 +13,7 @@ import select
 import socket
 
 from ..errors import LabError
+from . import messages
 
 
 class Channel:
@@ -27,21 +29,21 @@ class Channel:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def send(self, **message) -> bool:
-        """Send one message; False if the other side is gone."""
+    def send(self, message) -> bool:
+        """Send one message (a messages.py dataclass); False if the other side is gone."""
         try:
-            self.sock.sendall(json.dumps(message).encode() + b"\n")
+            self.sock.sendall(json.dumps(messages.encode(message)).encode() + b"\n")
             return True
         except (BrokenPipeError, ConnectionResetError, OSError):
             return False
 
     def send_error(self, error: LabError) -> bool:
-        return self.send(type="error", error=error.to_dict())
+        return self.send(messages.Error.of(error))
 
     def ready(self, timeout: float | None = 0) -> bool:
         return b"\n" in self._buffer or bool(select.select([self.sock], [], [], timeout)[0])
 
-    def recv(self, timeout: float | None = None) -> dict | None:
+    def recv(self, timeout: float | None = None):
         """The next message, or None at EOF. Raises TimeoutError if none arrives in time."""
         while b"\n" not in self._buffer:
             if timeout is not None and not select.select([self.sock], [], [], timeout)[0]:
@@ -54,7 +56,7 @@ class Channel:
                 return None
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line)
+        return messages.decode(json.loads(line))
 
     def close(self) -> None:
         self.sock.close()

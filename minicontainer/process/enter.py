@@ -4,7 +4,7 @@ setns only enters namespaces that exist (unshare and clone create them), and
 entering a PID namespace applies to children: so this fresh helper enters, then
 forks the command, which joins the container's cgroup and execs. Usage:
 
-    python -m minicontainer.process.enter '{"pid": ..., "namespaces": [...], "cgroup": [...], "command": [...]}'
+    python -m minicontainer.process.enter '{"pid": ..., "cgroup": [...], "command": [...], "spec": {...}}'
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ import json
 import os
 import sys
 
-from .. import namespaces, seccomp, security
+from .. import namespaces, seccomp
 from ..errors import LabError
-from ..spec import DEFAULT_ENV
+from ..spec import ContainerSpec
+from . import steps
 from .init import die_with_parent
 
 
 def enter_and_exec(request: dict) -> int:
     """Enter the container's namespaces and cgroup, run the command, return its exit code."""
+    spec = ContainerSpec.from_dict(request["spec"])
     # Opened before setns: once in the container's mount namespace, the host's paths are gone.
     try:
         procs_fds = [os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC) for d in request["cgroup"]]
@@ -28,20 +30,23 @@ def enter_and_exec(request: dict) -> int:
         raise LabError(f"container {request.get('name', '')!r} ended before the command could join its cgroup",
                        "its PID 1 exited (or was stopped) just now",
                        "list running containers with `minicontainer ps`; start it again") from None
-    if request.get("security", {}).get("seccomp", True):
+    if spec.security.seccomp:
         seccomp.libseccomp()  # before setns into the mount namespace hides the host's library
-    namespaces.enter(namespaces.open_namespaces(request["pid"], request["namespaces"]))
+    namespaces.enter(namespaces.open_namespaces(request["pid"], spec.namespaces))
     me = os.getpid()
     child = os.fork()
     if child == 0:
+        command, env = request["command"], spec.env
         try:
             die_with_parent(me)
             for fd in procs_fds:
                 os.write(fd, b"0")
             os.chdir(request.get("cwd", "/"))
-            command, env = request["command"], request.get("env") or DEFAULT_ENV
-            # The same capabilities, seccomp filter, user and no_new_privs as the container's init.
-            security.apply_process_defences(security.Security(**request.get("security", {})), request.get("user"))
+            # The same capabilities, seccomp filters, user and no_new_privs as the container's init.
+            ctx = steps.Context(spec)
+            for step in steps.plan(spec):
+                if step.name in steps.PROCESS_DEFENCES:
+                    steps.run_step(step, ctx)
             os.execvpe(command[0], command, env)
         except FileNotFoundError:
             print(f"minicontainer exec: {command[0]!r} not found in the container "

@@ -1,20 +1,26 @@
-"""The helper: a fresh, single-threaded interpreter that creates and supervises one container.
+"""The helper: a fresh, single-threaded interpreter that builds and supervises one container.
 
-    caller (CLI or Jupyter kernel)  --spawns-->  helper  --forks-->  init (PID 1)  --exec-->  command
+    caller (CLI or Jupyter kernel)  --spawns-->  helper  --forks-->  [intermediate -->] init  --exec-->  command
 
-The caller never unshares or forks itself (a Jupyter kernel is multithreaded).
-The helper runs in its own session, so a kernel restart that kills the kernel's
-process group spares it, and it owns the clean-up:
+The caller never unshares or forks itself (a Jupyter kernel is multithreaded). The helper walks
+the step list (steps.py): it runs its own steps and names each other one to the process at the
+other end of its child channel, which answers. Its life, as states:
 
-- container processes: when the caller's channel hits EOF (the caller died) the
-  helper kills the cgroup; if the helper itself dies, the init gets
-  PR_SET_PDEATHSIG SIGKILL, and when PID 1 dies the kernel kills the rest of its
-  PID namespace;
-- the cgroup: removed (rmdir) by the helper once the init is reaped;
-- mounts and the network namespace: they exist only in the container's own mount
-  and network namespaces, which the kernel frees with the last process in them;
-- the state dir (overlay upper/work): removed by the helper; what a killed helper
-  leaves, `minicontainer cleanup` removes.
+    Create --> staged:  runs the steps the caller asks for (Advance), learner functions (RunFunction)
+           --> created: every step but exec has run; init waits for Start
+    Start  --> running: exec; relays Signal and Stop until the command exits --> Exited
+
+It runs in its own session, so a kernel restart that kills the kernel's process group spares it,
+and it owns the clean-up:
+
+- container processes: when the caller's channel hits EOF (the caller died) the helper kills the
+  cgroup; if the helper itself dies, init gets PR_SET_PDEATHSIG SIGKILL, and when PID 1 dies the
+  kernel kills the rest of its PID namespace;
+- the cgroup (and with it a v2 BPF device program): removed by the helper once init is reaped;
+- mounts and the network namespace: they exist only in the container's own mount and network
+  namespaces, which the kernel frees with the last process in them;
+- the state dir (overlay upper/work): removed by the helper; what a killed helper leaves,
+  `minicontainer cleanup` removes.
 """
 
 from __future__ import annotations
@@ -31,10 +37,8 @@ from .. import namespaces, seccomp, state
 from ..cgroups import Cgroup
 from ..errors import LabError
 from ..spec import ContainerSpec
-from . import init
+from . import init, intermediate, messages, steps
 from .channel import Channel
-
-CHILD_KINDS = ("pid", "time")  # unshare() applies these to children made afterwards
 
 
 def prepare_state(spec: ContainerSpec) -> dict:
@@ -55,33 +59,6 @@ def prepare_state(spec: ContainerSpec) -> dict:
     return paths
 
 
-def unshare_for_children(spec: ContainerSpec) -> None:
-    """PID and time namespaces: the next fork lands in them (as PID 1, with the clock offsets)."""
-    kinds = [k for k in CHILD_KINDS if k in spec.namespaces]
-    if kinds:
-        namespaces.unshare(kinds)
-    if "time" in kinds and spec.time_offset:
-        # Offsets can be written only before the namespace's first process exists.
-        with open("/proc/self/timens_offsets", "w") as f:
-            f.write(f"monotonic {spec.time_offset} 0\nboottime {spec.time_offset} 0\n")
-
-
-def write_id_maps(pid: int, uid_map: str) -> None:
-    """/proc/PID/uid_map and gid_map: "inside outside count", written by the parent.
-
-    Root may map any range. An unprivileged user may map only its own uid and gid, and
-    must first deny setgroups (else dropping a group could grant access a deny-ACL forbade).
-    """
-    inside, outside, count = uid_map.split()
-    gid_map = uid_map if os.geteuid() == 0 else f"{inside} {os.getegid()} {count}"
-    if os.geteuid() != 0:
-        with open(f"/proc/{pid}/setgroups", "w") as f:
-            f.write("deny")
-    for name, mapping in (("uid_map", uid_map), ("gid_map", gid_map)):
-        with open(f"/proc/{pid}/{name}", "w") as f:
-            f.write(mapping.strip() + "\n")
-
-
 def chown_for_user_ns(paths: dict, uid_map: str) -> None:
     """The overlay copies up with the mounter's ids: the mapped root must own upper and work."""
     outside = int(uid_map.split()[1])
@@ -90,149 +67,241 @@ def chown_for_user_ns(paths: dict, uid_map: str) -> None:
             os.chown(paths[key], outside, outside)
 
 
-def start_init(spec: ContainerSpec, paths: dict, cgroup: Cgroup, child: Channel) -> int:
-    """Fork the container's init; with a user namespace, through an intermediate process.
-
-    Without a user namespace: the helper unshares pid/time, forks, and the child is PID 1.
-    With one, the PID namespace must be owned by the new user namespace (or the
-    container could not mount its /proc), so an intermediate child joins the
-    cgroup, unshares the user namespace, waits for the helper to write its id maps,
-    then unshares pid/time and forks PID 1. Returns the helper's direct child.
-    """
-    helper_pid = os.getpid()
-    if "user" not in spec.namespaces:
-        ours = {k: os.open(f"/proc/self/ns/{k}", os.O_RDONLY) for k in CHILD_KINDS if k in spec.namespaces}
-        unshare_for_children(spec)
-        pid = os.fork()
-        if pid == 0:
-            init.run(spec, paths, child, helper_pid, cgroup.directories)
-        # Back to our own PID (and time) namespace for any later child: once the container's
-        # PID 1 exits, the kernel refuses every fork into its namespace (ENOMEM), and the
-        # helper's own tools (nft) must not run inside the container's PID namespace anyway.
-        namespaces.enter(list(ours.items()))
-        return pid
-    pid = os.fork()
-    if pid == 0:
-        try:
-            init.die_with_parent(helper_pid)
-            init.join_cgroup(cgroup.directories)
-            namespaces.unshare(["user"])
-            child.send(type="need_maps")
-            if child.recv() is None:
-                os._exit(1)
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
-            unshare_for_children(spec)
-            me = os.getpid()
-            grandchild = os.fork()
-            if grandchild == 0:
-                init.run(spec, paths, child, me, [], in_user_ns=True)
-            child.send(type="init_pid", pid=grandchild)
-            child.close()
-            _, status = os.waitpid(grandchild, 0)
-            code = os.waitstatus_to_exitcode(status)
-            if code < 0:
-                os.kill(os.getpid(), -code)  # mirror the signal so the helper sees what PID 1 saw
-            os._exit(code)
-        except LabError as e:
-            child.send_error(e)
-        except BaseException as e:
-            child.send_error(LabError(f"user namespace set-up failed: {e}", "the kernel refused the namespace or "
-                                      "its id maps (unprivileged user namespaces restricted?)",
-                                      "run `minicontainer doctor`"))
-        os._exit(127)
-    return pid
+class StageEnded(Exception):
+    """The container's processes are gone (killed, or a learner function never returned)."""
 
 
 class Helper:
     def __init__(self, caller: Channel):
         self.caller = caller
-        self.cgroup: Cgroup | None = None
         self.spec: ContainerSpec | None = None
-        self.child_pid = 0   # the helper's direct child (init, or the intermediate)
-        self.init_pid = 0    # PID 1 of the container, as the host sees it
+        self.ctx: steps.Context | None = None
+        self.cgroup: Cgroup | None = None
+        self.child: Channel | None = None   # to the intermediate, then to init
+        self.child_pid = 0                   # the helper's direct child (init, or the intermediate)
+        self.init_pid = 0                    # PID 1 of the container, as the host sees it
+        self.init_pidfd: int | None = None   # that very process, even once its PID could be reused
+        self.own_namespaces: list = []       # to return to after forking into a new PID namespace
         self.stop_deadline: float | None = None
         self.networked = False
 
-    def step(self, name: str, detail: str = "") -> None:
-        self.caller.send(type="step", name=name, detail=detail)
-
-    def create(self, spec: ContainerSpec) -> None:
+    # -- preparing ----------------------------------------------------------------------------
+    def prepare(self, spec: ContainerSpec) -> None:
         self.spec = spec
-        if not spec.rootless:
-            self.step("cgroup", f"create {spec.name} (memory={spec.memory}, cpus={spec.cpus}, pids={spec.pids})")
         paths = prepare_state(spec)
         self.cgroup = Cgroup(spec.name, dirs={} if spec.rootless else None)
-        state.write_state(spec.name, {"name": spec.name, "helper_pid": os.getpid(),
-                                      "helper_start": state.start_time(os.getpid()),
-                                      "cgroup": self.cgroup.dirs, "paths": paths, "spec": spec.to_dict(),
-                                      "status": "creating"})
+        paths["cgroup_dirs"] = self.cgroup.directories
+        self.ctx = steps.Context(spec, paths, self.cgroup)
+        self.write_state("creating")
         if spec.rootless:
             # An unprivileged user may not make cgroups unless a subtree was delegated to it.
             limits = [f"{k}={v}" for k, v in (("memory", spec.memory), ("cpus", spec.cpus), ("pids", spec.pids)) if v]
-            self.step("cgroup", "rootless: no cgroup, so no limits are applied"
-                      + (f" (asked for {', '.join(limits)}: NOT applied)" if limits else "")
-                      + "; no device cgroup either, nor one needed: mounts made in a user namespace are nodev, "
-                        "and mknod of a device is refused there")
-        else:
-            self.cgroup.create()
-            self.cgroup.set_limits(spec.memory, spec.cpus, spec.pids, spec.swap)
-            if spec.security.devices:
-                how = ("a BPF program on the cgroup" if self.cgroup.layout.version_of("devices") == 2
-                       else "devices.deny a, devices.allow")
-                self.step("devices", f"only null, zero, full, random, urandom, tty, ptmx, pts ({how})")
-                self.cgroup.restrict_devices()
-        if "user" in spec.namespaces and not spec.rootless:
+            self.say("cgroup", "rootless: no cgroup, so no limits are applied"
+                     + (f" (asked for {', '.join(limits)}: NOT applied)" if limits else "")
+                     + "; no device cgroup either, nor one needed: mounts made in a user namespace are nodev, "
+                       "and mknod of a device is refused there")
+        elif "user" in spec.namespaces:
             chown_for_user_ns(paths, spec.uid_map)
         if spec.security.seccomp:
-            seccomp.libseccomp()  # loaded here, so the init has it after pivot_root
-        parent_end, child_end = Channel.pair()
-        self.child_pid = start_init(spec, paths, self.cgroup, child_end)
-        child_end.close()
-        self.init_pid = self.child_pid
-        error, last_step, wants_network = None, "", False
-        while (message := parent_end.recv()) is not None:  # EOF: init exec'd, or died
-            if message["type"] == "need_network":
-                wants_network = True
-            if message["type"] == "step":
-                last_step = message["name"]
-                self.step(message["name"], message.get("detail", ""))
-            elif message["type"] == "need_maps":
-                write_id_maps(self.child_pid, spec.uid_map)
-                parent_end.send(type="maps_written")
-            elif message["type"] == "init_pid":
-                self.init_pid = message["pid"]
-            elif message["type"] == "error":
-                error = LabError.from_dict(message["error"])
-            if wants_network and (self.init_pid != self.child_pid or "user" not in spec.namespaces):
-                wants_network = False  # with a user namespace, wait until the init's PID is known
-                try:
-                    lease = self.connect_network()
-                except LabError as e:
-                    error = e
-                    parent_end.send(type="error")
-                else:
-                    parent_end.send(type="network", lease=lease)
-        parent_end.close()
-        if error is None and last_step != "exec":  # killed before it got to exec
-            error = LabError("the container's init died before exec",
-                             "it was killed, most likely by the memory limit (too small for start-up)",
-                             "raise the memory limit (32M or more)")
-        if error:
-            raise error
+            seccomp.libseccomp()  # loaded here, so that init has it after pivot_root
+
+    def write_state(self, status: str) -> None:
+        """The state file, for `ps`, `exec` and `cleanup`; what others recorded there (the network's lease) stays."""
+        spec = self.spec
+        state.write_state(spec.name, {**(state.read_state(spec.name) or {}), "name": spec.name,
+                                      "helper_pid": os.getpid(),
+                                      "helper_start": state.start_time(os.getpid()), "cgroup": self.cgroup.dirs,
+                                      "paths": {k: v for k, v in self.ctx.paths.items() if k != "cgroup_dirs"},
+                                      "spec": spec.to_dict(), "status": status, "init_pid": self.init_pid,
+                                      "init_start": self._init_start(), "done": self.ctx.done})
+
+    def _init_start(self):
         try:
-            init_start = state.start_time(self.init_pid)
+            return state.start_time(self.init_pid) if self.init_pid else None
         except FileNotFoundError:
-            init_start = None  # a quick command already exited (and was reaped by its parent)
-        state.write_state(spec.name, {**state.read_state(spec.name), "init_pid": self.init_pid,
-                                      "init_start": init_start, "status": "running"})
-        self.caller.send(type="started", pid=self.init_pid, name=spec.name, cgroup=self.cgroup.dirs)
+            return None  # a quick command already exited (and was reaped by its parent)
+
+    def say(self, name: str, detail: str = "", process: str = steps.HELPER) -> None:
+        self.caller.send(messages.StepDone(name, detail, process))
+
+    # -- running steps -------------------------------------------------------------------------
+    def remaining(self) -> list[steps.Step]:
+        return [s for s in steps.plan(self.spec) if s.name not in self.ctx.done]
+
+    def run_until(self, name: str | None) -> None:
+        """Run the remaining steps in order up to and including `name` (None: the next one)."""
+        todo = self.remaining()
+        if name is not None:
+            steps.find(self.spec, name)  # a clear error for an unknown name
+            if name in self.ctx.done:
+                raise LabError(f"step {name!r} has already run", "each step runs once", "run the next one")
+            todo = todo[:[s.name for s in todo].index(name) + 1]
+        for step in todo[:1] if name is None else todo:
+            self.run_one(step)
+
+    def run_out_of_order(self, name: str) -> None:
+        step = steps.find(self.spec, name)
+        if name in self.ctx.done:
+            raise LabError(f"step {name!r} has already run", "each step runs once", "run another one")
+        planned = {s.name for s in steps.plan(self.spec)}
+        missing = [a for a in step.after if a in planned and a not in self.ctx.done]
+        if missing or name == "exec":
+            raise LabError(f"step {name!r} cannot run yet", f"it needs {', '.join(missing) or 'every other step'} "
+                           "first (else it would act on the host's namespaces, or on a root not yet there)",
+                           f"run those first: stage.run_until({(missing or [''])[-1]!r})")
+        self.run_one(step)
+
+    def run_one(self, step: steps.Step) -> None:
+        if step.process == steps.HELPER:
+            if step.name == "fork intermediate":
+                self.fork(intermediate.serve)
+            elif step.name == "fork PID 1":
+                self.fork(init.serve)
+                self.know_init(self.child_pid)
+            else:
+                if step.name == "pid namespace":  # keep a way back: later children of ours must not be in it
+                    self.own_namespaces = [(k, os.open(f"/proc/self/ns/{k}", os.O_RDONLY))
+                                           for k in ("pid", "time") if k in self.spec.namespaces]
+                if step.name == "id maps":
+                    self.ctx.paths["intermediate_pid"] = self.child_pid
+                steps.run_step(step, self.ctx)
+            if step.name not in self.ctx.done:
+                self.ctx.done.append(step.name)
+            self.say(step.name, steps.report(step, self.ctx))
+            return
+        if self.child is None:
+            raise LabError(f"step {step.name!r} needs the container's process, which is not forked yet",
+                           "it runs in the " + step.process, "run the fork step first")
+        self.child.send(messages.RunStep(step.name))
+        self.await_step(step.name)
+        self.ctx.done.append(step.name)
+
+    def fork(self, serve) -> None:
+        """Fork the intermediate or init, with a channel of its own; back to our own namespaces after."""
+        mine, theirs = Channel.pair()
+        me = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            mine.close()
+            self.caller.close()  # the caller's channel is ours alone: its EOF must reach only us
+            for _, fd in self.own_namespaces:
+                os.close(fd)  # the way back to the host's PID namespace stays with the helper
+            self.ctx.channel = theirs
+            serve(self.ctx, me)
+        theirs.close()
+        self.child, self.child_pid = mine, pid
+        if self.own_namespaces:
+            # Once the container's PID 1 exits, the kernel refuses every fork into its PID namespace,
+            # and the helper's own tools (nft) must not run there anyway.
+            namespaces.enter(self.own_namespaces)
+            self.own_namespaces = []
+
+    def await_step(self, name: str) -> None:
+        """Relay what the child says while it runs step `name`; serve what it asks of us."""
+        while True:
+            message = self.child.recv()
+            if isinstance(message, messages.StepDone):
+                self.caller.send(message)
+                if message.name == name:
+                    return
+            elif isinstance(message, messages.InitPid):
+                self.know_init(message.pid)
+            elif isinstance(message, messages.NeedNetwork):
+                try:
+                    self.child.send(messages.Network(self.connect_network()))
+                except LabError as e:
+                    self.child.send(messages.Error.of(e))  # init's step fails with it and reports it back
+            elif isinstance(message, messages.Error):
+                raise message.exception()
+            elif message is None:
+                raise StageEnded(f"the container's init died during step {name!r}")
+
+    def know_init(self, pid: int) -> None:
+        self.init_pid = pid
+        try:
+            self.init_pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            pass  # it died already: nothing left to signal
 
     def connect_network(self) -> dict:
         from .. import network
-        self.step("network", f"veth pair on bridge {network.BRIDGE}, one end into the container")
+        self.say("network", f"veth pair on bridge {network.BRIDGE}, one end into the container")
         self.networked = True
         return asdict(network.connect(self.spec.name, self.init_pid, self.spec.publish))
+
+    def exec_command(self) -> None:
+        """The last step: init execs; the channel closing on exec says it worked."""
+        for step in self.remaining():
+            if step.name != "exec":
+                self.run_one(step)
+        self.child.send(messages.RunStep("exec"))
+        self.await_step("exec")
+        self.ctx.done.append("exec")
+        message = self.child.recv()
+        if isinstance(message, messages.Error):
+            raise message.exception()
+        self.child.close()
+        self.child = None
+        self.write_state("running")
+        self.caller.send(messages.Started(self.init_pid))
+
+    # -- the states ----------------------------------------------------------------------------
+    def staged(self) -> bool:
+        """Serve a staged container. True once it has been started, False if it ended."""
+        self.write_state("staged")
+        self.caller.send(messages.Staged([[s.name, s.process, s.what] for s in steps.plan(self.spec)]))
+        while True:
+            message = self.caller.recv()
+            try:
+                if isinstance(message, messages.Advance):
+                    if message.only:
+                        self.run_out_of_order(message.only)
+                    else:
+                        self.run_until(message.until)
+                    self.write_state("staged")
+                    self.caller.send(messages.Paused(self.ctx.done, self.init_pid, self.cgroup.dirs))
+                elif isinstance(message, messages.RunFunction):
+                    self.caller.send(self.run_function(message))
+                elif isinstance(message, messages.Start):
+                    self.exec_command()
+                    return True
+                else:  # Stop, or None: the caller is gone
+                    return False
+            except LabError as e:  # a failed step leaves the stage as it was: the learner may try again
+                self.caller.send_error(e)
+            except StageEnded as e:
+                self.caller.send(messages.Error.of(LabError(str(e), "it was killed, or exited (a learner function "
+                                                            "that calls exit?)", "the stage was torn down: make a "
+                                                            "new one"), ended=True))
+                return False
+
+    def run_function(self, message: messages.RunFunction) -> messages.FunctionResult:
+        needed = [n for n in ("fork PID 1", "mounts private") if n in {s.name for s in steps.plan(self.spec)}]
+        missing = [n for n in needed if n not in self.ctx.done]
+        if self.child is None or missing:
+            raise LabError(f"{message.name}() cannot run yet", f"your functions run in PID 1 once its mounts are "
+                           f"private, so they cannot change the host's; missing: {', '.join(missing)}",
+                           f"stage.run_until({missing[-1]!r}) first" if missing else "make a new stage")
+        self.child.send(message)
+        try:
+            reply = self.child.recv(timeout=message.timeout)
+        except TimeoutError:
+            raise StageEnded(f"{message.name}() did not return within {message.timeout:.0f} s") from None
+        if reply is None:
+            raise StageEnded(f"the container's init died while running {message.name}()")
+        return reply
+
+    def created(self) -> bool:
+        """Every step but exec has run: wait for Start (True) or Stop / the caller's end (False)."""
+        self.write_state("created")
+        self.caller.send(messages.Created(self.init_pid, self.cgroup.dirs))
+        while True:
+            message = self.caller.recv()
+            if isinstance(message, messages.Start):
+                self.exec_command()
+                return True
+            if not isinstance(message, messages.Signal):
+                return False
 
     def supervise(self) -> int:
         """Relay the caller's requests until the container's init exits; return its exit code."""
@@ -248,26 +317,40 @@ class Helper:
             if pidfd in ready:
                 _, status = os.waitpid(self.child_pid, 0)
                 os.close(pidfd)
+                self.child_pid = 0
                 return os.waitstatus_to_exitcode(status)
             if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
-                self.cgroup.kill_all()  # grace period over
+                self.kill_all()  # grace period over
                 self.stop_deadline = None
             if caller_open and self.caller.sock in ready:
                 message = self.caller.recv()
                 if message is None:  # the caller is gone: nobody will ever stop this container
                     caller_open = False
-                    self.cgroup.kill_all()
-                elif message["type"] == "signal":
-                    self._signal(message["signal"])
-                elif message["type"] == "stop":
+                    self.kill_all()
+                elif isinstance(message, messages.Signal):
+                    self._signal(message.signal)
+                elif isinstance(message, messages.Stop):
                     self._signal(signal.SIGTERM)
-                    self.stop_deadline = time.monotonic() + float(message.get("grace", 5))
+                    self.stop_deadline = time.monotonic() + message.grace
 
     def _signal(self, sig: int) -> None:
-        try:
-            os.kill(self.init_pid, sig)
-        except ProcessLookupError:
-            pass
+        if self.init_pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self.init_pidfd, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill_all(self) -> None:
+        """SIGKILL the cgroup, and our own children too: rootless there is no cgroup, and a stage may
+        stop before PID 1 has joined it. (PID 1's death ends the rest of its PID namespace.)"""
+        if self.cgroup is not None and self.cgroup.exists():
+            self.cgroup.kill_all()
+        self._signal(signal.SIGKILL)
+        if self.child_pid:  # not reaped yet, so the PID is still this child's
+            try:
+                os.kill(self.child_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def final_stats(self) -> dict:
         """The cgroup's counters as the container ends (OOM kills, peak memory...), before rmdir loses them."""
@@ -278,8 +361,7 @@ class Helper:
 
     def cleanup(self) -> None:
         """Kill what is left, reap our child, remove the cgroup and the state dir."""
-        if self.cgroup is not None:
-            self.cgroup.kill_all()
+        self.kill_all()
         if self.child_pid:
             try:
                 os.waitpid(self.child_pid, 0)
@@ -306,20 +388,35 @@ def main() -> None:
     helper = Helper(caller)
     # Asked to go away (not by the caller, who uses the channel): take the container down too.
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(sig, lambda *_: helper.cgroup and helper.cgroup.kill_all())
+        signal.signal(sig, lambda *_: helper.kill_all())
     code = 127
     try:
         request = caller.recv()
-        if request is None:
+        if not isinstance(request, messages.Create):
             return
-        helper.create(ContainerSpec.from_dict(request["spec"]))
+        helper.prepare(ContainerSpec.from_dict(request.spec))
+        if request.staged:
+            started = helper.staged()
+        else:
+            for step in helper.remaining()[:-1]:  # all but exec
+                helper.run_one(step)
+            started = helper.created()
+        if not started:
+            final = helper.final_stats()
+            helper.cleanup()
+            caller.send(messages.Exited(-signal.SIGKILL, final))
+            return
         code = helper.supervise()
         final = helper.final_stats()
         helper.cleanup()
-        caller.send(type="exited", code=code, stats=final)
+        caller.send(messages.Exited(code, final))
     except LabError as e:
         helper.cleanup()
         caller.send_error(e)
+    except StageEnded as e:
+        helper.cleanup()
+        caller.send_error(LabError(str(e), "it was killed, most likely by the memory limit (too small for "
+                                   "start-up)", "raise the memory limit (32M or more)"))
     except BaseException as e:
         helper.cleanup()
         caller.send_error(LabError(f"the helper failed: {type(e).__name__}: {e}", "an unexpected error",

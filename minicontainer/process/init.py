@@ -1,156 +1,130 @@
-"""The container's init: the forked child that becomes PID 1 and execs the command.
+"""The container's init: the forked child that becomes PID 1 and, last, execs the command.
 
-It runs between fork and exec in a single-threaded helper, so it may unshare and
-mount freely. Each step reports itself to the helper; a failure travels back as a
-LabError carrying the step's name. The steps, in order:
+It runs between fork and exec in a single-threaded process, so it may unshare and mount freely.
+It does nothing on its own: it runs each step the helper names (steps.py), answers StepDone or
+Error, and waits for the next; in a staged container it also runs learner-written functions.
+A step that fails leaves it waiting, so a stage stays usable; the helper decides what happens.
 
-    join cgroup -> unshare -> private mounts -> hostname -> overlay -> binds -> /proc
-    -> /dev -> /sys -> pivot_root -> exec
-
-The command is exec'd directly as PID 1 rather than under a reaping init: the
-learner's own process is what `ps` shows as PID 1, and no extra interpreter sits in
-the container's memory and pids accounting. The cost, which lessons show: PID 1
-ignores signals it has no handler for (so stop ends with a kill of the cgroup),
-and orphans are reaped only if the command waits for them (busybox sh does).
+The command is exec'd directly as PID 1 rather than under a reaping init: the learner's own
+process is what `ps` shows as PID 1, and no extra interpreter sits in the container's memory and
+pids accounting. The cost, which lessons show: PID 1 ignores signals it has no handler for (so
+stop ends with a kill of the cgroup), and orphans are reaped only if the command waits for them.
 """
 
 from __future__ import annotations
 
+import errno
+import inspect
+import json
 import os
-import resource
 import signal
+import traceback
 
+from .. import inspect as inspect_module
 from .. import kernel, namespaces, rootfs, security
 from ..errors import LabError
-from ..spec import ContainerSpec
-from ..terminal import take_controlling_terminal
-from .channel import Channel
-
-# unshare()d here, in PID 1; pid and time are made by the parent (they apply to children).
-OWN_KINDS = ("mnt", "uts", "ipc", "net", "cgroup")
+from . import messages, steps
 
 
 def die_with_parent(parent_pid: int) -> None:
     """PR_SET_PDEATHSIG: SIGKILL us when the parent (thread) that forked us exits."""
     kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
-    # Did the parent die before the prctl took effect? In a new PID namespace the
-    # parent is outside it and getppid() says 0; there the channel tells (see step).
+    # Did the parent die before the prctl took effect? In a new PID namespace the parent is
+    # outside it and getppid() says 0; there the channel's EOF tells.
     if os.getppid() not in (parent_pid, 0):
         os._exit(1)
 
 
-def join_cgroup(cgroup_dirs: list[str]) -> None:
-    """Write "0" (= the writer) to cgroup.procs: this process and all it forks are now counted there."""
-    for directory in cgroup_dirs:
-        with open(os.path.join(directory, "cgroup.procs"), "w") as f:
-            f.write("0")
+def serve(ctx: steps.Context, parent_pid: int) -> None:
+    """Child-side entry after fork: run steps until exec replaces this process. Never returns."""
+    try:
+        die_with_parent(parent_pid)
+        while True:
+            message = ctx.channel.recv()
+            if isinstance(message, messages.RunStep):
+                run_named_step(ctx, message.name)
+            elif isinstance(message, messages.RunFunction):
+                ctx.channel.send(run_function(ctx, message))
+            else:  # None: the helper is gone, and nobody would supervise this container
+                os._exit(1)
+    except BaseException:  # noqa: BLE001  anything unforeseen still reaches the learner
+        ctx.channel.send_error(LabError(f"container init failed: {traceback.format_exc(limit=3)}",
+                                        "an unexpected error in minicontainer", "please report it"))
+    os._exit(127)
 
 
-def setup_and_exec(spec: ContainerSpec, paths: dict, channel: Channel, in_user_ns: bool = False) -> None:
-    """Everything PID 1 does before exec. Never returns: exec succeeds or a LabError rises."""
-    def step(name: str, detail: str = "") -> None:
-        if not channel.send(type="step", name=name, detail=detail):
-            os._exit(1)  # the helper is gone: nobody would supervise this container
+def run_named_step(ctx: steps.Context, name: str) -> None:
+    step = steps.find(ctx.spec, name)
+    if step.name == "exec":
+        ctx.channel.send(messages.StepDone("exec", steps.report(step, ctx), steps.INIT))
+        exec_command(ctx)  # returns only by raising
+    try:
+        steps.run_step(step, ctx)
+    except LabError as e:
+        ctx.channel.send_error(e)
+        return
+    ctx.channel.send(messages.StepDone(step.name, steps.report(step, ctx), steps.INIT))
 
-    kinds = [k for k in OWN_KINDS if k in spec.namespaces and k not in spec.join]
-    step("unshare", kernel.flag_names(namespaces.flags_for(kinds)))
-    namespaces.unshare(kinds)
-    for kind, pid in spec.join.items():  # setns: share another container's namespace instead of a new one
-        step("setns", f"join the {kind} namespace of process {pid}")
-        namespaces.enter(namespaces.open_namespaces(pid, [kind]))
-    if "mnt" in spec.namespaces:
-        step("mounts private", "mount --make-rprivate /")
-        rootfs.make_mounts_private()
-    if spec.hostname:
-        step("hostname", spec.hostname)
-        kernel.sethostname(spec.hostname)
-    if spec.network == "bridge":
-        step("network", "asking the helper for a veth end in this namespace")
-        channel.send(type="need_network")
-        reply = channel.recv()
-        if reply is None or reply.get("type") != "network":
-            os._exit(1)  # the helper failed (it reports why) or is gone
-        from .. import network
-        step("network", f"eth0 {reply['lease']['address']}/{reply['lease']['prefix']}, "
-                        f"default route via {reply['lease']['gateway']}")
-        network.configure_inside(reply["lease"])
-    if spec.rootfs:
-        merged = paths["merged"]
-        step("overlay", f"lower={spec.rootfs} upper={paths['upper']}")
-        rootfs.mount_overlay(spec.rootfs, paths["upper"], paths["work"], merged)
-        for source, target, read_only in spec.binds:
-            step("bind", f"{source} -> {target}" + (" (read-only)" if read_only else ""))
-            rootfs.bind_mount(merged, source, target, read_only)
-        step("proc", "fresh procfs for the new PID namespace")
-        rootfs.mount_proc(merged)
-        step("dev", "tmpfs with null zero full random urandom tty, devpts, shm")
-        rootfs.mount_dev(merged, use_bind=in_user_ns, shm_size=spec.security.tmpfs_size)
-        if spec.security.tmpfs_size:
-            step("tmp", f"tmpfs of {spec.security.tmpfs_size} on /tmp and /dev/shm")
-            security.mount_tmp(merged, spec.security.tmpfs_size)
-        if spec.tty:
-            step("console", "the pty bind-mounted on /dev/console, so tools can name their terminal")
-            rootfs.bind_console(merged, os.ttyname(0))
-        step("sys", "sysfs read-only")
-        rootfs.mount_sys(merged)
-        for kind in spec.extra_mounts:
-            step(kind, "mqueue on /dev/mqueue" if kind == "mqueue" else "cgroup2 read-only on /sys/fs/cgroup")
-            rootfs.mount_extra(merged, kind)
-        if spec.security.masked_paths:
-            step("mask", "/proc/kcore, /proc/keys... under /dev/null; /proc/sys, /proc/sysrq-trigger read-only")
-            security.mask_paths(merged)
-            security.read_only_paths(merged)
-        if spec.root_switch == "chroot":
-            step("chroot", f"{merged} becomes / for this process only; the old root stays mounted")
-            rootfs.chroot_into(merged)
-        else:
-            step("pivot_root", f"{merged} becomes /, old root detached")
-            rootfs.pivot_into(merged)
-        if spec.read_only_root:
-            step("read-only root", "mount -o remount,ro /")
-            kernel.mount(None, "/", None, kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY)
-    elif spec.fresh_proc and "mnt" in spec.namespaces and "pid" in spec.namespaces:
-        step("proc", "fresh procfs over /proc (in our private mount namespace)")
-        kernel.mount("proc", "/proc", "proc", kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC)
-    os.chdir(spec.cwd)
-    if spec.tty:
-        step("terminal", "new session, the pty as controlling terminal")
-        take_controlling_terminal(0)
-    for name, (soft, hard) in spec.rlimits.items():
-        resource.setrlimit(getattr(resource, name), (soft, hard))
-    sec = spec.security
-    step("security", f"capabilities {', '.join(sec.capabilities) if sec.capabilities is not None else 'all'} "
-                     "(inheritable and ambient empty); "
-                     f"seccomp {sec.seccomp or 'off'}"
-                     + ("; namespaces and mounts refused" if sec.seccomp and sec.refuses_namespaces else "")
-                     + f"; no_new_privs {'on' if sec.no_new_privs else 'off'}"
-                     + (f"; user {spec.user}" if spec.user else ""))
-    step("exec", " ".join(spec.command))
-    security.apply_process_defences(sec, spec.user)
+
+def exec_command(ctx: steps.Context) -> None:
+    """execve: on success this process is the command, and the channel (close-on-exec) closes."""
+    spec = ctx.spec
     try:
         os.execvpe(spec.command[0], spec.command, spec.env)
     except FileNotFoundError:
-        raise LabError(f"command {spec.command[0]!r} not found in the container",
-                       f"no such program on the container's PATH ({spec.env.get('PATH', '')})",
-                       "check the name; busybox's applets are in /bin and /sbin") from None
+        error = LabError(f"command {spec.command[0]!r} not found in the container",
+                         f"no such program on the container's PATH ({spec.env.get('PATH', '')})",
+                         "check the name; busybox's applets are in /bin and /sbin", step="exec")
     except PermissionError:
-        raise LabError(f"command {spec.command[0]!r} is not executable", "it lacks the execute bit",
-                       "chmod +x it in the image") from None
-
-
-def run(spec: ContainerSpec, paths: dict, channel: Channel, parent_pid: int, cgroup_dirs: list[str],
-        in_user_ns: bool = False) -> None:
-    """Child-side entry after fork: report any failure, then exit (exec replaces us on success)."""
-    try:
-        die_with_parent(parent_pid)
-        if cgroup_dirs:
-            if not channel.send(type="step", name="cgroup", detail="joined " + ", ".join(cgroup_dirs)):
-                os._exit(1)
-            join_cgroup(cgroup_dirs)
-        setup_and_exec(spec, paths, channel, in_user_ns)
-    except LabError as e:
-        channel.send_error(e)
-    except BaseException as e:  # an unexpected failure still reaches the learner with its step
-        channel.send_error(LabError(f"container init failed: {type(e).__name__}: {e}",
-                                    "an unexpected error in minicontainer", "please report it"))
+        error = LabError(f"command {spec.command[0]!r} is not executable", "it lacks the execute bit, or a "
+                         "noexec mount", "chmod +x it in the image", step="exec")
+    ctx.channel.send_error(error)
     os._exit(127)
+
+
+# -- learner-written steps -------------------------------------------------------------------
+
+def run_function(ctx: steps.Context, message: messages.RunFunction) -> messages.FunctionResult:
+    """Run a function a learner wrote in a notebook cell, here, in the namespaces and root built so
+    far. It gets the runtime's kernel wrappers as globals, and the step Context if it takes an
+    argument. Its return value goes back as JSON (or its repr); an error names the function, the
+    line and the call that failed."""
+    where = f"<your function {message.name}>"
+    scope = {"__name__": "learner", "os": os, "kernel": kernel, "namespaces": namespaces, "rootfs": rootfs,
+             "security": security, "inspect": inspect_module, "LabError": LabError}
+    try:
+        exec(compile(message.source, where, "exec"), scope)
+        function = scope[message.name]
+        value = function(ctx) if inspect.signature(function).parameters else function()
+    except BaseException as e:  # noqa: BLE001  every learner mistake becomes a message
+        return messages.FunctionResult(error=_learner_error(message, where, e).to_dict())
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        value = repr(value)
+    return messages.FunctionResult(value=value)
+
+
+def _learner_error(message: messages.RunFunction, where: str, error: BaseException) -> LabError:
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == where]
+    lines = message.source.splitlines()
+    line = ""
+    if frames and 0 < frames[-1].lineno <= len(lines):
+        line = f" at line {frames[-1].lineno}: {lines[frames[-1].lineno - 1].strip()}"
+    if isinstance(error, LabError):
+        return LabError(f"{message.name}(){line}: {error.what}", error.cause, error.fix, step=message.name)
+    if isinstance(error, ImportError):
+        return LabError(f"{message.name}(){line}: {error}", "after pivot_root the host's Python files are out of "
+                        "reach, and the image has none", "use the modules your function is given (os, kernel, "
+                        "namespaces, rootfs, security, inspect), or call it before pivot_root", step=message.name)
+    if isinstance(error, OSError):
+        call = f"{error.strerror} ({errno_name(error.errno)})" + (f" on {error.filename}" if error.filename else "")
+        return LabError(f"{message.name}(){line}: the kernel refused the call: {call}",
+                        "see the man page of the call on that line", "fix the call; the stage is still usable",
+                        step=message.name)
+    return LabError(f"{message.name}(){line} raised {type(error).__name__}: {error}", "a bug in your function",
+                    "fix it and run it again; the stage is still usable", step=message.name)
+
+
+def errno_name(number: int | None) -> str:
+    return errno.errorcode.get(number or 0, str(number))

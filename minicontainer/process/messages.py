@@ -70,6 +70,20 @@ class StepDone:
 
 
 @dataclass
+class Staged:
+    """The stage is ready: the steps it will run, as (name, process, what)."""
+    steps: list
+
+
+@dataclass
+class Paused:
+    """Staged: the steps asked for have run. pid: PID 1 (0 until it is forked)."""
+    done: list
+    pid: int = 0
+    cgroup: dict = field(default_factory=dict)
+
+
+@dataclass
 class Created:
     """Every step but exec has run: init waits for Start."""
     pid: int
@@ -96,28 +110,19 @@ class FunctionResult:
 
 @dataclass
 class Error:
-    """A LabError, as LabError.to_dict()."""
+    """A LabError, as LabError.to_dict(). ended: the container is gone with it (else a stage stays usable)."""
     error: dict
+    ended: bool = False
 
     @classmethod
-    def of(cls, e: LabError) -> Error:
-        return cls(e.to_dict())
+    def of(cls, e: LabError, ended: bool = False) -> Error:
+        return cls(e.to_dict(), ended)
 
     def exception(self) -> LabError:
         return LabError.from_dict(self.error)
 
 
 # -- helper <-> intermediate / init ---------------------------------------------------------
-
-
-@dataclass
-class NeedMaps:
-    """The intermediate has unshared its user namespace: write its uid_map and gid_map."""
-
-
-@dataclass
-class MapsWritten:
-    pass
 
 
 @dataclass
@@ -142,8 +147,8 @@ class RunStep:
     name: str
 
 
-MESSAGES = {cls.__name__: cls for cls in (Create, Advance, RunFunction, Start, Signal, Stop, StepDone, Created,
-                                          Started, Exited, FunctionResult, Error, NeedMaps, MapsWritten, InitPid,
+MESSAGES = {cls.__name__: cls for cls in (Create, Advance, RunFunction, Start, Signal, Stop, StepDone, Staged,
+                                          Paused, Created, Started, Exited, FunctionResult, Error, InitPid,
                                           NeedNetwork, Network, RunStep)}
 
 

@@ -1,0 +1,443 @@
+"""The start sequence: one ordered list of named steps. This list is what a container is.
+
+A container is an ordinary process that, before it execs its command, is put in a cgroup (what
+it may use), in new namespaces (what it can see), on a root filesystem of its own (which files),
+and stripped of privileges (what it may do). Each step below is one of those moves, made by one
+of three processes:
+
+    helper        the supervisor, a fresh single-threaded interpreter (process/helper.py)
+    intermediate  only with a user namespace: owns it, so that PID 1's namespaces belong to it
+                  (process/intermediate.py)
+    init          the container's PID 1 until it execs the command (process/init.py)
+
+The helper walks the list: it runs its own steps, and sends every other step by name to the
+process at the other end of its channel, which runs it and answers. `run -v`, Result.steps, the
+staged container (stage.py) and docs/architecture.md all come from this list.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .. import kernel, namespaces, rootfs, security, terminal
+from ..errors import LabError
+from ..spec import ContainerSpec
+
+HELPER, INTERMEDIATE, INIT = "helper", "intermediate", "init"
+UNSHARED_BY_INIT = ("mnt", "uts", "ipc", "net", "cgroup")  # pid and time apply to children: see "pid namespace"
+
+
+@dataclass
+class Context:
+    """What the steps share in the process that runs them."""
+    spec: ContainerSpec
+    paths: dict = field(default_factory=dict)   # the state dir; with a rootfs, the overlay's upper, work, merged
+    cgroup: object = None                       # the helper's Cgroup
+    channel: object = None                      # init and intermediate: their channel to the helper
+    in_user_ns: bool = False
+    done: list[str] = field(default_factory=list)
+
+    @property
+    def root(self) -> str:
+        """Where the container's / is assembled (the overlay's merged dir); "/" once it is the root."""
+        return "/" if {"pivot_root", "chroot"} & set(self.done) else self.paths.get("merged", "")
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    process: str                                 # HELPER, INTERMEDIATE or INIT
+    what: str                                    # what it does, in a sentence
+    wanted: Callable[[ContainerSpec], bool]      # does this spec ask for it?
+    when: str                                    # the same, in words
+    run: Callable[[Context], None] | None        # None: the helper's machinery does it (forks, exec)
+    detail: Callable[[Context], str] = lambda ctx: ""
+    after: tuple[str, ...] = ()                  # must have run first, also when run out of order
+
+
+def _always(spec: ContainerSpec) -> bool:
+    return True
+
+
+def _user(spec: ContainerSpec) -> bool:
+    return "user" in spec.namespaces
+
+
+def _cgroup(spec: ContainerSpec) -> bool:
+    return not spec.rootless
+
+
+def _rootfs(spec: ContainerSpec) -> bool:
+    return spec.rootfs is not None
+
+
+def _unshared(kind: str) -> Callable[[ContainerSpec], bool]:
+    return lambda spec: kind in spec.namespaces and kind not in spec.join
+
+
+# -- helper steps -------------------------------------------------------------------------
+
+def create_cgroup(ctx: Context) -> None:
+    ctx.cgroup.create()
+
+
+def set_limits(ctx: Context) -> None:
+    spec = ctx.spec
+    ctx.cgroup.set_limits(spec.memory, spec.cpus, spec.pids, spec.swap)
+
+
+def restrict_devices(ctx: Context) -> None:
+    ctx.cgroup.restrict_devices()
+
+
+def write_id_maps(ctx: Context) -> None:
+    """/proc/PID/uid_map and gid_map of the intermediate: "inside outside count", written from outside.
+
+    Root may map any range. An unprivileged user may map only its own uid and gid, and must
+    first deny setgroups (else dropping a group could grant access a deny-ACL forbade).
+    """
+    pid = ctx.paths["intermediate_pid"]
+    if os.geteuid() != 0:
+        with open(f"/proc/{pid}/setgroups", "w") as f:
+            f.write("deny")
+    uid_line, gid_line = id_map_lines(ctx.spec.uid_map, os.geteuid(), os.getegid())
+    for name, line in (("uid_map", uid_line), ("gid_map", gid_line)):
+        with open(f"/proc/{pid}/{name}", "w") as f:
+            f.write(line + "\n")
+
+
+def id_map_lines(uid_map: str, euid: int, egid: int) -> tuple[str, str]:
+    """The uid_map and gid_map lines for a spec's uid_map: the same range for both as root; an
+    unprivileged user maps its own gid where its uid is."""
+    inside, _, count = uid_map.split()
+    return uid_map.strip(), uid_map.strip() if euid == 0 else f"{inside} {egid} {count}"
+
+
+def unshare_for_children(ctx: Context) -> None:
+    """PID and time namespaces apply to the children made afterwards: the next fork is PID 1."""
+    kinds = [k for k in ("pid", "time") if k in ctx.spec.namespaces]
+    namespaces.unshare(kinds)
+    if "time" in kinds and ctx.spec.time_offset:
+        # Offsets can be written only before the namespace's first process exists.
+        with open("/proc/self/timens_offsets", "w") as f:
+            f.write(f"monotonic {ctx.spec.time_offset} 0\nboottime {ctx.spec.time_offset} 0\n")
+
+
+# -- init (or intermediate) steps -----------------------------------------------------------
+
+def join_cgroup(ctx: Context) -> None:
+    """Write "0" (the writer) to cgroup.procs: this process and everything it forks count there."""
+    for directory in ctx.paths["cgroup_dirs"]:
+        with open(os.path.join(directory, "cgroup.procs"), "w") as f:
+            f.write("0")
+
+
+def unshare_user(ctx: Context) -> None:
+    namespaces.unshare(["user"])
+
+
+def become_root_in_user_ns(ctx: Context) -> None:
+    """After the maps exist, uid 0 inside is a real uid: take it before making PID 1."""
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+
+
+def unshare_kind(kind: str) -> Callable[[Context], None]:
+    def unshare(ctx: Context) -> None:
+        namespaces.unshare([kind])
+    unshare.__name__ = f"unshare_{kind}"
+    return unshare
+
+
+def join_namespaces(ctx: Context) -> None:
+    """setns into another container's namespaces (as the containers of a pod share net, ipc, uts)."""
+    for kind, pid in ctx.spec.join.items():
+        namespaces.enter(namespaces.open_namespaces(pid, [kind]))
+
+
+def mounts_private(ctx: Context) -> None:
+    rootfs.make_mounts_private()
+
+
+def set_hostname(ctx: Context) -> None:
+    kernel.sethostname(ctx.spec.hostname)
+
+
+def connect_network(ctx: Context) -> None:
+    """Ask the helper for a veth end in this namespace (it creates the pair on the host), then
+    configure it from inside."""
+    from .. import network
+    from . import messages
+    ctx.channel.send(messages.NeedNetwork())
+    reply = ctx.channel.recv()
+    if isinstance(reply, messages.Error):
+        raise reply.exception()
+    if not isinstance(reply, messages.Network):
+        os._exit(1)  # the helper is gone
+    ctx.paths["lease"] = reply.lease
+    network.configure_inside(reply.lease)
+
+
+def mount_overlay(ctx: Context) -> None:
+    rootfs.mount_overlay(ctx.spec.rootfs, ctx.paths["upper"], ctx.paths["work"], ctx.root)
+
+
+def bind_mounts(ctx: Context) -> None:
+    for source, target, read_only in ctx.spec.binds:
+        rootfs.bind_mount(ctx.root, source, target, read_only)
+
+
+def mount_proc(ctx: Context) -> None:
+    rootfs.mount_proc(ctx.root)
+
+
+def mount_dev(ctx: Context) -> None:
+    rootfs.mount_dev(ctx.root, use_bind=ctx.in_user_ns, shm_size=ctx.spec.security.tmpfs_size)
+
+
+def mount_tmp(ctx: Context) -> None:
+    security.mount_tmp(ctx.root, ctx.spec.security.tmpfs_size)
+
+
+def bind_console(ctx: Context) -> None:
+    rootfs.bind_console(ctx.root, os.ttyname(0))
+
+
+def mount_sys(ctx: Context) -> None:
+    rootfs.mount_sys(ctx.root)
+
+
+def extra_mounts(ctx: Context) -> None:
+    for kind in ctx.spec.extra_mounts:
+        rootfs.mount_extra(ctx.root, kind)
+
+
+def mask_paths(ctx: Context) -> None:
+    security.mask_paths(ctx.root)
+    security.read_only_paths(ctx.root)
+
+
+def pivot_root(ctx: Context) -> None:
+    rootfs.pivot_into(ctx.root)
+
+
+def chroot(ctx: Context) -> None:
+    rootfs.chroot_into(ctx.root)
+
+
+def read_only_root(ctx: Context) -> None:
+    kernel.mount(None, "/", None, kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY)
+
+
+def fresh_proc(ctx: Context) -> None:
+    kernel.mount("proc", "/proc", "proc", kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC)
+
+
+def change_dir(ctx: Context) -> None:
+    os.chdir(ctx.spec.cwd)
+
+
+def controlling_terminal(ctx: Context) -> None:
+    terminal.take_controlling_terminal(0)
+
+
+def set_rlimits(ctx: Context) -> None:
+    for name, (soft, hard) in ctx.spec.rlimits.items():
+        resource.setrlimit(getattr(resource, name), (soft, hard))
+
+
+def drop_bounding_set(ctx: Context) -> None:
+    security.drop_bounding_set(ctx.spec.security.kept)
+
+
+def load_seccomp(ctx: Context) -> None:
+    security.load_seccomp(ctx.spec.security)
+
+
+def switch_user(ctx: Context) -> None:
+    security.switch_user(ctx.spec.user)
+
+
+def set_capabilities(ctx: Context) -> None:
+    security.set_capabilities(ctx.spec.security.kept)
+
+
+def no_new_privs(ctx: Context) -> None:
+    security.set_no_new_privs()
+
+
+def close_fds(ctx: Context) -> None:
+    security.close_inherited_fds(ctx.spec.security.keep_fds)
+
+
+# -- what -v prints -------------------------------------------------------------------------
+
+def _limits(ctx: Context) -> str:
+    s = ctx.spec
+    return ", ".join(f"{k}={v}" for k, v in (("memory", s.memory), ("cpus", s.cpus), ("pids", s.pids)) if v)
+
+
+def _devices(ctx: Context) -> str:
+    v2 = ctx.cgroup is not None and ctx.cgroup.layout.version_of("devices") == 2
+    how = "a BPF program attached to the cgroup" if v2 else "devices.deny a, then devices.allow"
+    return f"only null, zero, full, random, urandom, tty, ptmx and pts may be opened ({how})"
+
+
+def _security(ctx: Context) -> str:
+    sec = ctx.spec.security
+    return ", ".join(sec.capabilities) if sec.capabilities is not None else "all"
+
+
+def _seccomp(ctx: Context) -> str:
+    sec = ctx.spec.security
+    return sec.seccomp + ("; namespaces and mounts refused" if sec.refuses_namespaces else "")
+
+
+STEPS: list[Step] = [
+    Step("cgroup", HELPER, "make the container's cgroup, one directory per hierarchy (on v2, enable the "
+         "controllers down to it)", _cgroup, "unless rootless", create_cgroup,
+         lambda ctx: ", ".join(ctx.cgroup.directories) if ctx.cgroup else ""),
+    Step("limits", HELPER, "write its limits: memory.max, cpu.max, pids.max (v1: their v1 names)",
+         lambda s: _cgroup(s) and bool(s.memory or s.cpus or s.pids), "with memory, cpus or pids", set_limits,
+         _limits, after=("cgroup",)),
+    Step("devices", HELPER, "the device cgroup: which device nodes may be opened", lambda s: _cgroup(s) and
+         s.security.devices, "unless rootless or switched off", restrict_devices, _devices, after=("cgroup",)),
+    Step("fork intermediate", HELPER, "fork the process that will own the user namespace", _user,
+         "with a user namespace", None),
+    Step("join cgroup", INTERMEDIATE, "write 0 to cgroup.procs: it and all it forks are counted there",
+         lambda s: _user(s) and _cgroup(s), "with a user namespace, unless rootless", join_cgroup,
+         after=("fork intermediate", "cgroup")),
+    Step("user namespace", INTERMEDIATE, "unshare(CLONE_NEWUSER): uids and capabilities of its own", _user,
+         "with a user namespace", unshare_user, after=("fork intermediate",)),
+    Step("id maps", HELPER, "write uid_map and gid_map from outside: which host uids the inside ones are",
+         _user, "with a user namespace", write_id_maps, lambda ctx: ctx.spec.uid_map, after=("user namespace",)),
+    Step("root in the user namespace", INTERMEDIATE, "setresuid(0) and setresgid(0) now that 0 is mapped",
+         _user, "with a user namespace", become_root_in_user_ns, after=("id maps",)),
+    Step("pid namespace", HELPER, "unshare(CLONE_NEWPID, CLONE_NEWTIME): they apply to the next child",
+         lambda s: not _user(s) and bool({"pid", "time"} & set(s.namespaces)), "with pid or time, no user",
+         unshare_for_children, lambda ctx: kernel.flag_names(namespaces.flags_for(
+             [k for k in ("pid", "time") if k in ctx.spec.namespaces]))),
+    Step("pid namespace", INTERMEDIATE, "the same, inside the user namespace, so that it owns them",
+         lambda s: _user(s) and bool({"pid", "time"} & set(s.namespaces)), "with pid or time and user",
+         unshare_for_children, after=("root in the user namespace",)),
+    Step("fork PID 1", HELPER, "fork the container's first process: PID 1 of the new PID namespace",
+         lambda s: not _user(s), "without a user namespace", None),
+    Step("fork PID 1", INTERMEDIATE, "fork the container's first process, inside the user namespace",
+         _user, "with a user namespace", None, after=("root in the user namespace",)),
+    Step("join cgroup", INIT, "write 0 to cgroup.procs: it and all it forks are counted there",
+         lambda s: not _user(s) and _cgroup(s), "without a user namespace, unless rootless", join_cgroup,
+         after=("fork PID 1", "cgroup")),
+    *[Step(f"unshare {kind}", INIT, f"unshare({kernel.flag_names(namespaces.flags_for([kind]))}): its own "
+           f"{namespaces.KINDS[kind].isolates}", _unshared(kind), f"with {kind}", unshare_kind(kind),
+           after=("fork PID 1",)) for kind in UNSHARED_BY_INIT],
+    Step("join namespaces", INIT, "setns into another container's namespaces, as a pod's containers share them",
+         lambda s: bool(s.join), "when joining", join_namespaces,
+         lambda ctx: ", ".join(f"{k} of {p}" for k, p in ctx.spec.join.items()), after=("fork PID 1",)),
+    Step("mounts private", INIT, "mount --make-rprivate /: no mount propagates to or from the host",
+         lambda s: "mnt" in s.namespaces, "with mnt", mounts_private, after=("unshare mnt",)),
+    Step("hostname", INIT, "sethostname in its own UTS namespace", lambda s: bool(s.hostname), "with a hostname",
+         set_hostname, lambda ctx: ctx.spec.hostname, after=("unshare uts",)),
+    Step("network", INIT, "the helper makes a veth pair and moves one end in; init names it eth0, gives it its "
+         "address and a default route", lambda s: s.network == "bridge", "with network='bridge'",
+         connect_network, after=("unshare net",)),
+    Step("overlay", INIT, "mount the image read-only below and the container's own upper dir above",
+         _rootfs, "with a rootfs", mount_overlay,
+         lambda ctx: f"lower={ctx.spec.rootfs} upper={ctx.paths.get('upper')}", after=("mounts private",)),
+    Step("binds", INIT, "bind-mount host files or directories in (volumes, payloads)",
+         lambda s: _rootfs(s) and bool(s.binds), "with binds", bind_mounts,
+         lambda ctx: ", ".join(f"{s} -> {t}" for s, t, _ in ctx.spec.binds), after=("overlay",)),
+    Step("proc", INIT, "a fresh procfs: the processes of its own PID namespace", _rootfs, "with a rootfs",
+         mount_proc, after=("overlay",)),
+    Step("dev", INIT, "a tmpfs /dev with null zero full random urandom tty, its own devpts, /dev/shm",
+         _rootfs, "with a rootfs", mount_dev, after=("overlay",)),
+    Step("tmp", INIT, "a size-limited tmpfs on /tmp (and /dev/shm)", lambda s: _rootfs(s) and
+         bool(s.security.tmpfs_size), "with a rootfs and tmpfs_size", mount_tmp,
+         lambda ctx: ctx.spec.security.tmpfs_size, after=("dev",)),
+    Step("console", INIT, "bind its pty on /dev/console", lambda s: _rootfs(s) and s.tty, "with a terminal",
+         bind_console, after=("dev",)),
+    Step("sys", INIT, "sysfs read-only", _rootfs, "with a rootfs", mount_sys, after=("overlay",)),
+    Step("extra mounts", INIT, "mqueue on /dev/mqueue, cgroup2 read-only on /sys/fs/cgroup",
+         lambda s: _rootfs(s) and bool(s.extra_mounts), "when asked", extra_mounts,
+         lambda ctx: ", ".join(ctx.spec.extra_mounts), after=("overlay",)),
+    Step("mask paths", INIT, "/proc/kcore, /proc/keys... under /dev/null; /proc/sys and others read-only",
+         lambda s: _rootfs(s) and s.security.masked_paths, "with a rootfs and masked_paths", mask_paths,
+         after=("proc", "dev", "sys")),
+    Step("pivot_root", INIT, "make the overlay the root of its mount namespace and detach the old root: no path "
+         "leads back to the host", lambda s: _rootfs(s) and s.root_switch == "pivot_root", "with a rootfs",
+         pivot_root, after=("overlay",)),
+    Step("chroot", INIT, "change only this process's /: the old root stays mounted and reachable",
+         lambda s: _rootfs(s) and s.root_switch == "chroot", "with root_switch='chroot'", chroot,
+         after=("overlay",)),
+    Step("read-only root", INIT, "mount -o remount,ro /", lambda s: _rootfs(s) and s.read_only_root,
+         "with read_only_root", read_only_root, after=("pivot_root",)),
+    Step("fresh proc", INIT, "a fresh procfs over the host's /proc, in its own mount namespace",
+         lambda s: not _rootfs(s) and s.fresh_proc and {"mnt", "pid"} <= set(s.namespaces),
+         "without a rootfs, with mnt and pid", fresh_proc, after=("mounts private",)),
+    Step("cwd", INIT, "chdir to the working directory", _always, "always", change_dir,
+         lambda ctx: ctx.spec.cwd),
+    Step("terminal", INIT, "a new session with its pty as the controlling terminal", lambda s: s.tty,
+         "with a terminal", controlling_terminal),
+    Step("rlimits", INIT, "setrlimit", lambda s: bool(s.rlimits), "with rlimits", set_rlimits,
+         lambda ctx: ", ".join(ctx.spec.rlimits)),
+    Step("bounding set", INIT, "PR_CAPBSET_DROP every capability not kept: no later program can gain it",
+         lambda s: s.security.capabilities is not None, "unless every capability is kept", drop_bounding_set,
+         _security),
+    Step("seccomp", INIT, "load the system call filters", lambda s: bool(s.security.seccomp), "unless off",
+         load_seccomp, _seccomp),
+    Step("user", INIT, "setgroups, setgid, setuid to the user asked for", lambda s: bool(s.user), "with a user",
+         switch_user, lambda ctx: ctx.spec.user),
+    Step("capabilities", INIT, "capset: effective and permitted the kept list, inheritable and ambient empty",
+         _always, "always", set_capabilities, _security),
+    Step("no_new_privs", INIT, "PR_SET_NO_NEW_PRIVS: execve never adds privileges again",
+         lambda s: s.security.no_new_privs, "unless off", no_new_privs),
+    Step("close fds", INIT, "close every inherited fd but 0-2", lambda s: s.security.close_fds, "unless off",
+         close_fds),
+    Step("exec", INIT, "execve the command: the container's PID 1 is now the command", _always, "always", None,
+         lambda ctx: " ".join(ctx.spec.command)),
+]
+
+# The defences `minicontainer exec` applies to the command it runs in a container, in this order.
+PROCESS_DEFENCES = ("bounding set", "seccomp", "user", "capabilities", "no_new_privs", "close fds")
+
+
+def plan(spec: ContainerSpec) -> list[Step]:
+    """The steps this spec asks for, in order (names are unique within a plan)."""
+    return [step for step in STEPS if step.wanted(spec)]
+
+
+def find(spec: ContainerSpec, name: str) -> Step:
+    steps = {s.name: s for s in plan(spec)}
+    if name not in steps:
+        known = ", ".join(steps)
+        raise LabError(f"no step {name!r} for this container", "the name is wrong, or this spec does not ask "
+                       "for that step", f"the steps, in order: {known}")
+    return steps[name]
+
+
+def report(step: Step, ctx: Context) -> str:
+    """What a step tells as it is done: its detail for this container, or else what it does."""
+    return step.detail(ctx) or step.what
+
+
+def run_step(step: Step, ctx: Context) -> None:
+    """Run one step here; a failure comes back as a LabError naming the step."""
+    try:
+        step.run(ctx)
+    except LabError as e:
+        e.step = e.step or step.name
+        raise
+    except OSError as e:
+        raise LabError(f"{e.strerror or e} ({e.filename or ''})".replace(" ()", ""),
+                       f"the kernel refused a call of step {step.name!r}", "see the step's function in "
+                       "minicontainer/process/steps.py", step=step.name) from None
+    ctx.done.append(step.name)
+
+
+def table() -> str:
+    """The start sequence as a Markdown table (docs/architecture.md)."""
+    rows = ["| step | process | when | what |", "|---|---|---|---|"]
+    rows += [f"| {s.name} | {s.process} | {s.when} | {s.what} |" for s in STEPS]
+    return "\n".join(rows)

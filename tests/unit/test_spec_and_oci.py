@@ -1,0 +1,60 @@
+"""What needs no kernel: parsing what a learner types, the OCI round trip, the id maps' text."""
+
+from __future__ import annotations
+
+import pytest
+
+from minicontainer import oci
+from minicontainer.cgroups.limits import parse_cpus, parse_pids, parse_size
+from minicontainer.errors import LabError
+from minicontainer.process.steps import id_map_lines
+from minicontainer.security import Security
+from minicontainer.spec import ContainerSpec
+
+
+@pytest.mark.parametrize("text, value", [("64M", 64 << 20), ("1.5G", 3 << 29), ("512k", 512 << 10),
+                                         (4096, 4096), ("64MiB", 64 << 20), ("max", None)])
+def test_sizes(text, value):
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("bad", ["64X", "-1", "0", "lots"])
+def test_a_bad_size_says_how_to_write_one(bad):
+    with pytest.raises(LabError) as caught:
+        parse_size(bad)
+    assert "64M" in caught.value.fix
+
+
+def test_cpus_and_pids():
+    assert parse_cpus("0.5") == 0.5 and parse_cpus("max") is None and parse_pids("32") == 32
+    for parse, bad in ((parse_cpus, "half"), (parse_pids, "many")):
+        with pytest.raises(LabError):
+            parse(bad)
+
+
+def test_oci_round_trip_without_a_kernel():
+    spec = ContainerSpec("/img", ["sleep", "1"], hostname="box", memory="48M", cpus=0.5, pids=20,
+                         security=Security(capabilities=["net_raw"]), read_only_root=True, name="oci-unit",
+                         rootless=False)
+    config = oci.to_config(spec)
+    assert oci.unsupported(config) == []
+    back = oci.from_config(config, "/bundle")
+    assert (back.memory, back.cpus, back.pids, back.hostname) == (48 << 20, 0.5, 20, "box")
+    assert back.security.capabilities == ["net_raw"] and back.security.devices
+    assert config["process"]["capabilities"]["inheritable"] == [] == config["process"]["capabilities"]["ambient"]
+
+
+def test_oci_refuses_a_device_minicontainer_would_not_allow():
+    config = oci.to_config(ContainerSpec("/img", ["true"], name="oci-unit"))
+    config["linux"]["resources"]["devices"].append({"allow": True, "type": "b", "major": 8, "minor": 0,
+                                                    "access": "rwm"})
+    assert any("'major': 8" in p for p in oci.unsupported(config))
+
+
+@pytest.mark.parametrize("euid, egid, lines", [
+    (0, 0, ("0 100000 65536", "0 100000 65536")),            # root maps any range, gids alike
+    (1000, 1001, ("0 1000 1", "0 1001 1")),                  # a user maps only itself
+])
+def test_id_map_text(euid, egid, lines):
+    uid_map = "0 100000 65536" if euid == 0 else "0 1000 1"
+    assert id_map_lines(uid_map, euid, egid) == lines
