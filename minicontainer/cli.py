@@ -6,13 +6,14 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 
 from . import doctor, network, oci, rootfs, terminal
-from .container import Container, cleanup, exec_command, helper_env, list_containers
+from .cgroups.limits import format_size
+from .container import Container, cleanup, exec_command, list_containers
 from .errors import LabError
 from .namespaces import DEFAULT_KINDS
+from .process import spawn
 from .security import DEFAULT_CAPABILITIES, Security
 from .spec import DEFAULT_ENV, ContainerSpec
 
@@ -96,7 +97,7 @@ def cmd_exec(args, command: list[str]) -> int:
     if not command:
         raise LabError("no command given to exec", "exec runs a command inside a running container",
                        f"write it like: minicontainer exec {args.name} -- ps")
-    return subprocess.run(exec_command(args.name, command), env=helper_env()).returncode
+    return spawn.run(*exec_command(args.name, command)).returncode
 
 
 def cmd_ps(args, _command) -> int:
@@ -105,7 +106,7 @@ def cmd_ps(args, _command) -> int:
     for info in rows:
         spec = info.get("spec", {})
         print(f"{info['name']:<16} {info.get('init_pid', '-'):>7}  {info['status']:<12} "
-              f"{str(spec.get('memory') or '-'):<8} {' '.join(spec.get('command', []))}")
+              f"{format_size(spec['memory']) if spec.get('memory') else '-':<8} {' '.join(spec.get('command', []))}")
     return 0
 
 

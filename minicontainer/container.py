@@ -10,7 +10,6 @@ import json
 import os
 import signal as signals
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -18,26 +17,14 @@ from dataclasses import dataclass
 from . import rootfs, state
 from .cgroups import Cgroup, base_dir, detect
 from .errors import LabError
-from .process import messages
+from .process import messages, spawn
 from .process.channel import Channel
 from .spec import ContainerSpec
 
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Every container (and stage) this process made that has not ended, by name. Strong references:
 # a container lives until it is stopped or this process ends, never until its Python object is
 # garbage-collected (a container started on a line that does not keep it must not vanish).
 LIVE: dict[str, object] = {}
-
-
-def helper_command(module: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", f"minicontainer.process.{module}", *args]
-
-
-def helper_env() -> dict:
-    """The helper imports this same minicontainer, installed or not."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
-    return env
 
 
 def spawn_helper(spec: ContainerSpec, staged: bool, stdin=subprocess.DEVNULL, stdout=None, stderr=None,
@@ -48,8 +35,8 @@ def spawn_helper(spec: ContainerSpec, staged: bool, stdin=subprocess.DEVNULL, st
         spec.rootfs = rootfs.validate_rootfs(spec.rootfs)
     mine, theirs = Channel.pair()
     # pass_fds: extra fds for the container; the init closes them unless spec.security.keep_fds names them.
-    helper = subprocess.Popen(helper_command("helper", str(theirs.fileno())), pass_fds=(theirs.fileno(), *pass_fds),
-                              start_new_session=True, stdin=stdin, stdout=stdout, stderr=stderr, env=helper_env())
+    helper = spawn.start("minicontainer.process.helper", str(theirs.fileno()), pass_fds=(theirs.fileno(), *pass_fds),
+                         start_new_session=True, stdin=stdin, stdout=stdout, stderr=stderr)
     theirs.close()
     mine.send(messages.Create(spec.to_dict(), staged))
     return helper, mine
@@ -180,8 +167,8 @@ class Container:
 
     def exec(self, command: list[str], *, capture: bool = True, timeout: float | None = 60, **popen):
         """Run a command in the running container (its namespaces and cgroup); a CompletedProcess."""
-        return subprocess.run(exec_command(self.name, command), capture_output=capture, text=capture,
-                              timeout=timeout, env=helper_env(), **popen)
+        return spawn.run(*exec_command(self.name, command), capture_output=capture, text=capture,
+                         timeout=timeout, **popen)
 
     # -- the end ------------------------------------------------------------------
     def wait(self, timeout: float | None = None) -> int:
@@ -274,12 +261,12 @@ def running_state(name: str) -> dict:
 
 
 def exec_command(name: str, command: list[str]) -> list[str]:
-    """The helper command line that runs `command` inside container `name`."""
+    """spawn.run(*this): the module and argument that run `command` inside container `name`."""
     info = running_state(name)
     request = {"name": name, "pid": info["init_pid"], "cgroup": sorted(set(info["cgroup"].values())),
                "command": command, "cwd": info["spec"]["cwd"] if info["spec"]["rootfs"] else os.getcwd(),
                "spec": info["spec"]}
-    return helper_command("enter", json.dumps(request))
+    return ["minicontainer.process.enter", json.dumps(request)]
 
 
 def list_containers() -> list[dict]:

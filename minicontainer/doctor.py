@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from . import devices, namespaces, rootfs, seccomp
 from .cgroups import Cgroup, detect
 from .errors import LabError
+from .process import spawn
 
 
 @dataclass
@@ -55,7 +56,8 @@ def probe_namespaces() -> dict[str, str]:
     return results
 
 
-def _read(path: str) -> str | None:
+def read_if_there(path: str) -> str | None:
+    """A /proc or /sys file's text, stripped; None if it is not there (an older kernel, another host)."""
     try:
         with open(path) as f:
             return f.read().strip()
@@ -64,9 +66,7 @@ def _read(path: str) -> str | None:
 
 
 def check_namespaces() -> list[Check]:
-    from .container import helper_env
-    out = subprocess.run([sys.executable, "-m", "minicontainer.doctor", "--probe"], capture_output=True, text=True,
-                         env=helper_env(), timeout=30)
+    out = spawn.run("minicontainer.doctor", "--probe", capture_output=True, text=True, timeout=30)
     try:
         probe = json.loads(out.stdout)
     except json.JSONDecodeError:
@@ -81,7 +81,7 @@ def check_namespaces() -> list[Check]:
             fix = "check /proc/sys/user/max_user_namespaces (must be > 0)"
         checks.append(Check(f"{kind} namespace", not error, error or f"isolates {info.isolates}", fix,
                             blocker=kind in namespaces.DEFAULT_KINDS))
-    limit = _read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
+    limit = read_if_there("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
     if limit == "1":
         checks.append(Check("unprivileged user namespaces", False,
                             "AppArmor restricts them (kernel.apparmor_restrict_unprivileged_userns=1)",
@@ -142,7 +142,7 @@ def check_devices() -> list[Check]:
 
 
 def check_tiocsti() -> list[Check]:
-    value = _read("/proc/sys/dev/tty/legacy_tiocsti")
+    value = read_if_there("/proc/sys/dev/tty/legacy_tiocsti")
     if value == "0":
         return [Check("legacy_tiocsti", True, "0: TIOCSTI needs CAP_SYS_ADMIN on this host", blocker=False)]
     detail = ("1: any process may push input into its controlling terminal with TIOCSTI; containers' seccomp filter "
@@ -156,7 +156,7 @@ def check_tiocsti() -> list[Check]:
 def check_host() -> list[Check]:
     checks = [Check("root", os.geteuid() == 0, f"euid {os.geteuid()}", "run as root (sudo), or in the lab VM"),
               Check("python", sys.version_info >= (3, 10), sys.version.split()[0], "use Python 3.10 or newer")]
-    filesystems = _read("/proc/filesystems") or ""
+    filesystems = read_if_there("/proc/filesystems") or ""
     overlay = "overlay" in filesystems
     if not overlay and os.geteuid() == 0:
         overlay = subprocess.run(["modprobe", "overlay"], capture_output=True).returncode == 0
@@ -167,7 +167,7 @@ def check_host() -> list[Check]:
     built = os.path.isfile(os.path.join(rootfs.DEFAULT_ROOTFS, "bin/busybox"))
     checks.append(Check("default rootfs", built, rootfs.DEFAULT_ROOTFS if built else "not built yet",
                         "run `minicontainer rootfs build` (it takes busybox-static from apt)", blocker=False))
-    root = next((m for m in _read("/proc/self/mountinfo").splitlines() if m.split()[4] == "/"), "")
+    root = next((m for m in read_if_there("/proc/self/mountinfo").splitlines() if m.split()[4] == "/"), "")
     shared = "shared:" in root
     checks.append(Check("/ propagation", True, "shared (as on systemd hosts): containers make their copy rprivate"
                         if shared else "private", blocker=False))

@@ -10,16 +10,7 @@ from dataclasses import dataclass, field
 
 from . import namespaces
 from .errors import LabError
-
-# Bit numbers from <linux/capability.h>.
-CAPABILITIES = [
-    "chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
-    "linux_immutable", "net_bind_service", "net_broadcast", "net_admin", "net_raw", "ipc_lock", "ipc_owner",
-    "sys_module", "sys_rawio", "sys_chroot", "sys_ptrace", "sys_pacct", "sys_admin", "sys_boot", "sys_nice",
-    "sys_resource", "sys_time", "sys_tty_config", "mknod", "lease", "audit_write", "audit_control", "setfcap",
-    "mac_override", "mac_admin", "syslog", "wake_alarm", "block_suspend", "audit_read", "perfmon", "bpf",
-    "checkpoint_restore",
-]
+from .kernel import CAPABILITIES
 
 
 def decode_capabilities(mask: int) -> list[str]:
@@ -140,32 +131,12 @@ def process_tree(pid: int) -> list[int]:
 # -- views that need a process inside another namespace ------------------------------------
 # The caller (often a Jupyter kernel) never calls setns itself: a fresh interpreter does it.
 
-_IN_NAMESPACE = """
-import json, os, socket, sys
-from minicontainer import kernel
-pid, what = int(sys.argv[1]), sys.argv[2]
-kind, flag = {"hostname": ("uts", kernel.CLONE_NEWUTS), "root": ("mnt", kernel.CLONE_NEWNS),
-              "network": ("net", kernel.CLONE_NEWNET)}[what]
-kernel.setns(os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY), flag)
-if what == "network":
-    from minicontainer import network
-    print(json.dumps(network.describe()))
-elif what == "hostname":
-    print(json.dumps(socket.gethostname()))
-else:  # setns into a mount namespace moves our root to the namespace's root
-    st = os.stat("/")
-    print(json.dumps([st.st_dev, st.st_ino]))
-"""
-
-
 def _in_namespace(pid: int, what: str):
+    """Ask a fresh process to enter pid's namespace of one kind and report (see __main__ below)."""
     import json
-    import subprocess
-    import sys
 
-    from .container import helper_env
-    out = subprocess.run([sys.executable, "-c", _IN_NAMESPACE, str(pid), what], capture_output=True, text=True,
-                         env=helper_env(), timeout=30)
+    from .process import spawn
+    out = spawn.run("minicontainer.inspect", str(pid), what, capture_output=True, text=True, timeout=30)
     if out.returncode != 0:
         raise LabError(f"cannot look inside process {pid}: {out.stderr.strip().splitlines()[-1:]}",
                        "it has exited, or this needs root", "check that the container still runs")
@@ -261,3 +232,23 @@ def cgroup_files(directory: str, limit: int = 400) -> dict[str, str]:
         except OSError:
             continue  # write-only files (cgroup.kill) and files the kernel refuses to read
     return files
+
+
+if __name__ == "__main__":  # python -m minicontainer.inspect PID hostname|root|network: see _in_namespace
+    import json
+    import socket
+    import sys
+
+    from . import kernel
+    target, what = int(sys.argv[1]), sys.argv[2]
+    kind, flag = {"hostname": ("uts", kernel.CLONE_NEWUTS), "root": ("mnt", kernel.CLONE_NEWNS),
+                  "network": ("net", kernel.CLONE_NEWNET)}[what]
+    kernel.setns(os.open(f"/proc/{target}/ns/{kind}", os.O_RDONLY), flag)
+    if what == "network":
+        from . import network
+        print(json.dumps(network.describe()))
+    elif what == "hostname":
+        print(json.dumps(socket.gethostname()))
+    else:  # setns into a mount namespace moves our root to the namespace's root
+        st = os.stat("/")
+        print(json.dumps([st.st_dev, st.st_ino]))

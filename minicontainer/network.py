@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
@@ -248,18 +247,6 @@ def configure_inside(lease: dict) -> None:
         ipr.route("add", dst="0.0.0.0/0", gateway=lease["gateway"])
 
 
-def inside(pid: int, lease: Lease | dict | None = None) -> None:
-    """From a notebook: run the inside step in a fresh process that enters pid's network namespace
-    (the notebook's own process never calls setns). With a lease: configure_inside; without: lo up."""
-    from .container import helper_env
-    data = asdict(lease) if isinstance(lease, Lease) else lease
-    out = subprocess.run([sys.executable, "-m", "minicontainer.network", str(pid), json.dumps(data)],
-                         capture_output=True, text=True, env=helper_env(), timeout=30)
-    if out.returncode != 0:
-        raise LabError(f"configuring the network inside process {pid} failed: {out.stderr.strip()[-300:]}",
-                       "the process exited, or the veth end is not in its namespace yet", "check both")
-
-
 @netlink_step
 def describe() -> dict:
     """Links, addresses and routes of the calling process's network namespace, as plain data."""
@@ -399,10 +386,3 @@ def parse_publish(text: str) -> tuple[str, int, int, str]:
         raise LabError(f"--publish {text!r} is not HOSTPORT:CTRPORT", "ports are 1-65535; the host address "
                        "defaults to 127.0.0.1", "write it like 8080:80, or 127.0.0.1:8080:80/tcp") from None
     return host_ip, host_port, ctr_port, proto or "tcp"
-
-
-if __name__ == "__main__":  # python -m minicontainer.network PID LEASE-JSON|null (see inside())
-    from . import kernel
-    kernel.setns(os.open(f"/proc/{sys.argv[1]}/ns/net", os.O_RDONLY), kernel.CLONE_NEWNET)
-    lease_data = json.loads(sys.argv[2])
-    configure_inside(lease_data) if lease_data else loopback_up()

@@ -11,7 +11,6 @@ import json
 import os
 
 from . import devices, namespaces
-from .cgroups.limits import parse_size
 from .errors import LabError
 from .security import MASKED_PATHS, READ_ONLY_PATHS, Security
 from .spec import ContainerSpec
@@ -178,11 +177,11 @@ def to_config(spec: ContainerSpec) -> dict:
                for source, target, ro in spec.binds]
     resources = {}
     if spec.memory:
-        resources["memory"] = {"limit": parse_size(spec.memory)}
+        resources["memory"] = {"limit": spec.memory}
     if spec.cpus:
-        resources["cpu"] = {"quota": int(float(spec.cpus) * 100000), "period": 100000}
+        resources["cpu"] = {"quota": int(spec.cpus * 100000), "period": 100000}
     if spec.pids:
-        resources["pids"] = {"limit": int(spec.pids)}
+        resources["pids"] = {"limit": spec.pids}
     config = {
         "ociVersion": "1.0.2",
         "process": {"terminal": spec.tty, "user": {"uid": int(uid), "gid": int(gid or uid)},
@@ -210,63 +209,3 @@ def to_config(spec: ContainerSpec) -> dict:
         config["linux"]["maskedPaths"], config["linux"]["readonlyPaths"] = MASKED_PATHS, READ_ONLY_PATHS
     namespaces.check_kinds(spec.namespaces)
     return config
-
-
-# -- the same bundle under another runtime, seen by the kernel ------------------------------
-
-def kernel_view(pid: int) -> dict:
-    """What the kernel shows of a container's first process: its own namespaces and its cgroup limits."""
-    from . import inspect
-    stats = inspect.cgroup_of(pid).stats()
-    return {"own namespaces": sorted(set(namespaces.identities(pid)) - set(namespaces.shared_with(pid))),
-            "memory limit": stats["memory_limit"], "pids limit": stats["pids_limit"],
-            "cpu limit": stats["cpu_limit"], "hostname": inspect.hostname(pid),
-            "capabilities": len(inspect.process(pid).capabilities["bounding"])}
-
-
-def view_under(runtime: str, bundle: str) -> dict:
-    """Start the bundle with runc or crun, read kernel_view of it, delete it. Runs in a helper process
-    of its own session, so the container is deleted even if the caller (a notebook) dies meanwhile."""
-    import shutil
-    import subprocess
-    import sys
-
-    from .container import helper_env
-    if not shutil.which(runtime):
-        raise LabError(f"{runtime} is not installed", "the comparison runs the same bundle under it",
-                       f"apt-get install {runtime}")
-    out = subprocess.run([sys.executable, "-m", "minicontainer.oci", runtime, bundle], capture_output=True,
-                         text=True, env=helper_env(), start_new_session=True, timeout=60)
-    if out.returncode != 0:
-        raise LabError(f"{runtime} could not run the bundle: {out.stderr.strip()[-400:]}",
-                       "see its message", "check the bundle with `runc spec` defaults")
-    return json.loads(out.stdout)
-
-
-def _run_and_view(runtime: str, bundle: str) -> dict:
-    import subprocess
-    import tempfile
-    import time
-    with open(os.path.join(bundle, "config.json")) as f:
-        config = json.load(f)
-    config["process"]["terminal"] = False
-    # Relative: below the runtime's own cgroup in each hierarchy, never at the top of the machine's tree.
-    config["linux"]["cgroupsPath"] = f"{runtime}-view-{os.getpid()}"
-    with tempfile.TemporaryDirectory() as state, tempfile.TemporaryDirectory() as copy:
-        with open(os.path.join(copy, "config.json"), "w") as f:
-            json.dump({**config, "root": {**config["root"], "path": os.path.join(bundle, config["root"]["path"])}}, f)
-        name = f"view-{os.getpid()}"
-        base = [runtime, "--root", state]
-        try:
-            subprocess.run(base + ["run", "-d", "--pid-file", os.path.join(state, "pid"), "--bundle", copy, name],
-                           check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=30)
-            pid = int(open(os.path.join(state, "pid")).read())
-            time.sleep(0.2)
-            return kernel_view(pid)
-        finally:
-            subprocess.run(base + ["delete", "-f", name], capture_output=True, timeout=30)
-
-
-if __name__ == "__main__":  # python -m minicontainer.oci RUNTIME BUNDLE: see view_under
-    import sys
-    print(json.dumps(_run_and_view(sys.argv[1], sys.argv[2])))

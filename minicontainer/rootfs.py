@@ -170,7 +170,7 @@ def mount_proc(root: str) -> None:
 DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0)}
 
 
-def mount_dev(root: str, use_bind: bool = False, shm_size: str | None = None) -> None:
+def mount_dev(root: str, use_bind: bool = False, shm_size: int | None = None) -> None:
     """A minimal /dev on tmpfs: six character devices, a private devpts, /dev/shm.
 
     Not the host's /dev: that would hand the container every disk and the kernel log.

@@ -28,8 +28,9 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from . import kernel, seccomp
+from .cgroups.limits import parse_size
 from .errors import LabError
-from .inspect import CAPABILITIES
+from .kernel import CAPABILITIES
 
 # Docker's default list. CAP_MKNOD is in it because the device cgroup makes device nodes harmless.
 DEFAULT_CAPABILITIES = ["chown", "dac_override", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
@@ -51,9 +52,11 @@ class Security:
     devices: bool = True                 # the device cgroup (needs a cgroup: not in rootless mode)
     close_fds: bool = True
     keep_fds: list[int] = field(default_factory=list)
-    tmpfs_size: str | None = "64m"       # /dev/shm and /tmp; None: unlimited (half of RAM) and /tmp on disk
+    tmpfs_size: int | None = 64 << 20    # bytes ("64m" when made) of /dev/shm and /tmp; None: unlimited (half
+                                         # of RAM) and /tmp on disk
 
     def __post_init__(self):
+        self.tmpfs_size = None if self.tmpfs_size is None else parse_size(self.tmpfs_size, "tmpfs size")
         if self.seccomp is True:
             self.seccomp = "allowlist"
         elif self.seccomp is False:
@@ -110,7 +113,7 @@ def read_only_paths(root: str) -> None:
             kernel.mount(None, target, None, kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY)
 
 
-def mount_tmp(root: str, size: str) -> None:
+def mount_tmp(root: str, size: int) -> None:
     """A size-limited tmpfs on /tmp: writes there use (cgroup-charged) memory, not the host's disk."""
     target = os.path.join(root, "tmp")
     os.makedirs(target, exist_ok=True)

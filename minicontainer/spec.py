@@ -7,6 +7,7 @@ import re
 import resource
 import secrets
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 from . import namespaces
 from .cgroups.limits import parse_cpus, parse_pids, parse_size
@@ -18,16 +19,33 @@ _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 _HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
 
 
+class Bind(NamedTuple):
+    """A host file or directory shown at target inside the container."""
+    source: str
+    target: str
+    read_only: bool = True
+
+
+class Port(NamedTuple):
+    """A published port: host_ip:host_port on the host forwarded to container_port."""
+    host_ip: str
+    host_port: int
+    container_port: int
+    protocol: str = "tcp"
+
+
 @dataclass
 class ContainerSpec:
+    """What to build. Limits, binds and ports may be given as text ("64M", 0.5, ("/src", "/dst", True))
+    and are typed values from then on: bytes, a CPU fraction, a count, Bind and Port."""
     rootfs: str | None                      # None: a namespace-only process on the host's filesystem
     command: list[str] = field(default_factory=lambda: ["/bin/sh"])
     env: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ENV))
     hostname: str | None = None
     namespaces: tuple[str, ...] = namespaces.DEFAULT_KINDS
-    memory: str | int | None = None         # "64M"; swap is off for the container unless swap=True
-    cpus: str | float | None = None         # 0.5 = half a CPU's time per period
-    pids: str | int | None = None
+    memory: int | None = None               # bytes ("64M" when made); swap is off unless swap=True
+    cpus: float | None = None               # 0.5 = half a CPU's time per period
+    pids: int | None = None
     swap: bool = False
     cwd: str = "/"
     name: str = ""                          # also the cgroup's directory name
@@ -35,10 +53,10 @@ class ContainerSpec:
     time_offset: int = 0                    # with the time namespace: seconds added to CLOCK_MONOTONIC/BOOTTIME
     fresh_proc: bool = True                 # namespace-only process: mount a new /proc (needs mnt + pid)
     tty: bool = False                       # stdin is a pty slave: make it the controlling terminal
-    binds: list = field(default_factory=list)  # [(host path, container path, read_only)], e.g. a payload
+    binds: list[Bind] = field(default_factory=list)  # e.g. a payload: [(host path, container path, read_only)]
     root_switch: str = "pivot_root"         # or "chroot", to show why containers do not use it
     network: str = "none"                   # "none": only lo (down); "bridge": the lab bridge, NAT, publish
-    publish: list = field(default_factory=list)  # [(host ip, host port, container port, proto)] with bridge
+    publish: list[Port] = field(default_factory=list)  # with bridge: [(host ip, host port, ctr port, proto)]
     security: Security = field(default_factory=Security)  # the defences; Security.off() for none
     user: str | None = None                 # "UID[:GID]" to run the command as, after the set-up as root
     read_only_root: bool = False            # / remounted read-only (docker --read-only); /tmp stays a tmpfs
@@ -50,6 +68,14 @@ class ContainerSpec:
 
     def __post_init__(self):
         self.namespaces = namespaces.check_kinds(self.namespaces)
+        # Parsed once, here: every later reader (cgroups, OCI, ps, the steps) gets typed values.
+        self.memory = None if self.memory is None else parse_size(self.memory)
+        self.cpus = None if self.cpus is None else parse_cpus(self.cpus)
+        self.pids = None if self.pids is None else parse_pids(self.pids)
+        self.binds = [Bind(*bind) for bind in self.binds]
+        self.publish = [Port(*port) for port in self.publish]
+        self.extra_mounts = tuple(self.extra_mounts)
+        self.rlimits = {name: tuple(values) for name, values in self.rlimits.items()}
         if isinstance(self.security, dict):
             self.security = Security(**self.security)
         if not self.name:
@@ -86,9 +112,6 @@ class ContainerSpec:
             raise LabError("a root filesystem needs the mnt namespace",
                            "pivot_root and the container's mounts would change the host's mount table",
                            "add 'mnt' to the namespaces")
-        for value, parse in ((self.memory, parse_size), (self.cpus, parse_cpus), (self.pids, parse_pids)):
-            if value is not None:
-                parse(value)
         if self.root_switch not in ("pivot_root", "chroot"):
             raise LabError(f"root_switch {self.root_switch!r} is unknown", "the root is switched by pivot_root "
                            "or chroot", "use root_switch='pivot_root' (the default) or 'chroot'")

@@ -13,8 +13,9 @@ import pytest
 from conftest import REPO, STARTUP_WAIT, assert_back_to, kernel_state
 
 from minicontainer import inspect, namespaces, state
-from minicontainer.container import Container, exec_command, helper_env, run
+from minicontainer.container import Container, exec_command, run
 from minicontainer.errors import LabError
+from minicontainer.process import spawn
 from minicontainer.spec import ContainerSpec
 
 
@@ -91,7 +92,7 @@ def test_exec_into_a_container_that_just_ended_says_so(image):
     box = Container.start(ContainerSpec(image, ["sleep", "30"]))
     command = exec_command(box.name, ["true"])
     box.stop(grace=0.2)
-    out = subprocess.run(command, capture_output=True, text=True, timeout=30, env=helper_env())
+    out = spawn.run(*command, capture_output=True, text=True, timeout=30)
     assert out.returncode == 126, out.stderr
     assert f"container '{box.name}' ended before the command could join its cgroup" in out.stderr
     assert "Traceback" not in out.stderr
@@ -151,19 +152,20 @@ def test_cpu_quota_throttles(image):
 
 
 def test_bad_inputs_are_refused_before_anything_starts(image, tmp_path):
+    # A bad limit is refused as the spec is made (it is parsed once, there); the rest when it is run.
     cases = [
-        (ContainerSpec(image, ["true"], memory="12XB"), "is not a size"),
-        (ContainerSpec(image, ["true"], memory="0"), "more than zero"),
-        (ContainerSpec(str(tmp_path), ["true"]), "has no /bin/sh"),
-        (ContainerSpec("/", ["true"]), "host's /"),
-        (ContainerSpec("/nonexistent", ["true"]), "is not a directory"),
-        (ContainerSpec(image, ["true"], hostname="bad_host!"), "hostname"),
-        (ContainerSpec(image, ["no-such-program"]), "not found in the container"),
+        (lambda: ContainerSpec(image, ["true"], memory="12XB"), "is not a size"),
+        (lambda: ContainerSpec(image, ["true"], memory="0"), "more than zero"),
+        (lambda: ContainerSpec(str(tmp_path), ["true"]), "has no /bin/sh"),
+        (lambda: ContainerSpec("/", ["true"]), "host's /"),
+        (lambda: ContainerSpec("/nonexistent", ["true"]), "is not a directory"),
+        (lambda: ContainerSpec(image, ["true"], hostname="bad_host!"), "hostname"),
+        (lambda: ContainerSpec(image, ["no-such-program"]), "not found in the container"),
     ]
-    for spec, words in cases:
+    for make, words in cases:
         with pytest.raises(LabError) as caught:
-            run(spec)
-        assert words in str(caught.value), (spec, str(caught.value))
+            run(make())
+        assert words in str(caught.value), str(caught.value)
         assert caught.value.fix, words
 
 

@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from minicontainer import attacks
 from minicontainer.container import Container
+from minicontainer.lab import attacks
 from minicontainer.spec import ContainerSpec
 
 OUTCOMES: list[attacks.Outcome] = []

@@ -16,6 +16,7 @@ from conftest import REPO, assert_back_to, cli, kernel_state
 from minicontainer import inspect, network, state
 from minicontainer.container import Container
 from minicontainer.errors import LabError
+from minicontainer.lab import network_steps
 from minicontainer.spec import ContainerSpec
 
 BACKENDS = [b for b, tool in (("nftables", "nft"), ("iptables", "iptables")) if shutil.which(tool)]
@@ -85,7 +86,7 @@ def test_net_none_has_only_a_down_loopback(image):
     with Container.start(ContainerSpec(image, ["sleep", "60"])) as box:
         links = inspect.network(box.pid)["links"]
         assert [(k["name"], k["state"]) for k in links] == [("lo", "DOWN")]
-        network.inside(box.pid)  # lo up, from a fresh process in the container's namespace
+        network_steps.inside(box.pid)  # lo up, from a fresh process in the container's namespace
         assert box.exec(["ping", "-c", "1", "-W", "1", "127.0.0.1"]).returncode == 0
 
 

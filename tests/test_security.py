@@ -11,11 +11,12 @@ from dataclasses import replace
 import pytest
 from conftest import cli, run_python
 
-from minicontainer import attacks, devices, payloads, seccomp
+from minicontainer import devices, seccomp
 from minicontainer.cgroups import Cgroup, Controller, Layout, base_dir, detect
 from minicontainer.container import run
 from minicontainer.errors import LabError
 from minicontainer.inspect import CAPABILITIES
+from minicontainer.lab import attacks, payloads
 from minicontainer.security import DEFAULT_CAPABILITIES, Security
 from minicontainer.spec import ContainerSpec
 

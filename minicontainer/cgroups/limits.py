@@ -32,6 +32,16 @@ def parse_size(text: str | int, what: str = "memory limit") -> int | None:
     return value
 
 
+def format_size(value: int | None) -> str:
+    """64M for 67108864: the largest unit that divides it; "max" for no limit."""
+    if value is None:
+        return "max"
+    for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("k", 1 << 10)):
+        if value % factor == 0:
+            return f"{value // factor}{unit}"
+    return str(value)
+
+
 def parse_cpus(text: str | float) -> float | None:
     """A CPU count like 0.5 or 2 (how many CPUs' worth of time per period); None for "max"."""
     if str(text).strip().lower() == "max":

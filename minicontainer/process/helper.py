@@ -35,6 +35,7 @@ from dataclasses import asdict
 
 from .. import namespaces, seccomp, state
 from ..cgroups import Cgroup
+from ..cgroups.limits import format_size
 from ..errors import LabError
 from ..spec import ContainerSpec
 from . import init, intermediate, messages, steps
@@ -95,7 +96,8 @@ class Helper:
         self.write_state("creating")
         if spec.rootless:
             # An unprivileged user may not make cgroups unless a subtree was delegated to it.
-            limits = [f"{k}={v}" for k, v in (("memory", spec.memory), ("cpus", spec.cpus), ("pids", spec.pids)) if v]
+            limits = [f"{k}={v}" for k, v in (("memory", spec.memory and format_size(spec.memory)),
+                                              ("cpus", spec.cpus), ("pids", spec.pids)) if v]
             self.say("cgroup", "rootless: no cgroup, so no limits are applied"
                      + (f" (asked for {', '.join(limits)}: NOT applied)" if limits else "")
                      + "; no device cgroup either, nor one needed: mounts made in a user namespace are nodev, "

@@ -54,16 +54,10 @@ def serve(ctx: steps.Context, parent_pid: int) -> None:
 
 
 def run_named_step(ctx: steps.Context, name: str) -> None:
-    step = steps.find(ctx.spec, name)
-    if step.name == "exec":
-        ctx.channel.send(messages.StepDone("exec", steps.report(step, ctx), steps.INIT))
+    if name == "exec":
+        ctx.channel.send(messages.StepDone("exec", steps.report(steps.find(ctx.spec, "exec"), ctx), steps.INIT))
         exec_command(ctx)  # returns only by raising
-    try:
-        steps.run_step(step, ctx)
-    except LabError as e:
-        ctx.channel.send_error(e)
-        return
-    ctx.channel.send(messages.StepDone(step.name, steps.report(step, ctx), steps.INIT))
+    steps.run_and_report(ctx, name, steps.INIT)
 
 
 def exec_command(ctx: steps.Context) -> None:

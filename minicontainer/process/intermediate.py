@@ -27,13 +27,7 @@ def serve(ctx: steps.Context, helper_pid: int) -> None:
                 os._exit(1)  # the helper is gone
             if message.name == "fork PID 1":
                 fork_init(ctx)  # never returns
-            step = steps.find(ctx.spec, message.name)
-            try:
-                steps.run_step(step, ctx)
-            except LabError as e:
-                ctx.channel.send_error(e)
-                continue
-            ctx.channel.send(messages.StepDone(step.name, steps.report(step, ctx), steps.INTERMEDIATE))
+            steps.run_and_report(ctx, message.name, steps.INTERMEDIATE)
     except BaseException as e:  # noqa: BLE001
         ctx.channel.send_error(LabError(f"user namespace set-up failed: {e}", "the kernel refused the namespace or "
                                         "its id maps (unprivileged user namespaces restricted?)",

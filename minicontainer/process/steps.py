@@ -23,8 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .. import kernel, namespaces, rootfs, security, terminal
+from ..cgroups.limits import format_size
 from ..errors import LabError
 from ..spec import ContainerSpec
+from . import messages
 
 HELPER, INTERMEDIATE, INIT = "helper", "intermediate", "init"
 UNSHARED_BY_INIT = ("mnt", "uts", "ipc", "net", "cgroup")  # pid and time apply to children: see "pid namespace"
@@ -169,8 +171,7 @@ def set_hostname(ctx: Context) -> None:
 def connect_network(ctx: Context) -> None:
     """Ask the helper for a veth end in this namespace (it creates the pair on the host), then
     configure it from inside."""
-    from .. import network
-    from . import messages
+    from .. import network  # pyroute2, only for containers on the bridge
     ctx.channel.send(messages.NeedNetwork())
     reply = ctx.channel.recv()
     if isinstance(reply, messages.Error):
@@ -277,7 +278,8 @@ def close_fds(ctx: Context) -> None:
 
 def _limits(ctx: Context) -> str:
     s = ctx.spec
-    return ", ".join(f"{k}={v}" for k, v in (("memory", s.memory), ("cpus", s.cpus), ("pids", s.pids)) if v)
+    given = (("memory", s.memory and format_size(s.memory)), ("cpus", s.cpus), ("pids", s.pids))
+    return ", ".join(f"{k}={v}" for k, v in given if v)
 
 
 def _devices(ctx: Context) -> str:
@@ -355,7 +357,7 @@ STEPS: list[Step] = [
          _rootfs, "with a rootfs", mount_dev, after=("overlay",)),
     Step("tmp", INIT, "a size-limited tmpfs on /tmp (and /dev/shm)", lambda s: _rootfs(s) and
          bool(s.security.tmpfs_size), "with a rootfs and tmpfs_size", mount_tmp,
-         lambda ctx: ctx.spec.security.tmpfs_size, after=("dev",)),
+         lambda ctx: format_size(ctx.spec.security.tmpfs_size), after=("dev",)),
     Step("console", INIT, "bind its pty on /dev/console", lambda s: _rootfs(s) and s.tty, "with a terminal",
          bind_console, after=("dev",)),
     Step("sys", INIT, "sysfs read-only", _rootfs, "with a rootfs", mount_sys, after=("overlay",)),
@@ -420,6 +422,17 @@ def find(spec: ContainerSpec, name: str) -> Step:
 def report(step: Step, ctx: Context) -> str:
     """What a step tells as it is done: its detail for this container, or else what it does."""
     return step.detail(ctx) or step.what
+
+
+def run_and_report(ctx: Context, name: str, process: str) -> None:
+    """In init or the intermediate: run the step the helper named, and answer StepDone or Error."""
+    try:
+        step = find(ctx.spec, name)
+        run_step(step, ctx)
+    except LabError as e:
+        ctx.channel.send_error(e)
+        return
+    ctx.channel.send(messages.StepDone(step.name, report(step, ctx), process))
 
 
 def run_step(step: Step, ctx: Context) -> None:

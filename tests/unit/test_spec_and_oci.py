@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from minicontainer import oci
-from minicontainer.cgroups.limits import parse_cpus, parse_pids, parse_size
+from minicontainer.cgroups.limits import format_size, parse_cpus, parse_pids, parse_size
 from minicontainer.errors import LabError
 from minicontainer.process.steps import id_map_lines
 from minicontainer.security import Security
@@ -58,3 +60,23 @@ def test_oci_refuses_a_device_minicontainer_would_not_allow():
 def test_id_map_text(euid, egid, lines):
     uid_map = "0 100000 65536" if euid == 0 else "0 1000 1"
     assert id_map_lines(uid_map, euid, egid) == lines
+
+
+def test_the_spec_is_parsed_once_when_made():
+    spec = ContainerSpec("/img", ["sh"], memory="48M", cpus="0.5", pids="20", binds=[("/src", "/dst", False)],
+                         publish=[("127.0.0.1", 8080, 80, "tcp")], network="bridge", name="typed",
+                         security=Security(tmpfs_size="16m"), rootless=False)
+    assert (spec.memory, spec.cpus, spec.pids, spec.security.tmpfs_size) == (48 << 20, 0.5, 20, 16 << 20)
+    assert spec.binds[0].target == "/dst" and not spec.binds[0].read_only
+    assert spec.publish[0].host_port == 8080 and spec.publish[0].container_port == 80
+    again = ContainerSpec.from_dict(json.loads(json.dumps(spec.to_dict())))  # as the helper receives it
+    assert again == spec
+
+
+def test_a_bad_limit_is_refused_when_the_spec_is_made():
+    with pytest.raises(LabError, match="is not a size"):
+        ContainerSpec("/img", ["sh"], memory="lots")
+
+
+def test_sizes_are_shown_as_typed():
+    assert [format_size(v) for v in (64 << 20, 3 << 29, 1000, None)] == ["64M", "1536M", "1000", "max"]

@@ -6,7 +6,7 @@
  *                             container's own (a mount, a user namespace, an io_uring, its terminal)
  *   CONTAINED: <why>         the kernel refused it
  *   INFO: <data>             for the caller to judge (namespace identities)
- * Used by the escape test suite and notebook 05; built with gcc -static by minicontainer.payloads.
+ * Used by the escape test suite and notebook 05; built with gcc -static by minicontainer.lab.payloads.
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 
-from ..errors import LabError
+from ...errors import LabError
 
 SOURCES = os.path.dirname(os.path.abspath(__file__))
 CACHE = os.environ.get("MINICONTAINER_PAYLOADS", "/var/cache/minicontainer/payloads")
@@ -20,7 +20,7 @@ def source(name: str) -> str:
     path = os.path.join(SOURCES, f"{name}.c")
     if not os.path.isfile(path):
         known = sorted(f[:-2] for f in os.listdir(SOURCES) if f.endswith(".c"))
-        raise LabError(f"no payload named {name!r}", "payloads are the .c files in minicontainer/payloads",
+        raise LabError(f"no payload named {name!r}", "payloads are the .c files in minicontainer/lab/payloads",
                        f"use one of: {', '.join(known)}")
     return path
 

@@ -14,8 +14,8 @@ import time
 
 import ipywidgets as W
 
-from . import inspect
-from .errors import LabError
+from .. import inspect
+from ..errors import LabError
 
 STYLE = """<style>
 .mc-table {border-collapse: collapse; font-family: monospace; font-size: 12px}

@@ -26,10 +26,12 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from . import namespaces, payloads, rootfs
-from .container import Container, run
-from .security import DEFAULT_CAPABILITIES, Security
-from .spec import ContainerSpec
+from .. import namespaces, rootfs
+from ..container import Container, run
+from ..doctor import read_if_there
+from ..security import DEFAULT_CAPABILITIES, Security
+from ..spec import ContainerSpec
+from . import payloads
 
 ALL_KINDS = ("mnt", "uts", "ipc", "pid", "net", "cgroup")
 
@@ -54,24 +56,16 @@ def _caps_plus(*names: str, **security) -> Security:
     return Security(capabilities=DEFAULT_CAPABILITIES + list(names), **security)
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
 def host_block_device() -> tuple[int, int] | None:
     """A block device this host's root may open: the disk holding the image first, then any other.
     (Some hosts, sandboxes among them, refuse even their own root some of their disks.)"""
     image = os.stat(rootfs.DEFAULT_ROOTFS if os.path.isdir(rootfs.DEFAULT_ROOTFS) else "/").st_dev
     numbers = [(os.major(image), os.minor(image))] if os.major(image) else []
     for name in sorted(os.listdir("/sys/block")) if os.path.isdir("/sys/block") else []:
-        major, _, minor = (_read(f"/sys/block/{name}/dev") or "0:0").partition(":")
+        major, _, minor = (read_if_there(f"/sys/block/{name}/dev") or "0:0").partition(":")
         numbers.append((int(major), int(minor)))
     for major, minor in numbers:
-        uevent = _read(f"/sys/dev/block/{major}:{minor}/uevent") or ""
+        uevent = read_if_there(f"/sys/dev/block/{major}:{minor}/uevent") or ""
         name = next((line[8:] for line in uevent.splitlines() if line.startswith("DEVNAME=")), "")
         try:
             os.close(os.open(f"/dev/{name}", os.O_RDONLY | os.O_NONBLOCK))
@@ -86,19 +80,19 @@ def _no_openable_disk() -> str:
 
 
 def _no_user_namespaces() -> str:
-    if _read("/proc/sys/user/max_user_namespaces") == "0":
+    if read_if_there("/proc/sys/user/max_user_namespaces") == "0":
         return "user.max_user_namespaces=0 on this host"
-    if _read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+    if read_if_there("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
         return "AppArmor's restriction of user namespaces on this host"
     return ""
 
 
 def _no_legacy_tiocsti() -> str:
-    return "dev.tty.legacy_tiocsti=0 on this host" if _read("/proc/sys/dev/tty/legacy_tiocsti") == "0" else ""
+    return "dev.tty.legacy_tiocsti=0 on this host" if read_if_there("/proc/sys/dev/tty/legacy_tiocsti") == "0" else ""
 
 
 def _no_io_uring() -> str:
-    disabled = _read("/proc/sys/kernel/io_uring_disabled")
+    disabled = read_if_there("/proc/sys/kernel/io_uring_disabled")
     return f"kernel.io_uring_disabled={disabled} on this host" if disabled not in (None, "0") else ""
 
 

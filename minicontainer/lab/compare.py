@@ -1,0 +1,68 @@
+"""The same bundle under another runtime (runc, crun), seen by the kernel: for notebook 06.
+
+kernel_view() reads what the kernel holds of a container's first process; view_under() starts an
+OCI bundle with runc or crun in a helper of its own session (so the container is deleted even if
+the notebook dies meanwhile) and reads the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from .. import inspect, namespaces
+from ..errors import LabError
+from ..process import spawn
+
+
+def kernel_view(pid: int) -> dict:
+    """What the kernel shows of a container's first process: its own namespaces and its cgroup limits."""
+    stats = inspect.cgroup_of(pid).stats()
+    return {"own namespaces": sorted(set(namespaces.identities(pid)) - set(namespaces.shared_with(pid))),
+            "memory limit": stats["memory_limit"], "pids limit": stats["pids_limit"],
+            "cpu limit": stats["cpu_limit"], "hostname": inspect.hostname(pid),
+            "capabilities": len(inspect.process(pid).capabilities["bounding"])}
+
+
+def view_under(runtime: str, bundle: str) -> dict:
+    """Start the bundle with runc or crun, read kernel_view of it, delete it. Runs in a helper process
+    of its own session, so the container is deleted even if the caller (a notebook) dies meanwhile."""
+    if not shutil.which(runtime):
+        raise LabError(f"{runtime} is not installed", "the comparison runs the same bundle under it",
+                       f"apt-get install {runtime}")
+    out = spawn.run("minicontainer.lab.compare", runtime, bundle, capture_output=True, text=True,
+                    start_new_session=True, timeout=60)
+    if out.returncode != 0:
+        raise LabError(f"{runtime} could not run the bundle: {out.stderr.strip()[-400:]}",
+                       "see its message", "check the bundle with `runc spec` defaults")
+    return json.loads(out.stdout)
+
+
+def _run_and_view(runtime: str, bundle: str) -> dict:
+    with open(os.path.join(bundle, "config.json")) as f:
+        config = json.load(f)
+    config["process"]["terminal"] = False
+    # Relative: below the runtime's own cgroup in each hierarchy, never at the top of the machine's tree.
+    config["linux"]["cgroupsPath"] = f"{runtime}-view-{os.getpid()}"
+    with tempfile.TemporaryDirectory() as state, tempfile.TemporaryDirectory() as copy:
+        with open(os.path.join(copy, "config.json"), "w") as f:
+            json.dump({**config, "root": {**config["root"], "path": os.path.join(bundle, config["root"]["path"])}}, f)
+        name = f"view-{os.getpid()}"
+        base = [runtime, "--root", state]
+        try:
+            subprocess.run(base + ["run", "-d", "--pid-file", os.path.join(state, "pid"), "--bundle", copy, name],
+                           check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=30)
+            pid = int(open(os.path.join(state, "pid")).read())
+            time.sleep(0.2)
+            return kernel_view(pid)
+        finally:
+            subprocess.run(base + ["delete", "-f", name], capture_output=True, timeout=30)
+
+
+if __name__ == "__main__":  # python -m minicontainer.lab.compare RUNTIME BUNDLE: see view_under
+    print(json.dumps(_run_and_view(sys.argv[1], sys.argv[2])))

@@ -1,0 +1,35 @@
+"""The one way to start a fresh interpreter of this same minicontainer, installed or not.
+
+A Jupyter kernel is multithreaded, so it never unshares, forks or setns itself: the helper,
+`exec`, the doctor's probe and every look inside another namespace run in a fresh process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def env() -> dict:
+    """The environment in which the fresh interpreter imports this same minicontainer."""
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_PARENT, environment.get("PYTHONPATH")) if p)
+    return environment
+
+
+def command(module: str, *args: str) -> list[str]:
+    """python -m MODULE ARGS..., with this interpreter."""
+    return [sys.executable, "-m", module, *map(str, args)]
+
+
+def run(module: str, *args: str, **options) -> subprocess.CompletedProcess:
+    """Run python -m MODULE ARGS to its end (subprocess.run's options apply)."""
+    return subprocess.run(command(module, *args), env=env(), **options)
+
+
+def start(module: str, *args: str, **options) -> subprocess.Popen:
+    """Start python -m MODULE ARGS and return at once (subprocess.Popen's options apply)."""
+    return subprocess.Popen(command(module, *args), env=env(), **options)
