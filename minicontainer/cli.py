@@ -1,4 +1,4 @@
-"""minicontainer: run / exec / ps / rootfs build / doctor / cleanup."""
+"""minicontainer: run / exec / stop / kill / ps / rootfs build / doctor / cleanup."""
 
 from __future__ import annotations
 
@@ -8,16 +8,70 @@ import os
 import signal
 import sys
 
-from . import doctor, network, oci, rootfs, terminal
+from . import doctor, network, oci, rootfs, state, terminal
 from .cgroups.limits import format_size
-from .container import Container, cleanup, exec_command, list_containers
+from .container import Container, cleanup, exec_command, list_containers, signal_container, stop_container
 from .errors import LabError
 from .namespaces import DEFAULT_KINDS
-from .process import spawn
+from .process import messages, spawn
 from .security import DEFAULT_CAPABILITIES, Security
 from .spec import DEFAULT_ENV, ContainerSpec
 
 ERROR_EXIT = 125  # as docker and podman: the runtime failed, not the command
+
+
+class ForwardSignals:
+    """Signals sent to `run` (kill, timeout, Ctrl-C without a tty) go on to the container's PID 1.
+
+    The kernel delivers a signal from outside to a PID namespace's init only if the init handles it
+    (SIGKILL excepted), so a PID 1 like `sleep` or `httpd -f` ignores SIGINT and SIGTERM. When it
+    still runs a second after the first one, this says so; a second SIGINT or SIGTERM, or the end of
+    the stop timeout, kills every process of the container.
+    """
+
+    def __init__(self, container: Container, stop_timeout: float):
+        self.container, self.stop_timeout = container, stop_timeout
+        self.first: int | None = None
+        self.warned = False
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(sig, self.forward)
+        signal.signal(signal.SIGALRM, self.check)
+
+    def forward(self, signum: int, _frame=None) -> None:
+        self.container.signal(signum)
+        if signum not in (signal.SIGINT, signal.SIGTERM):
+            return
+        if self.first is None:
+            self.first = signum
+            signal.alarm(1)  # look again in a second
+        else:
+            self.kill(f"{signal.Signals(signum).name} again")
+
+    def check(self, *_) -> None:
+        if not state.process_alive(self.container.pid):
+            return
+        name = signal.Signals(self.first).name
+        if not self.warned:
+            self.warned = True
+            rest = max(1, round(self.stop_timeout - 1))
+            say(f"PID 1 ({self.container.spec.command[0]}) is still running after {name}: a PID namespace's "
+                f"init gets only the signals it handles. Press Ctrl-C (or send {name}) again, or wait {rest} s, "
+                "and every process of the container is killed")
+            signal.alarm(rest)
+        else:
+            self.kill(f"{self.stop_timeout:.0f} s after {name}")
+
+    def kill(self, why: str) -> None:
+        signal.alarm(0)
+        say(f"{why}: killing every process of container {self.container.name}")
+        self.container.channel.send(messages.Stop(0))
+
+
+def say(message: str) -> None:
+    """A note on stderr, readable even while a terminal is in raw mode."""
+    print(f"minicontainer: {message}", end="\r\n", file=sys.stderr, flush=True)
 
 
 def split_command(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -75,6 +129,11 @@ def cmd_run(args, command: list[str]) -> int:
         print(json.dumps(oci.to_config(spec), indent=2))
         return 0
     say = (lambda step, detail: print(f"=> {step}: {detail}", file=sys.stderr, flush=True)) if args.verbose else None
+    # A signal that arrives while the container starts is held, and passed on once it runs (Ctrl-C still
+    # interrupts the start itself).
+    pending: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, lambda signum, _frame: pending.append(signum))
     if not use_tty:
         container = Container.start(spec, stdin=None, on_step=say)
     else:
@@ -83,9 +142,10 @@ def cmd_run(args, command: list[str]) -> int:
             container = Container.start(spec, stdin=slave, stdout=slave, stderr=slave, on_step=say)
         finally:
             os.close(slave)
-    # Signals sent to us (kill, or Ctrl-C without a tty) are passed on to the container's PID 1.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, lambda signum, _frame: container.signal(signum))
+    forwarding = ForwardSignals(container, args.stop_timeout)
+    forwarding.install()
+    for sig in pending:
+        forwarding.forward(sig)
     if use_tty:
         terminal.relay(master)
         os.close(master)
@@ -98,6 +158,27 @@ def cmd_exec(args, command: list[str]) -> int:
         raise LabError("no command given to exec", "exec runs a command inside a running container",
                        f"write it like: minicontainer exec {args.name} -- ps")
     return spawn.run(*exec_command(args.name, command)).returncode
+
+
+def parse_signal(text: str) -> int:
+    name = text.upper()
+    try:
+        return int(name) if name.isdigit() else int(signal.Signals[name if name.startswith("SIG") else "SIG" + name])
+    except (KeyError, ValueError):
+        raise LabError(f"{text!r} is not a signal", "a signal is a name or a number, as kill -l lists them",
+                       "write it like TERM, SIGKILL or 9") from None
+
+
+def cmd_kill(args, _command) -> int:
+    signal_container(args.name, parse_signal(args.signal))
+    return 0
+
+
+def cmd_stop(args, _command) -> int:
+    killed = stop_container(args.name, args.time)
+    print(f"{args.name}: " + (f"still running {args.time:.0f} s after SIGTERM, so every process in its cgroup was "
+                              "killed" if killed else "ended after SIGTERM"))
+    return 0
 
 
 def cmd_ps(args, _command) -> int:
@@ -168,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a user namespace in which root is you: runs without root (no cgroup limits)")
     run.add_argument("--no-tty", action="store_true",
                      help="do not give the container a terminal even when run from one")
+    run.add_argument("--stop-timeout", type=float, default=10.0, metavar="SECONDS",
+                     help="after a SIGINT or SIGTERM that PID 1 ignores, kill the container this much later")
     run.add_argument("-v", "--verbose", action="store_true", help="print each start step")
     run.set_defaults(func=cmd_run)
 
@@ -175,6 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     exe.add_argument("name")
     exe.set_defaults(func=cmd_exec)
 
+    stop = sub.add_parser("stop", help="SIGTERM to a container's PID 1, then kill it after a grace period")
+    stop.add_argument("name")
+    stop.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS", help="the grace period")
+    stop.set_defaults(func=cmd_stop)
+    kill = sub.add_parser("kill", help="send a signal to a container's PID 1 (default KILL)")
+    kill.add_argument("name")
+    kill.add_argument("signal", nargs="?", default="KILL")
+    kill.set_defaults(func=cmd_kill)
     sub.add_parser("ps", help="list containers").set_defaults(func=cmd_ps)
     rfs = sub.add_parser("rootfs", help="root filesystem images")
     rfs_sub = rfs.add_subparsers(dest="action", required=True)

@@ -260,6 +260,44 @@ def running_state(name: str) -> dict:
     return info
 
 
+def signal_container(name: str, sig: int) -> None:
+    """Send a signal to a running container's PID 1 from any process (`minicontainer kill NAME SIGNAL`)."""
+    info = running_state(name)
+    try:
+        pidfd = os.pidfd_open(info["init_pid"])  # this very process from here on, whatever reuses its PID
+    except ProcessLookupError:
+        pidfd = None
+    try:
+        if pidfd is None or not state.process_alive(info["init_pid"], info.get("init_start")):
+            raise LabError(f"container {name!r} has just ended", "its PID 1 exited", "nothing to signal")
+        signals.pidfd_send_signal(pidfd, sig)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def stop_container(name: str, grace: float = 10.0) -> bool:
+    """SIGTERM to PID 1, then, if it still runs after `grace` seconds, SIGKILL to every process in its
+    cgroup (`minicontainer stop NAME`). Returns whether the kill was needed. Its helper cleans up."""
+    info = running_state(name)
+    signal_container(name, signals.SIGTERM)
+    alive = lambda: state.process_alive(info["init_pid"], info.get("init_start"))  # noqa: E731
+    deadline = time.monotonic() + grace
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed = alive()
+    if killed:
+        cgroup = Cgroup(name, dirs=info.get("cgroup") or {})
+        if cgroup.exists():
+            cgroup.kill_all()
+        else:
+            signal_container(name, signals.SIGKILL)  # rootless: PID 1's death ends its PID namespace
+    deadline = time.monotonic() + 10
+    while state.read_state(name) and time.monotonic() < deadline:  # its helper removes what it made
+        time.sleep(0.05)
+    return killed
+
+
 def exec_command(name: str, command: list[str]) -> list[str]:
     """spawn.run(*this): the module and argument that run `command` inside container `name`."""
     info = running_state(name)

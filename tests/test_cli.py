@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -121,3 +122,79 @@ def test_cleanup_removes_what_a_killed_helper_left(image):
     out = cli("cleanup")
     assert "removed cgroup" in out.stdout and "removed state /run/minicontainer/orphaned" in out.stdout
     assert cli("cleanup").stdout.strip() == "cleanup: nothing left behind"
+
+
+@pytest.fixture
+def runners():
+    """CLI processes a test starts; killed at its end if still there (their helpers then clean up)."""
+    started_here = []
+    yield started_here
+    for proc in started_here:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def started(name: str) -> None:
+    """Wait until the CLI's container `name` runs (its state says so)."""
+    path = f"/run/minicontainer/{name}/state.json"
+    deadline = time.monotonic() + STARTUP_WAIT
+    while '"running"' not in (open(path).read() if os.path.exists(path) else "") and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_a_pid_1_that_ignores_sigterm_is_named_then_killed_on_the_second(image, runners):
+    # sleep has no SIGTERM handler, and a PID namespace's init gets only the signals it handles.
+    runner = subprocess.Popen([sys.executable, "-m", "minicontainer.cli", "run", "--name", "ignores", image, "--",
+                               "sleep", "600"], stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=REPO))
+    runners.append(runner)
+    started("ignores")
+    runner.send_signal(signal.SIGTERM)
+    note = runner.stderr.readline()
+    assert "PID 1 (sleep) is still running after SIGTERM" in note and "again" in note
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(STARTUP_WAIT) == 128 + signal.SIGKILL
+    assert "SIGTERM again: killing every process of container ignores" in runner.stderr.read()
+
+
+def test_a_lone_sigterm_ends_it_after_the_stop_timeout(image, runners):
+    runner = subprocess.Popen([sys.executable, "-m", "minicontainer.cli", "run", "--name", "lone", "--stop-timeout",
+                               "2", image, "--", "sleep", "600"], stderr=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=REPO))
+    runners.append(runner)
+    started("lone")
+    runner.send_signal(signal.SIGTERM)  # once, as timeout(1) does
+    assert runner.wait(STARTUP_WAIT) == 128 + signal.SIGKILL
+    assert "2 s after SIGTERM: killing" in runner.stderr.read()
+
+
+def test_a_pid_1_that_handles_sigterm_ends_without_a_word(image, runners):
+    runner = subprocess.Popen([sys.executable, "-m", "minicontainer.cli", "run", "--name", "handles", image, "--",
+                               "sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.1; done"],
+                              stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=REPO))
+    runners.append(runner)
+    started("handles")
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(STARTUP_WAIT) == 3
+    assert "still running" not in runner.stderr.read()
+
+
+def test_stop_and_kill_a_container_by_name_from_another_shell(image, runners):
+    def run_named(name):
+        proc = subprocess.Popen([sys.executable, "-m", "minicontainer.cli", "run", "--name", name, image, "--",
+                                 "sleep", "600"], env=dict(os.environ, PYTHONPATH=REPO))
+        runners.append(proc)
+        started(name)
+        return proc
+    first = run_named("by-name")
+    assert cli("kill", "by-name", "TERM").returncode == 0  # sent; sleep as PID 1 ignores it
+    assert first.poll() is None
+    out = cli("stop", "by-name", "--time", "1")
+    assert out.returncode == 0 and "every process in its cgroup was killed" in out.stdout, out.stderr
+    assert first.wait(STARTUP_WAIT) == 128 + signal.SIGKILL
+    second = run_named("by-name")
+    assert cli("kill", "by-name", "9").returncode == 0 and second.wait(STARTUP_WAIT) == 128 + signal.SIGKILL
+    for args, words in ((("kill", "by-name", "TERM"), "no running container named 'by-name'"),
+                        (("kill", "x", "NOSUCH"), "'NOSUCH' is not a signal")):
+        out = cli(*args)
+        assert out.returncode == 125 and words in out.stderr and "Traceback" not in out.stderr, out.stderr
