@@ -146,7 +146,8 @@ def started(name: str) -> None:
 def test_a_pid_1_that_ignores_sigterm_is_named_then_killed_on_the_second(image, runners):
     # sleep has no SIGTERM handler, and a PID namespace's init gets only the signals it handles.
     runner = subprocess.Popen([sys.executable, "-m", "minicontainer.cli", "run", "--name", "ignores", image, "--",
-                               "sleep", "600"], stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=REPO))
+                               "sleep", "600"], stderr=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=REPO))
     runners.append(runner)
     started("ignores")
     runner.send_signal(signal.SIGTERM)
