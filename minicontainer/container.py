@@ -30,6 +30,9 @@ LIVE: dict[str, object] = {}
 def spawn_helper(spec: ContainerSpec, staged: bool, stdin=subprocess.DEVNULL, stdout=None, stderr=None,
                  pass_fds: tuple = ()) -> tuple[subprocess.Popen, Channel]:
     """A fresh helper interpreter in its own session, asked to build `spec`."""
+    if spec.name in LIVE:
+        raise LabError(f"a container named {spec.name!r} already runs in this process", "names are unique: the "
+                       "name is its cgroup's and its state's", "give another name, or stop that one first")
     spec.validate()
     if spec.rootfs:
         spec.rootfs = rootfs.validate_rootfs(spec.rootfs)
@@ -40,6 +43,18 @@ def spawn_helper(spec: ContainerSpec, staged: bool, stdin=subprocess.DEVNULL, st
     theirs.close()
     mine.send(messages.Create(spec.to_dict(), staged))
     return helper, mine
+
+
+def end_helper(helper: subprocess.Popen, wait: float = 10.0) -> int | None:
+    """Let a helper finish its clean-up; if it does not in time, SIGTERM it (its handler kills what it made)."""
+    for sig in (None, signals.SIGTERM, signals.SIGKILL):
+        if sig:
+            helper.send_signal(sig)
+        try:
+            return helper.wait(wait)
+        except subprocess.TimeoutExpired:
+            continue
+    return None
 
 
 class _StartMethod:
@@ -107,8 +122,7 @@ class Container:
             try:
                 message = self.channel.recv(timeout=max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                self.channel.close()  # the helper sees EOF and takes down whatever it made
-                self.helper.wait(10)
+                end_helper(self.helper)
                 self._ended(-signals.SIGKILL)
                 raise LabError(f"container {self.name} did not {doing} within {timeout:.0f} s",
                                "the host is overloaded or a mount hung",
@@ -120,11 +134,11 @@ class Container:
             elif isinstance(message, kind):
                 return message
             elif isinstance(message, messages.Error):
-                self.helper.wait()
+                end_helper(self.helper)
                 self._ended(-signals.SIGKILL)
                 raise message.exception()
             else:  # None, or Exited: the helper ended
-                code = self.helper.wait()
+                code = end_helper(self.helper)
                 self._ended(-signals.SIGKILL)
                 raise LabError(f"the helper exited (code {code}) before the container could {doing}",
                                "it crashed or was killed", "see its error output above; run `minicontainer cleanup`")
@@ -183,7 +197,7 @@ class Container:
                 raise TimeoutError(f"container {self.name} still running after {timeout} s") from None
             if message is None or isinstance(message, (messages.Exited, messages.Error)):
                 break
-        self.helper.wait()
+        end_helper(self.helper)
         if isinstance(message, messages.Error):
             self._ended(-signals.SIGKILL)
             raise message.exception()

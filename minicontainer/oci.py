@@ -88,19 +88,31 @@ def device_rules() -> list[dict]:
 
 
 def _capability_problems(process: dict) -> list[str]:
-    """The sets minicontainer cannot reproduce: it gives root the bounding list as effective and permitted
-    (inheritable and ambient empty, which for root changes nothing), and a non-root user nothing."""
+    """The sets minicontainer cannot reproduce. It gives root the bounding list as effective and permitted,
+    an empty inheritable set, and no ambient capabilities (which a root process gains nothing from: its
+    execve grants it the bounding set); a non-root user gets none."""
     caps = process.get("capabilities", {})
     bounding = set(caps.get("bounding", []))
     root = process.get("user", {}).get("uid", 0) == 0
     problems = []
     for name in ("effective", "permitted", "inheritable", "ambient"):
         wanted = set(caps.get(name, []))
-        if root and "bounding" in caps and not wanted <= bounding:
-            problems.append(f"process.capabilities.{name} beyond the bounding set: {sorted(wanted - bounding)}")
-        elif not root and wanted:
+        if not root and wanted:
             problems.append(f"process.capabilities.{name} for a non-root user (minicontainer gives it none)")
+        elif name in ("effective", "permitted") and name in caps and wanted != bounding:
+            problems.append(f"process.capabilities.{name} other than the bounding set "
+                            f"(minicontainer makes them equal): {sorted(wanted ^ bounding)}")
+        elif name == "inheritable" and wanted:
+            problems.append("process.capabilities.inheritable (minicontainer empties it)")
+        elif name == "ambient" and not wanted <= bounding:
+            problems.append(f"process.capabilities.ambient beyond the bounding set: {sorted(wanted - bounding)}")
     return problems
+
+
+def _seccomp_annotation(annotations: dict) -> str | None:
+    """Our own export says which seccomp profile it had; a foreign bundle gets the default."""
+    profile = annotations.get("org.minicontainer.seccomp", "allowlist")
+    return None if profile == "off" else profile
 
 
 def load_bundle(bundle: str, command: list[str] | None = None) -> ContainerSpec:
@@ -128,7 +140,7 @@ def from_config(config: dict, bundle: str, command: list[str] | None = None) -> 
     resources = linux.get("resources", {})
     root = config.get("root", {})
     rootfs = os.path.join(bundle, root.get("path", "rootfs"))
-    caps = process.get("capabilities", {}).get("bounding")
+    caps = process.get("capabilities", {}).get("bounding", [])  # no list: none, as runc gives
     user = process.get("user", {})
     cpu = resources.get("cpu", {})
     destinations = {m.get("destination") for m in config.get("mounts", [])}
@@ -151,9 +163,10 @@ def from_config(config: dict, bundle: str, command: list[str] | None = None) -> 
         read_only_root=bool(root.get("readonly")),
         rlimits={r["type"]: (r["soft"], r["hard"]) for r in process.get("rlimits", [])},
         extra_mounts=tuple(kind for destination, kind in EXTRA_MOUNTS.items() if destination in destinations),
-        security=Security(capabilities=[c.lower().removeprefix("cap_") for c in caps] if caps is not None else None,
+        security=Security(capabilities=[c.lower().removeprefix("cap_") for c in caps],
                           no_new_privs=bool(process.get("noNewPrivileges")),
-                          masked_paths=bool(linux.get("maskedPaths") or linux.get("readonlyPaths"))),
+                          masked_paths=bool(linux.get("maskedPaths") or linux.get("readonlyPaths")),
+                          seccomp=_seccomp_annotation(config.get("annotations", {}))),
     )
 
 

@@ -8,7 +8,7 @@ that BPF). Two filters are stacked, and the kernel applies the stricter answer o
    with the reason an ordinary program (busybox, Python, a Debian userland) needs it. Any call
    not listed fails with ENOSYS, the kernel's own answer for a call it does not have, so a
    program that probes a new call (glibc does for clone3, faccessat2, close_range...) falls
-   back to an older one instead of failing. The calls in REFUSED exist and are known to be
+   back to an older one instead of failing. The calls in DENIED exist and are known to be
    dangerous in a container: they fail with EPERM, "you may not". The deny-list profile
    (DENIED) allows everything else, which is how a deny-list misses calls nobody foresaw:
    io_uring_setup, say.
@@ -19,9 +19,9 @@ that BPF). Two filters are stacked, and the kernel applies the stricter answer o
    flags in memory, where a filter cannot read them, so it fails with ENOSYS and libc falls
    back to clone, whose flags the filter reads.
 
-Arguments the kernel reads as 32-bit ints (ioctl's request, unshare's and clone's flags) are
-compared through a 0xffffffff mask: comparing all 64 bits would let `TIOCSTI | 1 << 32` pass
-the rule while the kernel still sees TIOCSTI.
+ioctl's request is compared through a 0xffffffff mask, because the kernel reads it as a 32-bit
+unsigned int: comparing all 64 bits would let `TIOCSTI | 1 << 32` pass the rule while the
+kernel still sees TIOCSTI. The namespace rules test one flag bit each, so high bits cannot hide one.
 
 On x86_64 and aarch64, clone's flags are its first argument (s390 swaps the first two).
 """
@@ -180,12 +180,17 @@ def allowed_calls() -> list[str]:
 
 
 def check_names(names) -> None:
-    """A clear error for a system call name libseccomp does not know on any architecture."""
+    """A clear error for a name libseccomp does not know, or one the namespace rules refuse anyway."""
     lib = libseccomp()
     unknown = [n for n in names if lib.resolve(n) == lib.NR_ERROR]
     if unknown:
         raise LabError(f"unknown system call(s): {', '.join(unknown)}", "libseccomp knows no call of that name",
                        "names are as in syscalls(2), without the sys_ prefix, e.g. io_uring_setup")
+    by_rule = sorted({n for n in names if n in MOUNT_CALLS + ["unshare", "clone", "clone3"]})
+    if by_rule:
+        raise LabError(f"{', '.join(by_rule)}: refused by the namespace rule, not by the allow-list",
+                       "making namespaces and mounting are refused unless the container keeps CAP_SYS_ADMIN",
+                       "keep CAP_SYS_ADMIN (--cap-add sys_admin), or Security(new_namespaces=True)")
 
 
 class _ArgCmp(ctypes.Structure):
@@ -216,7 +221,6 @@ class LibSeccomp:
         lib.seccomp_load.argtypes = [ctypes.c_void_p]
         lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
         lib.seccomp_release.argtypes = [ctypes.c_void_p]
-        lib.seccomp_export_pfc.argtypes = [ctypes.c_void_p, ctypes.c_int]
         self.lib = lib
 
     def resolve(self, name: str) -> int:
@@ -263,15 +267,15 @@ def libseccomp() -> LibSeccomp:
 
 
 def filters(profile: str, refuse_namespaces: bool, also_allowed: list[str] = ()) -> list[tuple]:
-    """The two filters as (default errno or None for allow, [(action, rule)]), in loading order."""
+    """The two filters as (default errno or None for allow, [(action, rule)]), in loading order.
+    also_allowed: calls added to the allow-list, and taken off the refused ones, in either profile."""
     check_profile(profile)
     lib = libseccomp()
+    denied = [(lib.ERRNO | errno.EPERM, Rule(c, errno.EPERM)) for c in DENIED if c not in also_allowed]
     if profile == "allowlist":
-        calls = [(lib.ALLOW, Rule(c, 0)) for c in allowed_calls() + list(also_allowed)]
-        calls += [(lib.ERRNO | errno.EPERM, Rule(c, errno.EPERM)) for c in DENIED]
-        first = (errno.ENOSYS, calls)
+        first = (errno.ENOSYS, [(lib.ALLOW, Rule(c, 0)) for c in allowed_calls() + list(also_allowed)] + denied)
     else:
-        first = (None, [(lib.ERRNO | errno.EPERM, Rule(c, errno.EPERM)) for c in DENIED])
+        first = (None, denied)
     second = (None, [(lib.ERRNO | r.errno, r) for r in argument_rules(refuse_namespaces)])
     return [first, second]
 

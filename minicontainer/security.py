@@ -18,7 +18,7 @@ Each defence is one field of Security, on by default, switchable off for a lesso
 - close_fds: only fds 0-2 (and those asked for) survive into the container;
 - tmpfs_size: /dev/shm and /tmp are size-limited tmpfs, so filling them cannot fill a host disk.
 
-apply_process_defences() runs in the container's init (and in every `exec`) just before execve.
+The steps that apply them, in order, are in process/steps.py; `minicontainer exec` runs the same.
 """
 
 from __future__ import annotations
@@ -128,8 +128,8 @@ def drop_bounding_set(kept: set[str] | None) -> None:
     if kept is None:
         return
     last = int(open("/proc/sys/kernel/cap_last_cap").read())
-    for bit, name in enumerate(CAPABILITIES[:last + 1]):
-        if name not in kept:
+    for bit in range(last + 1):  # a newer kernel's capabilities have no name here: never kept
+        if bit >= len(CAPABILITIES) or CAPABILITIES[bit] not in kept:
             kernel.prctl(kernel.PR_CAPBSET_DROP, bit)
 
 
@@ -194,19 +194,3 @@ def switch_user(user: str | None) -> None:
     os.setgroups([])
     os.setgid(int(gid or uid))
     os.setuid(int(uid))
-
-
-def apply_process_defences(security: Security, user: str | None = None) -> None:
-    """The last steps before execve, in the init and in every exec'd process, in this order:
-    the bounding set (dropping needs CAP_SETPCAP), seccomp (loading needs CAP_SYS_ADMIN or
-    no_new_privs), the user, then the other capability sets (after setuid, which clears them for
-    a non-root user), no_new_privs, and the fds."""
-    drop_bounding_set(security.kept)
-    if security.seccomp:
-        load_seccomp(security)
-    switch_user(user)
-    set_capabilities(security.kept)
-    if security.no_new_privs:
-        set_no_new_privs()
-    if security.close_fds:
-        close_inherited_fds(security.keep_fds)

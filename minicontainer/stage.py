@@ -20,7 +20,7 @@ import subprocess
 import textwrap
 
 from .cgroups import Cgroup
-from .container import LIVE, Container, spawn_helper
+from .container import LIVE, Container, end_helper, spawn_helper
 from .errors import LabError
 from .process import messages
 from .spec import ContainerSpec
@@ -84,12 +84,12 @@ class Stage:
         container.on_step = lambda name, detail: self.log.append((name, detail))
         self.channel.send(messages.Start())
         container.status = "created"  # waiting for exec, as Container.create leaves one
-        container.pid = container._until(messages.Started, self.timeout, "exec").pid
-        container.status = "running"
-        container.cgroup = self.cgroup or Cgroup(self.name, dirs={})
-        container.steps = list(self.log)
-        self.ended = True
+        self.ended = True  # from here on the channel is the container's, whatever happens
         LIVE[self.name] = container
+        started = container._until(messages.Started, self.timeout, "exec")
+        container.pid, container.status = started.pid, "running"
+        container.cgroup = Cgroup(self.name, dirs=started.cgroup)
+        container.steps = list(self.log)
         return container
 
     def stop(self, grace: float = 0) -> None:
@@ -105,7 +105,7 @@ class Stage:
                 pass
         except TimeoutError:
             pass
-        self.helper.wait(30)
+        end_helper(self.helper)
         self._end()
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -133,11 +133,11 @@ class Stage:
                 return message
             elif isinstance(message, messages.Error):
                 if message.ended:
-                    self.helper.wait(30)
+                    end_helper(self.helper)
                     self._end()
                 raise message.exception()
             elif message is None or isinstance(message, messages.Exited):
-                self.helper.wait(30)
+                end_helper(self.helper)
                 self._end()
                 raise LabError(f"stage {self.name} has ended", "its helper or PID 1 is gone",
                                "make a new stage")

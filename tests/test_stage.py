@@ -214,3 +214,53 @@ def test_a_stage_with_a_user_namespace(image, kinds):
         assert inspect.id_map(stage.pid)[0].outside == 100000 and differing(stage.pid) >= {"user", "pid"}
         with stage.start() as box:
             assert box.wait(STARTUP_WAIT) == 0
+
+
+def test_a_stage_whose_command_cannot_run_says_so_on_start(image):
+    before = kernel_state()
+    stage = Stage(ContainerSpec(image, ["no-such-program"], memory="32M"))
+    with pytest.raises(LabError, match="not found in the container"):
+        stage.start()
+    assert stage.ended and stage.name not in LIVE
+    assert_back_to(before)
+
+
+def test_only_safe_steps_move_and_exec_is_start(image):
+    with Stage(ContainerSpec(image, ["true"], root_switch="chroot", read_only_root=True)) as stage:
+        for name in ("fork PID 1", "read-only root", "mounts private"):
+            with pytest.raises(LabError, match="runs only in its place"):
+                stage.run(name)
+        with pytest.raises(LabError, match="exec is the last step"):
+            stage.run_until("exec")
+        assert stage.done == [] and not stage.ended
+
+
+def test_a_name_in_use_is_refused_without_touching_that_container(image):
+    with Container.start(ContainerSpec(image, ["sleep", "60"], name="twin")) as first:
+        with pytest.raises(LabError, match="already runs in this process"):
+            Container.start(ContainerSpec(image, ["true"], name="twin"))
+        out = cli("run", "--name", "twin", image, "--", "true")  # another process: its helper refuses
+        assert out.returncode == 125 and "already exists" in out.stderr
+        assert state.read_state("twin")["status"] == "running" and first.exec(["true"]).returncode == 0
+        assert first.cgroup.exists()
+
+
+def test_a_user_container_dies_with_its_helper(image):
+    # setuid clears PR_SET_PDEATHSIG: the user step sets it again.
+    code = ("import time; from minicontainer.container import Container; from minicontainer.spec import "
+            f"ContainerSpec; box = Container.start(ContainerSpec({image!r}, ['sleep', '600'], user='1000:1000')); "
+            "print(box.pid, box.helper.pid, flush=True); time.sleep(100)")
+    caller = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=REPO), start_new_session=True)
+    try:
+        pid, helper = map(int, caller.stdout.readline().split())
+        assert inspect.process(pid).uids[0] == 1000
+        os.kill(helper, signal.SIGKILL)
+        deadline = time.monotonic() + STARTUP_WAIT
+        while state.process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not state.process_alive(pid), "PID 1 outlived its helper"
+    finally:
+        os.killpg(caller.pid, signal.SIGKILL)
+        caller.wait()
+        cli("cleanup")

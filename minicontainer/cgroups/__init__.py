@@ -188,6 +188,8 @@ class Cgroup:
                     created.append(directory)
                 return self
             except FileExistsError:
+                for directory in created:  # ours; the one that was there is not
+                    os.rmdir(directory)
                 raise LabError(f"cgroup {self.name} already exists", "a container with this name runs, "
                                "or a crashed run left its cgroup", "run `minicontainer cleanup`") from None
             except FileNotFoundError:

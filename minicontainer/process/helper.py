@@ -83,13 +83,15 @@ class Helper:
         self.init_pid = 0                    # PID 1 of the container, as the host sees it
         self.init_pidfd: int | None = None   # that very process, even once its PID could be reused
         self.own_namespaces: list = []       # to return to after forking into a new PID namespace
+        self.child_process = ""              # who is at the other end of self.child: intermediate or init
         self.stop_deadline: float | None = None
         self.networked = False
+        self.owns_state = self.owns_cgroup = False  # made by us: only that is ours to remove
 
     # -- preparing ----------------------------------------------------------------------------
     def prepare(self, spec: ContainerSpec) -> None:
-        self.spec = spec
-        paths = prepare_state(spec)
+        paths = prepare_state(spec)  # refuses a name in use: then nothing of that container is touched
+        self.spec, self.owns_state = spec, True
         self.cgroup = Cgroup(spec.name, dirs={} if spec.rootless else None)
         paths["cgroup_dirs"] = self.cgroup.directories
         self.ctx = steps.Context(spec, paths, self.cgroup)
@@ -100,8 +102,8 @@ class Helper:
                                               ("cpus", spec.cpus), ("pids", spec.pids)) if v]
             self.say("cgroup", "rootless: no cgroup, so no limits are applied"
                      + (f" (asked for {', '.join(limits)}: NOT applied)" if limits else "")
-                     + "; no device cgroup either, nor one needed: mounts made in a user namespace are nodev, "
-                       "and mknod of a device is refused there")
+                     + "; no device cgroup either, nor one needed: in a user namespace mknod of a device is refused "
+                       "and the filesystems it mounts are nodev (only the host's own /dev nodes are bound in)")
         elif "user" in spec.namespaces:
             chown_for_user_ns(paths, spec.uid_map)
         if spec.security.seccomp:
@@ -130,36 +132,49 @@ class Helper:
     def remaining(self) -> list[steps.Step]:
         return [s for s in steps.plan(self.spec) if s.name not in self.ctx.done]
 
+    def check_can_run(self, name: str) -> steps.Step:
+        step = steps.find(self.spec, name)  # a clear error for an unknown name
+        if name in self.ctx.done:
+            raise LabError(f"step {name!r} has already run", "each step runs once", "run the next one")
+        if name == "exec":
+            raise LabError("exec is the last step, and the stage's start()", "once the command runs, the container "
+                           "is no longer a stage but a running container", "call stage.start()")
+        return step
+
     def run_until(self, name: str | None) -> None:
         """Run the remaining steps in order up to and including `name` (None: the next one)."""
-        todo = self.remaining()
+        todo = [s for s in self.remaining() if s.name != "exec"]
         if name is not None:
-            steps.find(self.spec, name)  # a clear error for an unknown name
-            if name in self.ctx.done:
-                raise LabError(f"step {name!r} has already run", "each step runs once", "run the next one")
+            self.check_can_run(name)
             todo = todo[:[s.name for s in todo].index(name) + 1]
+        if not todo:
+            raise LabError("every step but exec has run", "the stage is complete", "call stage.start()")
         for step in todo[:1] if name is None else todo:
             self.run_one(step)
 
     def run_out_of_order(self, name: str) -> None:
-        step = steps.find(self.spec, name)
-        if name in self.ctx.done:
-            raise LabError(f"step {name!r} has already run", "each step runs once", "run another one")
+        step = self.check_can_run(name)
+        if not step.movable:
+            movable = [s.name for s in steps.plan(self.spec) if s.movable]
+            raise LabError(f"step {name!r} runs only in its place in the list", "run early, it would act on the "
+                           "host's namespaces or on a root not yet there", f"stage.run_until({name!r}); the steps "
+                           f"that may move: {', '.join(movable)}")
         planned = {s.name for s in steps.plan(self.spec)}
         missing = [a for a in step.after if a in planned and a not in self.ctx.done]
-        if missing or name == "exec":
-            raise LabError(f"step {name!r} cannot run yet", f"it needs {', '.join(missing) or 'every other step'} "
-                           "first (else it would act on the host's namespaces, or on a root not yet there)",
-                           f"run those first: stage.run_until({(missing or [''])[-1]!r})")
+        if missing:
+            raise LabError(f"step {name!r} cannot run yet", f"it needs {', '.join(missing)} first (else it would "
+                           "act on the host's namespaces)", f"run those first: stage.run_until({missing[-1]!r})")
         self.run_one(step)
 
     def run_one(self, step: steps.Step) -> None:
         if step.process == steps.HELPER:
             if step.name == "fork intermediate":
                 self.fork(intermediate.serve)
+                self.child_process = steps.INTERMEDIATE
             elif step.name == "fork PID 1":
                 self.fork(init.serve)
                 self.know_init(self.child_pid)
+                self.child_process = steps.INIT
             else:
                 if step.name == "pid namespace":  # keep a way back: later children of ours must not be in it
                     self.own_namespaces = [(k, os.open(f"/proc/self/ns/{k}", os.O_RDONLY))
@@ -167,16 +182,19 @@ class Helper:
                 if step.name == "id maps":
                     self.ctx.paths["intermediate_pid"] = self.child_pid
                 steps.run_step(step, self.ctx)
+                self.owns_cgroup = self.owns_cgroup or step.name == "cgroup"  # made by us: ours to remove
             if step.name not in self.ctx.done:
                 self.ctx.done.append(step.name)
             self.say(step.name, steps.report(step, self.ctx))
             return
-        if self.child is None:
-            raise LabError(f"step {step.name!r} needs the container's process, which is not forked yet",
-                           "it runs in the " + step.process, "run the fork step first")
+        if self.child is None or step.process != self.child_process:
+            raise LabError(f"step {step.name!r} runs in the {step.process}, which is not there now",
+                           "its process is not forked yet, or has handed over to PID 1", "run the steps in order")
         self.child.send(messages.RunStep(step.name))
         self.await_step(step.name)
         self.ctx.done.append(step.name)
+        if step.name == "fork PID 1":
+            self.child_process = steps.INIT
 
     def fork(self, serve) -> None:
         """Fork the intermediate or init, with a channel of its own; back to our own namespaces after."""
@@ -184,6 +202,8 @@ class Helper:
         me = os.getpid()
         pid = os.fork()
         if pid == 0:
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)  # the helper's handlers are not the child's
             mine.close()
             self.caller.close()  # the caller's channel is ours alone: its EOF must reach only us
             for _, fd in self.own_namespaces:
@@ -245,7 +265,7 @@ class Helper:
         self.child.close()
         self.child = None
         self.write_state("running")
-        self.caller.send(messages.Started(self.init_pid))
+        self.caller.send(messages.Started(self.init_pid, self.cgroup.dirs))
 
     # -- the states ----------------------------------------------------------------------------
     def staged(self) -> bool:
@@ -265,7 +285,12 @@ class Helper:
                 elif isinstance(message, messages.RunFunction):
                     self.caller.send(self.run_function(message))
                 elif isinstance(message, messages.Start):
-                    self.exec_command()
+                    try:
+                        self.exec_command()
+                    except (LabError, StageEnded) as e:  # no stage to go back to: it ends here
+                        error = e if isinstance(e, LabError) else LabError(str(e), "it was killed", "make a new stage")
+                        self.caller.send(messages.Error.of(error, ended=True))
+                        return False
                     return True
                 else:  # Stop, or None: the caller is gone
                     return False
@@ -345,7 +370,7 @@ class Helper:
     def kill_all(self) -> None:
         """SIGKILL the cgroup, and our own children too: rootless there is no cgroup, and a stage may
         stop before PID 1 has joined it. (PID 1's death ends the rest of its PID namespace.)"""
-        if self.cgroup is not None and self.cgroup.exists():
+        if self.owns_cgroup and self.cgroup.exists():
             self.cgroup.kill_all()
         self._signal(signal.SIGKILL)
         if self.child_pid:  # not reaped yet, so the PID is still this child's
@@ -369,19 +394,19 @@ class Helper:
                 os.waitpid(self.child_pid, 0)
             except ChildProcessError:
                 pass
-        recorded = self.spec is not None and (state.read_state(self.spec.name) or {}).get("network")
+        recorded = self.owns_state and (state.read_state(self.spec.name) or {}).get("network")
         if self.networked or recorded:  # connected by us, or step by step from a notebook
             from .. import network
             try:
                 network.disconnect(self.spec.name)
             except LabError as e:
                 print(f"minicontainer: {e}", file=sys.stderr)
-        if self.cgroup is not None:
+        if self.owns_cgroup:
             try:
                 self.cgroup.remove()
             except LabError as e:
                 print(f"minicontainer: {e}", file=sys.stderr)
-        if self.spec is not None:
+        if self.owns_state:
             state.remove_dir(self.spec.name)
 
 
@@ -414,15 +439,16 @@ def main() -> None:
         caller.send(messages.Exited(code, final))
     except LabError as e:
         helper.cleanup()
-        caller.send_error(e)
+        caller.send(messages.Error.of(e, ended=True))
     except StageEnded as e:
         helper.cleanup()
-        caller.send_error(LabError(str(e), "it was killed, most likely by the memory limit (too small for "
-                                   "start-up)", "raise the memory limit (32M or more)"))
+        caller.send(messages.Error.of(LabError(str(e), "it was killed, most likely by the memory limit (too small "
+                                               "for start-up)", "raise the memory limit (32M or more)"), ended=True))
     except BaseException as e:
         helper.cleanup()
-        caller.send_error(LabError(f"the helper failed: {type(e).__name__}: {e}", "an unexpected error",
-                                   "please report it with the output of `minicontainer doctor`"))
+        caller.send(messages.Error.of(LabError(f"the helper failed: {type(e).__name__}: {e}", "an unexpected error",
+                                               "please report it with the output of `minicontainer doctor`"),
+                                      ended=True))
     sys.exit(0 if code >= 0 else 1)
 
 

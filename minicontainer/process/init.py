@@ -72,6 +72,9 @@ def exec_command(ctx: steps.Context) -> None:
     except PermissionError:
         error = LabError(f"command {spec.command[0]!r} is not executable", "it lacks the execute bit, or a "
                          "noexec mount", "chmod +x it in the image", step="exec")
+    except OSError as e:  # ENOEXEC (a script without #!, another architecture), E2BIG, ELOOP...
+        error = LabError(f"command {spec.command[0]!r} cannot be run: {e.strerror} ({errno_name(e.errno)})",
+                         "the kernel refused to execute it", "see execve(2) for this error", step="exec")
     ctx.channel.send_error(error)
     os._exit(127)
 

@@ -93,6 +93,7 @@ class Created:
 @dataclass
 class Started:
     pid: int
+    cgroup: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -58,6 +58,7 @@ class Step:
     run: Callable[[Context], None] | None        # None: the helper's machinery does it (forks, exec)
     detail: Callable[[Context], str] = lambda ctx: ""
     after: tuple[str, ...] = ()                  # must have run first, also when run out of order
+    movable: bool = False                        # may a stage run it out of order (see MOVABLE)?
 
 
 def _always(spec: ContainerSpec) -> bool:
@@ -145,6 +146,12 @@ def become_root_in_user_ns(ctx: Context) -> None:
     """After the maps exist, uid 0 inside is a real uid: take it before making PID 1."""
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
+    rearm_death_signal()
+
+
+def rearm_death_signal() -> None:
+    """A change of credentials clears PR_SET_PDEATHSIG: set it again, so the helper's death still ends us."""
+    kernel.prctl(kernel.PR_SET_PDEATHSIG, 9)  # SIGKILL
 
 
 def unshare_kind(kind: str) -> Callable[[Context], None]:
@@ -260,6 +267,7 @@ def load_seccomp(ctx: Context) -> None:
 
 def switch_user(ctx: Context) -> None:
     security.switch_user(ctx.spec.user)
+    rearm_death_signal()
 
 
 def set_capabilities(ctx: Context) -> None:
@@ -317,7 +325,7 @@ STEPS: list[Step] = [
     Step("id maps", HELPER, "write uid_map and gid_map from outside: which host uids the inside ones are",
          _user, "with a user namespace", write_id_maps, lambda ctx: ctx.spec.uid_map, after=("user namespace",)),
     Step("root in the user namespace", INTERMEDIATE, "setresuid(0) and setresgid(0) now that 0 is mapped",
-         _user, "with a user namespace", become_root_in_user_ns, after=("id maps",)),
+         _user, "with a user namespace", become_root_in_user_ns, after=("id maps", "join cgroup")),
     Step("pid namespace", HELPER, "unshare(CLONE_NEWPID, CLONE_NEWTIME): they apply to the next child",
          lambda s: not _user(s) and bool({"pid", "time"} & set(s.namespaces)), "with pid or time, no user",
          unshare_for_children, lambda ctx: kernel.flag_names(namespaces.flags_for(
@@ -326,22 +334,23 @@ STEPS: list[Step] = [
          lambda s: _user(s) and bool({"pid", "time"} & set(s.namespaces)), "with pid or time and user",
          unshare_for_children, after=("root in the user namespace",)),
     Step("fork PID 1", HELPER, "fork the container's first process: PID 1 of the new PID namespace",
-         lambda s: not _user(s), "without a user namespace", None),
+         lambda s: not _user(s), "without a user namespace", None, after=("cgroup", "devices", "pid namespace")),
     Step("fork PID 1", INTERMEDIATE, "fork the container's first process, inside the user namespace",
-         _user, "with a user namespace", None, after=("root in the user namespace",)),
+         _user, "with a user namespace", None, after=("root in the user namespace", "pid namespace")),
     Step("join cgroup", INIT, "write 0 to cgroup.procs: it and all it forks are counted there",
          lambda s: not _user(s) and _cgroup(s), "without a user namespace, unless rootless", join_cgroup,
          after=("fork PID 1", "cgroup")),
     *[Step(f"unshare {kind}", INIT, f"unshare({kernel.flag_names(namespaces.flags_for([kind]))}): its own "
            f"{namespaces.KINDS[kind].isolates}", _unshared(kind), f"with {kind}", unshare_kind(kind),
-           after=("fork PID 1",)) for kind in UNSHARED_BY_INIT],
+           after=("fork PID 1", "join cgroup"), movable=True) for kind in UNSHARED_BY_INIT],
     Step("join namespaces", INIT, "setns into another container's namespaces, as a pod's containers share them",
          lambda s: bool(s.join), "when joining", join_namespaces,
-         lambda ctx: ", ".join(f"{k} of {p}" for k, p in ctx.spec.join.items()), after=("fork PID 1",)),
+         lambda ctx: ", ".join(f"{k} of {p}" for k, p in ctx.spec.join.items()), after=("fork PID 1",),
+         movable=True),
     Step("mounts private", INIT, "mount --make-rprivate /: no mount propagates to or from the host",
          lambda s: "mnt" in s.namespaces, "with mnt", mounts_private, after=("unshare mnt",)),
     Step("hostname", INIT, "sethostname in its own UTS namespace", lambda s: bool(s.hostname), "with a hostname",
-         set_hostname, lambda ctx: ctx.spec.hostname, after=("unshare uts",)),
+         set_hostname, lambda ctx: ctx.spec.hostname, after=("unshare uts",), movable=True),
     Step("network", INIT, "the helper makes a veth pair and moves one end in; init names it eth0, gives it its "
          "address and a default route", lambda s: s.network == "bridge", "with network='bridge'",
          connect_network, after=("unshare net",)),
@@ -374,7 +383,7 @@ STEPS: list[Step] = [
          lambda s: _rootfs(s) and s.root_switch == "chroot", "with root_switch='chroot'", chroot,
          after=("overlay",)),
     Step("read-only root", INIT, "mount -o remount,ro /", lambda s: _rootfs(s) and s.read_only_root,
-         "with read_only_root", read_only_root, after=("pivot_root",)),
+         "with read_only_root", read_only_root, after=("pivot_root", "chroot")),
     Step("fresh proc", INIT, "a fresh procfs over the host's /proc, in its own mount namespace",
          lambda s: not _rootfs(s) and s.fresh_proc and {"mnt", "pid"} <= set(s.namespaces),
          "without a rootfs, with mnt and pid", fresh_proc, after=("mounts private",)),
@@ -383,7 +392,7 @@ STEPS: list[Step] = [
     Step("terminal", INIT, "a new session with its pty as the controlling terminal", lambda s: s.tty,
          "with a terminal", controlling_terminal),
     Step("rlimits", INIT, "setrlimit", lambda s: bool(s.rlimits), "with rlimits", set_rlimits,
-         lambda ctx: ", ".join(ctx.spec.rlimits)),
+         lambda ctx: ", ".join(ctx.spec.rlimits), after=("fork PID 1",), movable=True),
     Step("bounding set", INIT, "PR_CAPBSET_DROP every capability not kept: no later program can gain it",
          lambda s: s.security.capabilities is not None, "unless every capability is kept", drop_bounding_set,
          _security),

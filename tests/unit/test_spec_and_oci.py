@@ -80,3 +80,16 @@ def test_a_bad_limit_is_refused_when_the_spec_is_made():
 
 def test_sizes_are_shown_as_typed():
     assert [format_size(v) for v in (64 << 20, 3 << 29, 1000, None)] == ["64M", "1536M", "1000", "max"]
+
+
+def test_oci_never_grants_more_than_the_bundle_asks():
+    config = oci.to_config(ContainerSpec("/img", ["true"], name="oci-unit", rootless=False))
+    config["process"]["capabilities"]["effective"] = ["CAP_KILL"]  # fewer than the bounding set
+    assert any("effective other than the bounding set" in p for p in oci.unsupported(config))
+    del config["process"]["capabilities"]
+    assert oci.from_config(config, "/bundle").security.capabilities == []  # none asked for: none given
+
+
+def test_allow_syscall_refuses_what_the_namespace_rule_covers():
+    with pytest.raises(LabError, match="refused by the namespace rule"):
+        Security(allow_syscalls=["mount"]).check()

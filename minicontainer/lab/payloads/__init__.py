@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 
+from ... import static_binary
 from ...errors import LabError
 
 SOURCES = os.path.dirname(os.path.abspath(__file__))
@@ -27,19 +27,7 @@ def source(name: str) -> str:
 
 def build(name: str) -> str:
     """Compile payload `name` (if its source is newer than the binary) and return the binary's path."""
-    src, binary = source(name), os.path.join(CACHE, name)
-    if os.path.exists(binary) and os.path.getmtime(binary) >= os.path.getmtime(src):
-        return binary
-    if not shutil.which("gcc"):
-        raise LabError("gcc not found", "payloads are compiled on this machine with gcc -static",
-                       "apt-get install gcc libc6-dev (./lab setup does this)")
-    os.makedirs(CACHE, exist_ok=True)
-    built = subprocess.run(["gcc", "-static", "-O2", "-o", binary + ".tmp", src], capture_output=True, text=True)
-    if built.returncode != 0:
-        raise LabError(f"compiling {name} failed: {built.stderr.strip()[-300:]}",
-                       "static linking needs libc.a", "apt-get install libc6-dev")
-    os.replace(binary + ".tmp", binary)
-    return binary
+    return static_binary.build(source(name), os.path.join(CACHE, name))
 
 
 def build_setuid(name: str) -> str:
