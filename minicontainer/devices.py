@@ -23,12 +23,12 @@ is why CAP_MKNOD is harmless in the default capability list.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import struct
 from dataclasses import dataclass
 
+from . import kernel
 from .cgroups.files import write_file
 from .errors import LabError
 
@@ -205,13 +205,9 @@ class _ProgInfo(ctypes.Structure):
                 ("map_ids", ctypes.c_uint64), ("name", ctypes.c_char * 16)]
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
 def _bpf(command: int, attr: ctypes.Structure) -> tuple[int, int]:
     """bpf(command, &attr, sizeof attr): (result, errno)."""
-    result = _libc.syscall(SYS_bpf, command, ctypes.byref(attr), ctypes.sizeof(attr))
+    result = kernel.libc.syscall(SYS_bpf, command, ctypes.byref(attr), ctypes.sizeof(attr))
     return result, (ctypes.get_errno() if result < 0 else 0)
 
 

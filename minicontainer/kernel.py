@@ -61,7 +61,17 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 # Tests set this to exercise the ctypes path on a Python that has os.unshare.
 FORCE_CTYPES = os.environ.get("MINICONTAINER_FORCE_CTYPES") == "1"
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _load_libc() -> ctypes.CDLL:
+    """glibc by its soname first: ctypes.util.find_library runs ldconfig, which costs every helper ~10 ms."""
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+libc = _libc = _load_libc()
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]

@@ -207,12 +207,14 @@ class LibSeccomp:
     NR_ERROR = -1                               # __NR_SCMP_ERROR
 
     def __init__(self):
-        name = ctypes.util.find_library("seccomp") or "libseccomp.so.2"
-        try:
-            lib = ctypes.CDLL(name, use_errno=True)
+        try:  # by its usual name first: ctypes.util.find_library runs ldconfig, which costs a helper ~25 ms
+            lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
         except OSError:
-            raise LabError("libseccomp is not installed", "the seccomp filter is compiled by libseccomp",
-                           "apt-get install libseccomp2, or switch seccomp off in the spec") from None
+            try:
+                lib = ctypes.CDLL(ctypes.util.find_library("seccomp") or "libseccomp.so", use_errno=True)
+            except OSError:
+                raise LabError("libseccomp is not installed", "the seccomp filter is compiled by libseccomp",
+                               "apt-get install libseccomp2, or switch seccomp off in the spec") from None
         lib.seccomp_init.restype = ctypes.c_void_p
         lib.seccomp_init.argtypes = [ctypes.c_uint32]
         lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]

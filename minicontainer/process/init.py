@@ -14,7 +14,6 @@ stop ends with a kill of the cgroup), and orphans are reaped only if the command
 from __future__ import annotations
 
 import errno
-import inspect
 import json
 import os
 import signal
@@ -92,7 +91,7 @@ def run_function(ctx: steps.Context, message: messages.RunFunction) -> messages.
     try:
         exec(compile(message.source, where, "exec"), scope)
         function = scope[message.name]
-        value = function(ctx) if inspect.signature(function).parameters else function()
+        value = function(ctx) if function.__code__.co_argcount else function()
     except BaseException as e:  # noqa: BLE001  every learner mistake becomes a message
         return messages.FunctionResult(error=_learner_error(message, where, e).to_dict())
     try:
