@@ -293,7 +293,9 @@ def _limits(ctx: Context) -> str:
 def _devices(ctx: Context) -> str:
     v2 = ctx.cgroup is not None and ctx.cgroup.layout.version_of("devices") == 2
     how = "a BPF program attached to the cgroup" if v2 else "devices.deny a, then devices.allow"
-    return f"only null, zero, full, random, urandom, tty, ptmx and pts may be opened ({how})"
+    from .. import devices
+    opened = [r.name.split(":")[0].removeprefix("/dev/") for r in devices.ALLOWED if r.access != "m"]
+    return f"only {', '.join(opened)} may be opened ({how})"
 
 
 def _security(ctx: Context) -> str:
