@@ -1,0 +1,40 @@
+"""Exercises of notebooks/00-welcome.ipynb."""
+
+from __future__ import annotations
+
+from ... import inspect, namespaces
+from .. import Exercise
+
+
+def check_pid_namespace(answer) -> list[str]:
+    truth = namespaces.ns_inode("self", "pid")
+    if not isinstance(answer, int):
+        return [f"expected a number (the inode in 'pid:[NUMBER]'), got {answer!r}"]
+    if answer == truth:
+        return []
+    for kind, inode in namespaces.identities("self").items():
+        if inode == answer:
+            return [f"{answer} is this kernel's {kind} namespace, not its pid namespace"]
+    return [f"{answer} is not one of this kernel's namespaces"]
+
+
+def check_memory_cgroup(answer) -> list[str]:
+    membership = inspect.cgroups("self")
+    key = next((k for k in membership if "memory" in k.split(",")), "")  # v2: the one "" tree
+    truth = membership[key]
+    if not isinstance(answer, str):
+        return [f"expected a path such as '/a/b', got {answer!r}"]
+    if answer == truth:
+        return []
+    if answer in membership.values():
+        return [f"{answer!r} is this kernel's cgroup in another hierarchy, not the memory one"]
+    return [f"{answer!r} is not the path after the second ':' on the memory line of /proc/self/cgroup"]
+
+
+EXERCISES = [
+    Exercise("welcome-pid-namespace", "Set `my_pid_ns` to the inode number of this kernel's PID namespace.",
+             "readlink /proc/self/ns/pid (os.readlink) and take the number between the brackets", check_pid_namespace),
+    Exercise("welcome-memory-cgroup", "Set `my_memory_cgroup` to this kernel's cgroup path for the memory "
+             "controller.", "read /proc/self/cgroup: the memory line on v1, the line starting 0:: on v2; "
+             "the path is the part after the second ':'", check_memory_cgroup),
+]
