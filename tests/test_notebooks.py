@@ -13,6 +13,9 @@ import nbformat
 import pytest
 from conftest import REPO
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from minicontainer.lab import counterfactual
 
 NOTEBOOK_DIR = os.path.join(REPO, "notebooks")
 NOTEBOOKS = sorted(glob.glob(os.path.join(NOTEBOOK_DIR, "[0-9][0-9]-*.ipynb")))
@@ -40,15 +43,29 @@ def test_nbval(path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_runs_twice_in_one_kernel(path):
-    """A learner runs the whole notebook, then runs it all again without restarting."""
+def test_runs_twice_in_one_kernel_and_every_check_can_fail(path):
+    """A learner runs the whole notebook, then runs it all again without restarting. In the first
+    pass, before each cell with counterfactuals, its copy with the mechanism switched off runs and
+    must stop at an assert (lab/counterfactual.py): a check that passes without its mechanism fails."""
     client, nb = client_for(path)
+    still_passed = []
     with client.setup_kernel():
-        for _ in range(2):
+        for run in range(2):
             for index, cell in enumerate(nb.cells):
+                if run == 0:
+                    for case in counterfactual.cases(index, cell):
+                        copy = nbformat.v4.new_code_cell(case.source)
+                        try:
+                            client.execute_cell(copy, index)
+                        except CellExecutionError as e:
+                            if e.ename != "AssertionError":
+                                still_passed.append(f"cell {index}, {case.off} off: {e.ename}: {e.evalue}")
+                        else:
+                            still_passed.append(f"cell {index}: its checks pass with {case.off} off")
                 client.execute_cell(cell, index)
+    assert not still_passed, "\n".join(still_passed)
 
 
 @pytest.mark.slow
