@@ -35,7 +35,7 @@ class ForwardSignals:
         self.warned = False
 
     def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(sig, self.forward)
         signal.signal(signal.SIGALRM, self.check)
 
@@ -56,9 +56,15 @@ class ForwardSignals:
         if not self.warned:
             self.warned = True
             rest = max(1, round(self.stop_timeout - 1))
-            say(f"PID 1 ({self.container.spec.command[0]}) is still running after {name}: a PID namespace's "
-                f"init gets only the signals it handles. Press Ctrl-C (or send {name}) again, or wait {rest} s, "
-                "and every process of the container is killed")
+            command = self.container.spec.command[0]
+            if self.container.spec.init:
+                why = (f"{command} is still running after {name}: the init passed it on, and {command} does not "
+                       "end on it")
+            else:
+                why = (f"PID 1 ({command}) is still running after {name}: a PID namespace's init gets only the "
+                       "signals it handles (--init runs the command under an init that passes them on)")
+            say(f"{why}. Press Ctrl-C (or send {name}) again, or wait {rest} s, and every process of the "
+                "container is killed")
             signal.alarm(rest)
         else:
             self.kill(f"{self.stop_timeout:.0f} s after {name}")
@@ -118,12 +124,13 @@ def cmd_run(args, command: list[str]) -> int:
         spec.tty = use_tty and spec.tty
         if args.name:
             spec.name = args.name
+        spec.init = spec.init or args.init
     else:
         spec = ContainerSpec(rootfs=args.rootfs, command=command or ["/bin/sh"], env=parse_env(args.env),
                              hostname=args.hostname, namespaces=tuple(kinds), memory=args.memory, cpus=args.cpus,
                              pids=args.pids, name=args.name or "", tty=use_tty, read_only_root=args.read_only,
                              network="bridge" if args.net == "bridge" else "none", publish=publish,
-                             security=security_from(args))
+                             security=security_from(args), init=args.init)
     if args.print_oci:
         spec.validate()
         print(json.dumps(oci.to_config(spec), indent=2))
@@ -132,7 +139,7 @@ def cmd_run(args, command: list[str]) -> int:
     # A signal that arrives while the container starts is held, and passed on once it runs (Ctrl-C still
     # interrupts the start itself).
     pending: list[int] = []
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, lambda signum, _frame: pending.append(signum))
     if not use_tty:
         container = Container.start(spec, stdin=None, on_step=say)
@@ -251,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not give the container a terminal even when run from one")
     run.add_argument("--stop-timeout", type=float, default=10.0, metavar="SECONDS",
                      help="after a SIGINT or SIGTERM that PID 1 ignores, kill the container this much later")
+    run.add_argument("--init", action="store_true",
+                     help="run a small init as PID 1 that runs the command as its child, passes signals on to it "
+                          "and reaps orphans (as docker run --init)")
     run.add_argument("-v", "--verbose", action="store_true", help="print each start step")
     run.set_defaults(func=cmd_run)
 

@@ -12,6 +12,7 @@ from typing import NamedTuple
 from . import namespaces
 from .cgroups.limits import parse_cpus, parse_pids, parse_size
 from .errors import LabError
+from .process import mcinit
 from .security import Security
 
 DEFAULT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "TERM": "xterm"}
@@ -63,6 +64,8 @@ class ContainerSpec:
     rlimits: dict = field(default_factory=dict)  # {"RLIMIT_NOFILE": (soft, hard)}
     extra_mounts: tuple = ()                # "mqueue" (/dev/mqueue), "cgroup" (/sys/fs/cgroup, read-only, v2)
     join: dict = field(default_factory=dict)  # {"net": PID}: enter that process's namespace, as pods share one
+    init: bool = False                      # a small init as PID 1 runs the command as PID 2: passes signals
+                                            # on, reaps orphans (process/mcinit.c; docker run --init)
     rootless: bool | None = None            # started by an unprivileged user (root inside is that user
                                             # outside; no cgroup); None: whether this process is not root
 
@@ -160,6 +163,11 @@ class ContainerSpec:
         if self.user is not None and not re.match(r"^\d+(:\d+)?$", str(self.user)):
             raise LabError(f"user {self.user!r} is not UID or UID:GID", "the image has no user database to look "
                            "names up in", "give numbers, e.g. user='1000:1000'")
+        if self.init:
+            if "pid" not in self.namespaces:
+                raise LabError("init=True needs the pid namespace", "the init is there to be PID 1 of the "
+                               "container's own PID namespace", "add 'pid' to the namespaces, or drop init")
+            mcinit.build()  # compiled here, in the caller, before anything is made
         if self.time_offset and "time" not in self.namespaces:
             raise LabError("a clock offset needs the time namespace", "only a time namespace has offsets",
                            "add 'time' to the namespaces")

@@ -26,7 +26,7 @@ from .. import kernel, namespaces, rootfs, security, terminal
 from ..cgroups.limits import format_size
 from ..errors import LabError
 from ..spec import ContainerSpec
-from . import messages
+from . import mcinit, messages
 
 HELPER, INTERMEDIATE, INIT = "helper", "intermediate", "init"
 UNSHARED_BY_INIT = ("mnt", "uts", "ipc", "net", "cgroup")  # pid and time apply to children: see "pid namespace"
@@ -191,6 +191,18 @@ def connect_network(ctx: Context) -> None:
 
 def mount_overlay(ctx: Context) -> None:
     rootfs.mount_overlay(ctx.spec.rootfs, ctx.paths["upper"], ctx.paths["work"], ctx.root)
+
+
+def put_init_first(ctx: Context) -> None:
+    """With init=True: the built init, read-only at /sbin/minicontainer-init, runs the command as its child.
+
+    Only this process's copy of the spec changes: the helper, ps and the caller keep the command as given.
+    """
+    path = mcinit.binary()
+    if ctx.spec.rootfs is not None:
+        rootfs.bind_mount(ctx.root, path, mcinit.TARGET, read_only=True)
+        path = mcinit.TARGET
+    ctx.spec.command = [path, "--", *ctx.spec.command]
 
 
 def bind_mounts(ctx: Context) -> None:
@@ -362,6 +374,9 @@ STEPS: list[Step] = [
     Step("binds", INIT, "bind-mount host files or directories in (volumes, payloads)",
          lambda s: _rootfs(s) and bool(s.binds), "with binds", bind_mounts,
          lambda ctx: ", ".join(f"{s} -> {t}" for s, t, _ in ctx.spec.binds), after=("overlay",)),
+    Step("init program", INIT, "bind the small init in, read-only, and make it PID 1: it runs the command as its "
+         "child, passes signals on, reaps orphans", lambda s: s.init, "with init", put_init_first,
+         lambda ctx: f"{ctx.spec.command[0]} runs {ctx.spec.command[2]}", after=("overlay",)),
     Step("proc", INIT, "a fresh procfs: the processes of its own PID namespace", _rootfs, "with a rootfs",
          mount_proc, after=("overlay",)),
     Step("dev", INIT, "a tmpfs /dev with null zero full random urandom tty, its own devpts, /dev/shm",
