@@ -199,3 +199,43 @@ def test_stop_and_kill_a_container_by_name_from_another_shell(image, runners):
                         (("kill", "x", "NOSUCH"), "'NOSUCH' is not a signal")):
         out = cli(*args)
         assert out.returncode == 125 and words in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_with_init_sigterm_ends_a_pid_1_that_would_ignore_it(image, runners):
+    # The same container as the test above, under --init: sleep is PID 2, and SIGTERM ends it.
+    runner = subprocess.Popen([sys.executable, "-m", "minicontainer.cli", "run", "--init", "--name", "init-term",
+                               image, "--", "sh", "-c", "sleep 600"], stderr=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=REPO))
+    runners.append(runner)
+    started("init-term")
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(STARTUP_WAIT) == 128 + signal.SIGTERM
+    assert "still running" not in runner.stderr.read()
+
+
+@pytest.mark.parametrize("init", [True, False], ids=["init", "no-init"])
+def test_timeout_sends_httpd_one_sigterm(image, init):
+    # `timeout` sends one SIGTERM and, without -k, nothing after. httpd -f as PID 1 has no handler for
+    # it: run says so and kills the container after the stop timeout. Under --init httpd is PID 2 and ends.
+    command = ["timeout", "3", sys.executable, "-m", "minicontainer.cli", "run", *(["--init"] if init else []),
+               "--stop-timeout", "3", image, "--", "httpd", "-f", "-p", "8080"]
+    began = time.monotonic()
+    out = subprocess.run(command, capture_output=True, text=True, timeout=STARTUP_WAIT,
+                         env=dict(os.environ, PYTHONPATH=REPO))
+    took = time.monotonic() - began
+    if init:
+        assert out.returncode == 124 and "still running" not in out.stderr, out.stderr  # 124: timeout's own
+        assert took < 5.5
+    else:
+        assert out.returncode == 124 and "PID 1 (httpd) is still running after SIGTERM" in out.stderr, out.stderr
+        assert "3 s after SIGTERM: killing" in out.stderr and took >= 5.5
+
+
+def test_stop_ends_an_init_container_on_sigterm(image, runners):
+    runner = subprocess.Popen([sys.executable, "-m", "minicontainer.cli", "run", "--init", "--name", "init-stop",
+                               image, "--", "sleep", "600"], env=dict(os.environ, PYTHONPATH=REPO))
+    runners.append(runner)
+    started("init-stop")
+    out = cli("stop", "init-stop", "--time", "5")
+    assert out.returncode == 0 and "ended after SIGTERM" in out.stdout, out.stderr
+    assert runner.wait(STARTUP_WAIT) == 128 + signal.SIGTERM
