@@ -21,12 +21,37 @@ from ..process import spawn
 
 
 def kernel_view(pid: int) -> dict:
-    """What the kernel shows of a container's first process: its own namespaces and its cgroup limits."""
+    """What the kernel shows of a container's first process, from /proc and cgroupfs: its own
+    namespaces, cgroup limits, hostname, each capability set, no_new_privs, how many seccomp filters
+    it runs under, whether its / is read-only, and where things are mounted (as it sees its root)."""
     stats = inspect.cgroup_of(pid).stats()
-    return {"own namespaces": sorted(set(namespaces.identities(pid)) - set(namespaces.shared_with(pid))),
+    process, status = inspect.process(pid), inspect.status(pid)
+    table = inspect.mounts(pid)
+    view = {"own namespaces": sorted(set(namespaces.identities(pid)) - set(namespaces.shared_with(pid))),
             "memory limit": stats["memory_limit"], "pids limit": stats["pids_limit"],
-            "cpu limit": stats["cpu_limit"], "hostname": inspect.hostname(pid),
-            "capabilities": len(inspect.process(pid).capabilities["bounding"])}
+            "cpu limit": stats["cpu_limit"], "hostname": inspect.hostname(pid)}
+    for name in ("bounding", "effective", "permitted", "inheritable", "ambient"):
+        view[f"capabilities {name}"] = sorted(process.capabilities[name])
+    # Seccomp_filters (Linux 5.9+) counts the filters; older kernels show only the mode (2: filtering).
+    view["seccomp filters"] = int(status.get("Seccomp_filters", status.get("Seccomp", "0") != "0"))
+    view["no_new_privs"] = process.no_new_privs
+    view["root read-only"] = any(m.mount_point == "/" and "ro" in m.options.split(",") for m in table)
+    view["mount points"] = sorted({m.mount_point for m in table})
+    return view
+
+
+def differences(ours: dict, theirs: dict) -> dict:
+    """The keys of two kernel views that differ: key -> (ours, theirs); for mount points, what only
+    one of them has."""
+    found = {}
+    for key in ours:
+        if ours[key] == theirs.get(key):
+            continue
+        if key == "mount points":
+            found[key] = (sorted(set(ours[key]) - set(theirs[key])), sorted(set(theirs[key]) - set(ours[key])))
+        else:
+            found[key] = (ours[key], theirs.get(key))
+    return found
 
 
 def view_under(runtime: str, bundle: str) -> dict:
