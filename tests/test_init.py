@@ -52,6 +52,9 @@ def test_init_is_pid_1_and_the_command_pid_2(image, init):
                 time.sleep(0.05)  # the init has just been exec'd; it forks the command next
             (child,) = children_of(box.pid)
             assert comm(child) == "sleep" and status_field(child, "NSpid").split()[-1] == "2"
+            # The runtime execs the init with the signals it passes on blocked; the command must not
+            # inherit that mask (a blocked SIGTERM would never end it).
+            assert int(status_field(child, "SigBlk"), 16) == 0
         else:
             time.sleep(0.3)
             assert comm(box.pid) == "sleep" and children_of(box.pid) == []
@@ -71,6 +74,19 @@ def test_sigterm_ends_a_shell_that_as_pid_1_ignores_it(image, init):
             with pytest.raises(TimeoutError):
                 box.wait(timeout=2)
             assert status_field(box.pid, "State").startswith("S")
+
+
+@WITH_AND_WITHOUT
+def test_a_sigterm_at_once_after_the_start_is_not_lost(image, init):
+    # The runtime execs the init with the signals blocked, so one that arrives before the init's own
+    # sigprocmask waits for it instead of meeting a PID 1 without a handler.
+    with Container.start(ContainerSpec(image, ["sleep", "600"], init=init)) as box:
+        box.signal(signal.SIGTERM)
+        if init:
+            assert box.wait(timeout=10) == 128 + signal.SIGTERM
+        else:
+            with pytest.raises(TimeoutError):
+                box.wait(timeout=1)
 
 
 @WITH_AND_WITHOUT

@@ -43,7 +43,8 @@ int main(int argc, char **argv)
     }
 
     /* Blocked, not handled: they wait in the queue until sigwaitinfo below takes them, also when
-     * they arrive before the fork. A blocked signal is queued even for a namespace's init. */
+     * they arrive before the fork. A blocked signal is queued even for a namespace's init.
+     * (The runtime execs us with them blocked already.) */
     sigset_t waited, before;
     sigemptyset(&waited);
     sigaddset(&waited, SIGCHLD);
@@ -62,7 +63,10 @@ int main(int argc, char **argv)
         signal(SIGTTOU, SIG_IGN);
         tcsetpgrp(STDIN_FILENO, getpgrp());  /* fails with ENOTTY without a terminal: nothing to do */
         signal(SIGTTOU, SIG_DFL);
-        sigprocmask(SIG_SETMASK, &before, NULL);  /* the command starts with the usual mask */
+        /* The command starts with these unblocked, also those the runtime blocked before our execve
+         * (the step "init program") so that none arriving before our sigprocmask is lost. */
+        sigprocmask(SIG_SETMASK, &before, NULL);
+        sigprocmask(SIG_UNBLOCK, &waited, NULL);
         execvp(command[0], command);
         fprintf(stderr, "minicontainer-init: cannot run %s: %s\n", command[0], strerror(errno));
         _exit(errno == ENOENT ? 127 : 126);  /* as a shell: not found, or found but not runnable */

@@ -8,10 +8,14 @@ anything is made, and bind-mounted read-only into the container by the step "ini
 from __future__ import annotations
 
 import os
+import signal
 
 from .. import static_binary
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mcinit.c")
+# What mcinit.c passes on to the command (its FORWARDED), and SIGCHLD, which it waits for.
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+             signal.SIGWINCH, signal.SIGCHLD)
 TARGET = "/sbin/minicontainer-init"  # where the container sees it (docker puts tini at /sbin/docker-init)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -203,6 +204,9 @@ def put_init_first(ctx: Context) -> None:
         rootfs.bind_mount(ctx.root, path, mcinit.TARGET, read_only=True)
         path = mcinit.TARGET
     ctx.spec.command = [path, "--", *ctx.spec.command]
+    # Blocked from now on, and so across execve, until the init waits for them: one that came between
+    # its execve and its own sigprocmask would find a PID 1 without a handler, and be dropped.
+    signal.pthread_sigmask(signal.SIG_BLOCK, mcinit.FORWARDED)
 
 
 def bind_mounts(ctx: Context) -> None:
