@@ -49,8 +49,8 @@ def test_init_is_pid_1_and_the_command_pid_2(image, init):
         if init:
             assert comm(box.pid) == "minicontainer-i"  # comm is the first 15 bytes of the name
             deadline = time.monotonic() + 5
-            while not children_of(box.pid) and time.monotonic() < deadline:
-                time.sleep(0.05)  # the init has just been exec'd; it forks the command next
+            while [comm(c) for c in children_of(box.pid)] != ["sleep"] and time.monotonic() < deadline:
+                time.sleep(0.05)  # the init has just been exec'd; it forks, and its child execs, next
             (child,) = children_of(box.pid)
             assert comm(child) == "sleep" and status_field(child, "NSpid").split()[-1] == "2"
             # The runtime execs the init with the signals it passes on blocked; the command must not
