@@ -14,6 +14,7 @@ import pytest
 
 from minicontainer.container import Container, run
 from minicontainer.errors import LabError
+from minicontainer.namespaces import DEFAULT_KINDS
 from minicontainer.spec import ContainerSpec
 from minicontainer.stage import Stage
 
@@ -127,3 +128,12 @@ def test_exit_status_passes_through(image, init):
 def test_init_needs_a_pid_namespace(image):
     with pytest.raises(LabError, match="init=True needs the pid namespace"):
         ContainerSpec(image, ["true"], namespaces=("mnt", "uts"), init=True).validate()
+
+
+@WITH_AND_WITHOUT
+def test_init_in_a_user_namespace(image, init):
+    # Root inside is an unprivileged uid outside, which may not create files in the image's directories
+    # (they belong to a uid the namespace does not map): the init goes in the container's own /dev.
+    spec = ContainerSpec(image, ["sh", "-c", "kill -TERM $$; exit 0"], namespaces=("user", *DEFAULT_KINDS),
+                         init=init)
+    assert run(spec).code == (128 + signal.SIGTERM if init else 0)

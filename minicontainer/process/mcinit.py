@@ -16,7 +16,7 @@ SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mcinit.c")
 # What mcinit.c passes on to the command (its FORWARDED), and SIGCHLD, which it waits for.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
              signal.SIGWINCH, signal.SIGCHLD)
-TARGET = "/sbin/minicontainer-init"  # where the container sees it (docker puts tini at /sbin/docker-init)
+TARGET = "/dev/minicontainer-init"  # where the container sees it (podman puts its init at /dev/init)
 
 
 def cache_dir() -> str:

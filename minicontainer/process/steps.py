@@ -195,7 +195,10 @@ def mount_overlay(ctx: Context) -> None:
 
 
 def put_init_first(ctx: Context) -> None:
-    """With init=True: the built init, read-only at /sbin/minicontainer-init, runs the command as its child.
+    """With init=True: the built init, read-only at /dev/minicontainer-init, runs the command as its child.
+
+    In /dev, the tmpfs the runtime has just made: the image's directories may belong to a uid a user
+    namespace does not map, where nothing can be created.
 
     Only this process's copy of the spec changes: the helper, ps and the caller keep the command as given.
     """
@@ -378,13 +381,13 @@ STEPS: list[Step] = [
     Step("binds", INIT, "bind-mount host files or directories in (volumes, payloads)",
          lambda s: _rootfs(s) and bool(s.binds), "with binds", bind_mounts,
          lambda ctx: ", ".join(f"{s} -> {t}" for s, t, _ in ctx.spec.binds), after=("overlay",)),
-    Step("init program", INIT, "bind the small init in, read-only, and make it PID 1: it runs the command as its "
-         "child, passes signals on, reaps orphans", lambda s: s.init, "with init", put_init_first,
-         lambda ctx: f"{ctx.spec.command[0]} runs {ctx.spec.command[2]}", after=("overlay",)),
     Step("proc", INIT, "a fresh procfs: the processes of its own PID namespace", _rootfs, "with a rootfs",
          mount_proc, after=("overlay",)),
     Step("dev", INIT, "a tmpfs /dev with null zero full random urandom tty, its own devpts, /dev/shm",
          _rootfs, "with a rootfs", mount_dev, after=("overlay",)),
+    Step("init program", INIT, "bind the small init in, read-only, and make it PID 1: it runs the command as its "
+         "child, passes signals on, reaps orphans", lambda s: s.init, "with init", put_init_first,
+         lambda ctx: f"{ctx.spec.command[0]} runs {ctx.spec.command[2]}", after=("dev",)),
     Step("tmp", INIT, "a size-limited tmpfs on /tmp (and /dev/shm)", lambda s: _rootfs(s) and
          bool(s.security.tmpfs_size), "with a rootfs and tmpfs_size", mount_tmp,
          lambda ctx: format_size(ctx.spec.security.tmpfs_size), after=("dev",)),
