@@ -1,11 +1,18 @@
 """The inside half of a container's network, run from a notebook: in a fresh process that enters the
-container's network namespace (the notebook's own process never calls setns)."""
+container's network namespace (the notebook's own process never calls setns).
+
+Also where a learner's own `plug_in(pid, lease)` runs (lesson 04's exercise): in a fresh process that
+starts in the host's network namespace, may move links out of it, and enters the container's with
+`enter_net(pid)` when it is ready to."""
 
 from __future__ import annotations
 
+import inspect as source_code
 import json
 import os
+import subprocess
 import sys
+import textwrap
 from dataclasses import asdict
 
 from .. import kernel
@@ -25,7 +32,61 @@ def inside(pid: int, lease: Lease | dict | None = None) -> None:
                        "the process exited, or the veth end is not in its namespace yet", "check both")
 
 
-if __name__ == "__main__":  # python -m minicontainer.lab.network_steps PID LEASE-JSON|null (see inside())
-    kernel.setns(os.open(f"/proc/{sys.argv[1]}/ns/net", os.O_RDONLY), kernel.CLONE_NEWNET)
-    lease_data = json.loads(sys.argv[2])
-    configure_inside(lease_data) if lease_data else loopback_up()
+def run_learner(function, pid: int, lease: Lease, timeout: float = 30) -> None:
+    """Run a learner's function(pid, lease) in a fresh process (host's network namespace to begin
+    with); its error, if any, comes back as a LabError naming the line that failed."""
+    try:
+        source = textwrap.dedent(source_code.getsource(function))
+    except (OSError, TypeError):
+        raise LabError(f"cannot read the source of {function!r}", "only a function defined with def can be "
+                       "run in a fresh process", "define it with def, in a cell") from None
+    request = json.dumps({"name": function.__name__, "source": source, "pid": pid, "lease": asdict(lease)})
+    try:
+        out = spawn.run("minicontainer.lab.network_steps", "--function", input=request, capture_output=True,
+                        text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"{function.__name__}() did not return within {timeout:.0f} s", "it waits for something",
+                       "make it return once eth0 is configured") from None
+    try:
+        reply = json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise LabError(f"{function.__name__}() ended its process without an answer: {out.stderr.strip()[-300:]}",
+                       "it exited or crashed the process", "return normally from the function") from None
+    if reply.get("error"):
+        raise LabError.from_dict(reply["error"])
+
+
+def enter_net(pid: int) -> None:
+    """setns(2) into pid's network namespace: from now on this process's netlink sockets, and its
+    packets, are the container's. Sockets opened before keep the namespace they were opened in."""
+    descriptor = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+    try:
+        kernel.setns(descriptor, kernel.CLONE_NEWNET)
+    finally:
+        os.close(descriptor)
+
+
+def _run_function(request: dict) -> dict:
+    from pyroute2 import IPRoute
+
+    from ..process import learner
+    from ..process.messages import RunFunction
+    message = RunFunction(request["name"], request["source"])
+    where = f"<your function {message.name}>"
+    scope = {"__name__": "learner", "os": os, "kernel": kernel, "IPRoute": IPRoute, "enter_net": enter_net,
+             "LabError": LabError}
+    try:
+        exec(compile(message.source, where, "exec"), scope)
+        scope[message.name](request["pid"], Lease(**request["lease"]))
+    except BaseException as e:  # noqa: BLE001  every learner mistake becomes a message
+        return {"error": learner.learner_error(message, where, e).to_dict()}
+    return {}
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--function":  # python -m minicontainer.lab.network_steps --function < REQUEST-JSON
+        print(json.dumps(_run_function(json.load(sys.stdin))))
+    else:  # python -m minicontainer.lab.network_steps PID LEASE-JSON|null (see inside())
+        enter_net(int(sys.argv[1]))
+        lease_data = json.loads(sys.argv[2])
+        configure_inside(lease_data) if lease_data else loopback_up()
