@@ -21,27 +21,19 @@ def _lab_address(pid: int) -> str | None:
     return None
 
 
-def _host_address_off_the_bridge() -> str | None:
-    """An address of the host on another network than the lab's: reaching it from a container
-    takes a route out of the lab subnet (the host answers for all its addresses on any interface)."""
-    from ... import network
-    for entry in inspect.network("self")["addresses"]:
-        address = ipaddress.ip_address(entry["address"].split("/")[0])
-        if entry["link"] != "lo" and not address.is_loopback and address not in network.SUBNET:
-            return str(address)
-    return None
-
-
 def check_plug_in(function) -> list[str]:
     """The learner's plug_in(pid, lease), run for real on a fresh container with a veth pair on the
     bridge; judged by where the kernel has the veth end and by real pings both ways."""
     from ... import network
     from ...rootfs import DEFAULT_ROOTFS
     from ...spec import ContainerSpec
-    from ..network_steps import run_learner
+    from ..network_steps import host_address_off_the_bridge, run_learner
     if not callable(function):
         return [f"expected a function (def plug_in(pid, lease): ...), got {type(function).__name__}"]
-    outside = _host_address_off_the_bridge()
+    try:
+        outside = host_address_off_the_bridge()
+    except LabError:
+        outside = None  # a host on no other network: the way-out check cannot be made here
     box = Container.start(ContainerSpec(DEFAULT_ROOTFS, ["sleep", "120"], hostname="plugged"))
     try:
         lease = network.claim(box.name)  # recorded in box's state: its helper removes the veth pair
