@@ -38,6 +38,9 @@ SUBNET = ipaddress.ip_network(os.environ.get("MINICONTAINER_SUBNET", "10.213.77.
 TABLE = "minicontainer"
 NETWORK_STATE = os.path.join(state.STATE_ROOT, ".network")  # not a container name (those start alnum)
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+# Link kinds of the fallback devices (tunl0, gre0, sit0, ip6tnl0...) that a loaded tunnel module puts in
+# every new network namespace, down and without an address, unless net.core.fb_tunnels_only_for_init_net=1.
+FALLBACK_TUNNEL_KINDS = frozenset({"ipip", "gre", "gretap", "erspan", "sit", "ip6tnl", "ip6gre", "vti", "vti6"})
 
 
 @dataclass

@@ -85,8 +85,11 @@ def test_ip_forward_is_restored(image):
 
 def test_net_none_has_only_a_down_loopback(image):
     with Container.start(ContainerSpec(image, ["sleep", "60"])) as box:
-        links = inspect.network(box.pid)["links"]
-        assert [(k["name"], k["state"]) for k in links] == [("lo", "DOWN")]
+        view = inspect.network(box.pid)
+        assert ("lo", "DOWN") in [(k["name"], k["state"]) for k in view["links"]]
+        # Beside lo, only the fallback devices of loaded tunnel modules (tunl0...), and no address.
+        assert [k for k in view["links"] if k["name"] != "lo" and k["kind"] not in network.FALLBACK_TUNNEL_KINDS] == []
+        assert view["addresses"] == []
         network_steps.inside(box.pid)  # lo up, from a fresh process in the container's namespace
         assert box.exec(["ping", "-c", "1", "-W", "1", "127.0.0.1"]).returncode == 0
 
@@ -190,6 +193,14 @@ def outside_host(image):
         box.stop(grace=0)
 
 
+def bridged_packets_filtered() -> bool:
+    try:
+        with open("/proc/sys/net/bridge/bridge-nf-call-iptables") as f:
+            return f.read().strip() == "1"
+    except FileNotFoundError:  # br_netfilter not loaded
+        return False
+
+
 def reaches(box: Container, address: str) -> bool:
     return box.exec(["ping", "-c", "1", "-W", "2", address]).returncode == 0
 
@@ -206,13 +217,18 @@ def test_forward_drop_beside_docker_is_opened_for_the_bridge_only_and_restored(i
     before = nft_ruleset()
     with outside_host(image):
         with forward_drop(how):
-            with Container.start(ContainerSpec(image, ["sleep", "60"], network="bridge")) as box:
+            with Container.start(ContainerSpec(image, ["sleep", "60"], network="bridge")) as box, \
+                    Container.start(ContainerSpec(image, ["sleep", "60"], network="bridge")) as neighbour:
+                neighbour_address = state.read_state(neighbour.name)["network"]["lease"]["address"]
                 assert reaches(box, OUTSIDE.address), "the lab's accept rules did not get past FORWARD DROP"
+                assert reaches(box, neighbour_address)
                 if backend == "nftables":
                     # Without the rules in the dropping chain, our own table's rules alone: dropped.
                     network.ForwardHoles().close()
                     assert not reaches(box, OUTSIDE.address), "FORWARD DROP did not bite: the test proves nothing"
+                    if bridged_packets_filtered():  # br_netfilter: bridged IPv4 meets the forward hook too
+                        assert not reaches(box, neighbour_address)
                     network.apply_firewall()
-                    assert reaches(box, OUTSIDE.address)
+                    assert reaches(box, OUTSIDE.address) and reaches(box, neighbour_address)
             assert not os.path.exists(network.HOLES)
     assert nft_ruleset() == before
