@@ -41,6 +41,7 @@ TAKE_AWAY = {"eth0 up": "ip link set eth0 down, inside", "default route": "ip ro
 @contextmanager
 def without(pid: int, lease: Lease, take_away=()):
     """Take parts of a container's network away (TAKE_AWAY's names) and put them back after."""
+    take_away = [take_away] if isinstance(take_away, str) else list(take_away)
     unknown = set(take_away) - set(TAKE_AWAY)
     if unknown:
         raise LabError(f"cannot take away {', '.join(sorted(unknown))}", "not a part this knows",
