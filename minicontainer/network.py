@@ -289,6 +289,8 @@ class Nftables:
     name = "nftables"
 
     def ruleset(self, published) -> str:
+        # No forward chain: with policy accept it would change nothing, and an accept in it cannot
+        # override another table's drop. ForwardHoles handles a forward chain that drops.
         dnat = "".join(f"    ip daddr {hip} {proto} dport {hport} dnat to {cip}:{cport}\n"
                        for hip, hport, cip, cport, proto in published)
         return (f"table ip {TABLE} {{\n"
@@ -298,8 +300,6 @@ class Nftables:
                 f"    ip saddr {SUBNET} oifname != \"{BRIDGE}\" masquerade\n"
                 f"    ip saddr 127.0.0.0/8 oifname \"{BRIDGE}\" masquerade\n  }}\n"
                 f"}}\n")
-        # No forward chain here: with policy accept it would change nothing, and an accept in it cannot
-        # override another table's drop. ForwardHoles handles a forward chain that drops.
 
     def apply(self, published) -> None:
         self.remove()
