@@ -494,7 +494,7 @@ def packet_path(pid, destination: str = "1.1.1.1") -> Picture:
             canvas.rect(x - 8, 56, w + 16, y - 60, fill="none", stroke="#1f77b4", dash=True)
             canvas.text(x, 69, f"the network namespace of PID {pid} ({os.readlink(f'/proc/{pid}/ns/net')})",
                         size=11, fill="#1f77b4")
-            canvas.text(x, y + 10, "below: the network namespace of this Python process (the host's, run from it)",
+            canvas.text(x, y + 10, "below: this Python process's network namespace (the host's, when run on the host)",
                         size=11, fill="#555")
             y += 18
         canvas.rect(x, y, w, height, fill="#fcfcfc", stroke=stroke, width=1.6)
@@ -660,9 +660,12 @@ def memory_over_time(samples: Samples) -> Picture:
         kx = plot.px(kill["t"])
         canvas.line(kx, plot.y, kx, plot.y + plot.h, stroke=WARN, width=2)
         canvas.circle(kx, plot.y + 8, 4, WARN)
-        left_half = kx < plot.x + plot.w / 2
-        canvas.text(kx + 6 if left_half else kx - 6, plot.y + 48, f"OOM kill (oom_kill {kill['from']} → {kill['to']})",
-                    size=11, anchor="start" if left_half else "end", fill=WARN, weight="bold")
+        words = f"OOM kill (oom_kill {kill['from']} → {kill['to']})"
+        label_width = len(words) * 6.6
+        left = kx + 4 if kx < plot.x + plot.w / 2 else kx - 4 - label_width
+        label_y = plot.y + plot.h * 0.55  # clear of the limit line near the top
+        canvas.rect(left, label_y - 12, label_width, 17, fill="#fff", stroke=WARN, width=1, rx=3)
+        canvas.text(left + 4, label_y, words, size=11, fill=WARN, weight="bold")
     if not kills:
         already = samples.rows[0]["oom_kills"]
         canvas.text(plot.x + 8, plot.y + 48, "no OOM kill while sampling"
