@@ -71,26 +71,33 @@ def test_overlay_layers_show_mountinfo_layers_and_where_a_file_comes_from(image)
 
 @pytest.fixture
 def shared_mount(tmp_path):
-    """A tmpfs made shared (its own peer group) in the test's mount namespace; unmounted after."""
+    """A tmpfs made shared (its own peer group) in a mount namespace of its own, and a way to copy that
+    namespace with a chosen propagation. Every process gets SIGKILL if the test dies (pdeathsig), and
+    the mounts go with their namespaces: nothing is mounted in the test's own."""
     target = str(tmp_path / "shared")
     os.mkdir(target)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "lab-shared", target], check=True)
     started = []
-    try:
-        subprocess.run(["mount", "--make-shared", target], check=True)
 
-        def in_new_mount_namespace(propagation: str) -> int:
-            # unshare(1) sets the propagation of every mount it copies, then execs sleep.
-            child = subprocess.Popen(["unshare", "-m", f"--propagation={propagation}", "sleep", "30"])
-            started.append(child)
-            wait_for(lambda: open(f"/proc/{child.pid}/comm").read().strip() == "sleep", "unshare to exec")
-            return child.pid
-        yield target, in_new_mount_namespace
+    def start(*command: str) -> int:
+        child = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", *command])
+        started.append(child)
+        # Each command ends by exec'ing sleep: its name says the mount work before it is done.
+        wait_for(lambda: open(f"/proc/{child.pid}/comm").read().strip() == "sleep", f"{command[0]} to finish")
+        return child.pid
+    try:
+        origin = start("unshare", "-m", "--propagation=private", "sh", "-c",
+                       f"mount -t tmpfs -o size=1m lab-shared {target} && mount --make-shared {target} "
+                       "&& exec sleep 30")
+
+        def copy_with(propagation: str) -> int:
+            # unshare(1) sets the propagation of every mount it copies into the new namespace.
+            return start("nsenter", "-t", str(origin), "-m", "unshare", "-m", f"--propagation={propagation}",
+                         "sleep", "30")
+        yield target, origin, copy_with
     finally:
         for child in started:
             child.kill()
             child.wait()
-        subprocess.run(["umount", target], check=True)
 
 
 def peer_group(pid: int, target: str) -> str:
@@ -100,21 +107,21 @@ def peer_group(pid: int, target: str) -> str:
 
 
 def test_peer_groups_link_the_mounts_the_kernel_propagates_between(shared_mount):
-    target, in_new_mount_namespace = shared_mount
-    peer, slave, private = (in_new_mount_namespace(p) for p in ("unchanged", "slave", "private"))
-    group = peer_group(os.getpid(), target)
+    target, origin, copy_with = shared_mount
+    peer, slave, private = (copy_with(p) for p in ("unchanged", "slave", "private"))
+    group = peer_group(origin, target)
     assert group.startswith("shared:")
-    picture = pictures.peer_groups([os.getpid(), peer, slave], mount_points=[target])
+    picture = pictures.peer_groups([origin, peer, slave], mount_points=[target])
     links = {(link["kind"], link["from"][0], link["to"][0]) for link in picture.facts["links"]}
     # The copy made with propagation unchanged is in the same peer group; the slave's copy receives from it.
-    assert links == {("peer", os.getpid(), peer), ("master", peer, slave)}
+    assert links == {("peer", origin, peer), ("master", peer, slave)}
     assert {link["group"] for link in picture.facts["links"]} == {int(group.split(":")[1])}
-    text = drawn_text(picture)
     slave_field = "master:" + group.split(":")[1]
     assert peer_group(slave, target) == slave_field
+    text = drawn_text(picture)
     assert group in text and slave_field in text
     # A private copy belongs to no peer group: nothing propagates, and no line is drawn.
-    alone = pictures.peer_groups([os.getpid(), private], mount_points=[target])
+    alone = pictures.peer_groups([origin, private], mount_points=[target])
     assert alone.facts["links"] == [] and "no links" in drawn_text(alone)
     assert pictures.mount_propagation(private, mount_points=[target]).facts["mounts"][private] == [(target, "private")]
 
