@@ -1,7 +1,7 @@
 """Lesson 02's tools: functions a stage runs inside PID 1 (Stage.call), and readings of its mount table.
 
 The functions sent into PID 1 travel as source and run there with only the runtime's globals
-(os, kernel, ...): they use nothing else, and they never write outside the container's own root.
+(os, kernel, ...): they use nothing else, and write nothing.
 """
 
 from __future__ import annotations
