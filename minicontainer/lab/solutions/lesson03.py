@@ -91,7 +91,7 @@ WRONG = {
                                                               memory="64M")), "64 MiB"),
     "cgroups-join": (lambda: join_the_parent, "not in the container's cgroup"),
     "cgroups-memory-limit": (lambda: soft_limit, "not OOM-killed"),
-    "cgroups-oom-kills": (lambda: times_at_the_limit, "the OOM killer killed 1"),
+    "cgroups-oom-kills": (lambda: times_at_the_limit, "the OOM killer killed"),
 }
 
 BLANK = {
