@@ -56,7 +56,8 @@ def soft_limit(ctx):
 
 
 def times_at_the_limit(memory_dir):
-    # memory.events "max" (v2) / memory.failcnt (v1): how often usage hit the limit, not how many were killed.
+    # memory.events "max" (v2) / memory.failcnt (v1): how often a charge hit the limit, not how many were
+    # killed (v1 with swap accounting counts the hits of its memsw limit in memory.memsw.failcnt instead).
     events = os.path.join(memory_dir, "memory.events")
     if os.path.exists(events):
         with open(events) as f:
