@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from .. import namespaces, rootfs
 from ..container import Container, run
 from ..doctor import read_if_there
+from ..errors import LabError
 from ..security import DEFAULT_CAPABILITIES, Security
 from ..spec import ContainerSpec
 from . import payloads
@@ -207,14 +208,20 @@ def host_fixtures():
         secret.close()
 
 
-def run_attack(attack: Attack, defended: bool = True, fixtures: dict | None = None) -> Outcome:
-    """Run one attack in a container with every default defence, or with only its own switched off."""
+def run_attack(attack: Attack, defended: bool = True, fixtures: dict | None = None, **fields) -> Outcome:
+    """Run one attack in a container with every default defence, or with only its own switched off.
+    `fields` are ContainerSpec fields set on top, e.g. security=Security(seccomp=None): a lesson
+    switches a defence off by hand this way, to see the check that relies on it fail."""
+    unknown = sorted(set(fields) - set(ContainerSpec.__dataclass_fields__))
+    if unknown:
+        raise LabError(f"run_attack: no ContainerSpec field {', '.join(unknown)}", "the keyword arguments "
+                       "after the attack are spec fields", "e.g. security=Security(seccomp=None) or pids=None")
     with contextlib.ExitStack() as stack:
         fx = fixtures or stack.enter_context(host_fixtures())
         disk = host_block_device() or (0, 0)
         values = {"marker": fx["marker"], "host_pid": str(os.getpid()), "port": str(fx["port"]),
                   "secret_fd": str(fx["secret"].fileno()), "disk_major": str(disk[0]), "disk_minor": str(disk[1])}
-        changes = {} if defended else dict(attack.undefended)
+        changes = ({} if defended else dict(attack.undefended)) | fields
         args = changes.pop("args", attack.args)
         command = [a if a.startswith("/") else a.format(**values) for a in args]
         if not command[0].startswith("/"):
@@ -222,6 +229,10 @@ def run_attack(attack: Attack, defended: bool = True, fixtures: dict | None = No
         binds = [(payloads.build("attacks"), "/attacks", True), (payloads.build_setuid("attacks"),
                                                                  "/attacks-setuid", True)]
         spec = replace(ContainerSpec(rootfs.DEFAULT_ROOTFS, command, binds=binds, **attack.spec), **changes)
+        if attack.name == "kill-all" and "pid" not in spec.namespaces:
+            # In the host's PID namespace kill -9 -1 would kill every process of the host: whoever
+            # switched the namespace off, and however, only signal 0 is sent.
+            spec.command = ["/attacks", "kill-all", "0"]
         if attack.name == "inherited-fd":
             spec.security.keep_fds = []  # asked for nothing: the default must close it
             return _judge(attack, defended, _run_passing_fd(spec, fx["secret"].fileno()))
