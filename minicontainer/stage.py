@@ -5,6 +5,7 @@
     stage.run_until("unshare uts")
     inspect.process(stage.pid)    # the kernel's view between two steps
     stage.call(my_step)           # a function you wrote, run inside PID 1
+    stage.replace("pivot_root", my_pivot_root)   # yours in place of the runtime's step
     box = stage.start()           # the remaining steps and exec: a normal Container
 
 The steps run in a helper and in the container's own processes, never in this one (a Jupyter
@@ -65,13 +66,25 @@ class Stage:
         It sees os, kernel, namespaces, rootfs, security and inspect as globals, and gets the step
         Context (spec, root, paths) if it takes an argument. After pivot_root it cannot import
         anything new: the host's Python files are out of reach."""
+        return self._run_function(function, timeout, None)
+
+    def replace(self, name: str, function, timeout: float = 10.0):
+        """Run a function you wrote in place of the step `name`, which must be the next one: in that
+        step's own process (the helper, the intermediate or PID 1), with the same globals and Context
+        as call(). If it returns, the step is done and the runtime's own version never runs; if it
+        raises, the stage is as it was. Its return value."""
+        value = self._run_function(function, timeout, name)
+        self.done.append(name)
+        return value
+
+    def _run_function(self, function, timeout: float, instead_of: str | None):
         try:
             source = textwrap.dedent(inspect.getsource(function))
         except (OSError, TypeError):
             raise LabError(f"cannot read the source of {function!r}", "only a function defined with def, in a "
                            "cell or a file, can be sent into the container", "define it with def") from None
         self._check_alive()
-        self.channel.send(messages.RunFunction(function.__name__, source, timeout))
+        self.channel.send(messages.RunFunction(function.__name__, source, timeout, instead_of))
         result = self._reply(messages.FunctionResult, timeout + 10)
         if result.error:
             raise LabError.from_dict(result.error)

@@ -34,6 +34,10 @@ def test_checker_three_ways(image, key):
     finally:
         stopped(wrong)
 
+    if key in solutions.BLANK:
+        blank = check(key, solutions.BLANK[key])
+        assert not blank.ok and blank.problems, "the notebook's template passes as it is"
+
     right = solutions.solve(key)
     try:
         result = check(key, right)

@@ -14,7 +14,7 @@ import time
 import pytest
 from conftest import REPO, STARTUP_WAIT, assert_back_to, cli, kernel_state
 
-from minicontainer import inspect, namespaces, state
+from minicontainer import inspect, kernel, namespaces, state
 from minicontainer.container import LIVE, Container
 from minicontainer.errors import LabError
 from minicontainer.process import steps
@@ -264,3 +264,81 @@ def test_a_user_container_dies_with_its_helper(image):
         os.killpg(caller.pid, signal.SIGKILL)
         caller.wait()
         cli("cleanup")
+
+
+# -- a learner's step in place of the runtime's -------------------------------------------------
+
+def my_pivot_root(ctx):
+    """The learner's pivot_root, written with the runtime's wrappers (the stage gives them)."""
+    old = ctx.root + "/.mine"
+    os.makedirs(old, exist_ok=True)
+    kernel.pivot_root(ctx.root, old)  # noqa: F821
+    os.chdir("/")
+    kernel.umount2("/.mine", kernel.MNT_DETACH)  # noqa: F821
+    os.rmdir("/.mine")
+    return "pivoted"
+
+
+def skip_it(ctx):
+    return "did nothing"
+
+
+def test_a_replaced_step_is_the_learners_and_the_runtimes_never_runs(image):
+    with Stage(ContainerSpec(image, ["sleep", "60"])) as stage:
+        stage.run_until("mask paths")
+        assert stage.next_step == "pivot_root"
+        assert stage.replace("pivot_root", my_pivot_root) == "pivoted"
+        assert ("pivot_root", "your function my_pivot_root() instead of the runtime's") in stage.log
+        assert [m.fstype for m in inspect.mounts(stage.pid) if m.mount_point == "/"] == ["overlay"]
+        assert not inspect.mount_namespace_root_is_host(stage.pid)
+        with stage.start() as box:
+            assert box.exec(["cat", "/etc/hostname"]).returncode in (0, 1)  # it runs, in its own root
+            assert not inspect.mount_namespace_root_is_host(box.pid)
+
+    # A function that does nothing in its place: the runtime's pivot_root did not run either.
+    with Stage(ContainerSpec(image, ["sleep", "60"])) as stage:
+        stage.run_until("mask paths")
+        stage.replace("pivot_root", skip_it)
+        assert inspect.mount_namespace_root_is_host(stage.pid)
+
+
+def test_a_helper_step_and_an_intermediate_step_can_be_replaced(image):
+    def my_limit(ctx):
+        directory = ctx.cgroup.dirs["pids"]
+        with open(os.path.join(directory, "pids.max"), "w") as f:
+            f.write("7")
+
+    def my_id_maps(ctx):
+        pid = ctx.paths["intermediate_pid"]
+        for name in ("uid_map", "gid_map"):
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write("0 100000 1000\n")  # the spec's range, but only 1000 ids
+
+    spec = ContainerSpec(image, ["sleep", "60"], pids=20, namespaces=("user", "mnt", "pid", "uts", "ipc"))
+    with Stage(spec) as stage:
+        stage.run_until("cgroup")
+        stage.replace("limits", my_limit)               # in the helper: pids 7, not the spec's 20
+        assert inspect.cgroup_of(stage.helper.pid).stats()["pids_limit"] is None  # the helper's own group: untouched
+        stage.run_until("user namespace")
+        stage.replace("id maps", my_id_maps)           # written by the helper, for the intermediate
+        with stage.start() as box:
+            assert inspect.cgroup_of(box.pid).stats()["pids_limit"] == 7
+            with open(f"/proc/{box.pid}/uid_map") as f:
+                assert f.read().split() == ["0", "100000", "1000"]  # the runtime's map has 65536
+
+
+def test_a_step_is_replaced_only_in_its_place_and_a_failure_changes_nothing(image):
+    def broken(ctx):
+        raise OSError(1, "Operation not permitted", "/x")
+
+    with Stage(ContainerSpec(image, ["true"], hostname="inside")) as stage:
+        with pytest.raises(LabError, match="not the next step"):
+            stage.replace("hostname", skip_it)
+        with pytest.raises(LabError, match="cannot be replaced"):
+            stage.replace("cgroup", skip_it)
+        stage.run_until("unshare cgroup")
+        with pytest.raises(LabError, match=r"(?s)broken\(\) at line 2.*EPERM"):
+            stage.replace("mounts private", broken)
+        assert "mounts private" not in stage.done and stage.next_step == "mounts private"
+        stage.next()                                    # the runtime's own version still runs
+        assert "mounts private" in stage.done

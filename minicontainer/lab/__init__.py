@@ -71,8 +71,11 @@ def check(key: str, answer) -> Result:
     if answer is None:
         return Result(key, ["nothing to check yet: set the variable the task names, then run this cell again"],
                       exercise.hint)
+    from .exercises import Problems
     try:
         problems = exercise.checker(answer)
+    except Problems as e:
+        problems = e.problems
     except Exception as e:  # a learner's odd answer must give advice, not a traceback
         problems = [f"could not check this answer: {type(e).__name__}: {e}"]
     return Result(key, problems, exercise.hint)

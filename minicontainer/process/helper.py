@@ -38,7 +38,7 @@ from ..cgroups import Cgroup
 from ..cgroups.limits import format_size
 from ..errors import LabError
 from ..spec import ContainerSpec
-from . import init, intermediate, messages, steps
+from . import init, intermediate, learner, messages, steps
 from .channel import Channel
 
 
@@ -66,6 +66,10 @@ def chown_for_user_ns(paths: dict, uid_map: str) -> None:
     for key in ("upper", "work", "merged"):
         if key in paths:
             os.chown(paths[key], outside, outside)
+
+
+# Steps whose doing is the helper's own bookkeeping (what it creates it must also remove).
+NOT_REPLACEABLE = ("cgroup", "pid namespace", "fork intermediate", "fork PID 1", "exec")
 
 
 class StageEnded(Exception):
@@ -179,8 +183,7 @@ class Helper:
                 if step.name == "pid namespace":  # keep a way back: later children of ours must not be in it
                     self.own_namespaces = [(k, os.open(f"/proc/self/ns/{k}", os.O_RDONLY))
                                            for k in ("pid", "time") if k in self.spec.namespaces]
-                if step.name == "id maps":
-                    self.ctx.paths["intermediate_pid"] = self.child_pid
+                self.before_step(step)
                 steps.run_step(step, self.ctx)
                 self.owns_cgroup = self.owns_cgroup or step.name == "cgroup"  # made by us: ours to remove
             if step.name not in self.ctx.done:
@@ -195,6 +198,50 @@ class Helper:
         self.ctx.done.append(step.name)
         if step.name == "fork PID 1":
             self.child_process = steps.INIT
+
+    def before_step(self, step: steps.Step) -> None:
+        """What a helper step needs to know that only the helper knows."""
+        if step.name == "id maps":
+            self.ctx.paths["intermediate_pid"] = self.child_pid
+
+    def replace_step(self, message: messages.RunFunction) -> messages.FunctionResult:
+        """A learner's function in place of the next step, in that step's own process; on success the
+        step counts as done and the runtime's own version never runs."""
+        name = message.instead_of
+        step = self.check_can_run(name)
+        if step.run is None or name in NOT_REPLACEABLE:
+            replaceable = [s.name for s in self.remaining() if s.run is not None and s.name not in NOT_REPLACEABLE]
+            raise LabError(f"step {name!r} cannot be replaced", "the helper's own machinery does it (a fork, or "
+                           "bookkeeping it needs to clean up after)", f"replace one of: {', '.join(replaceable)}")
+        upcoming = next(s for s in self.remaining() if s.name != "exec")
+        if upcoming.name != name:
+            order = [s.name for s in steps.plan(self.spec)]
+            before = order[order.index(name) - 1]
+            raise LabError(f"step {name!r} is not the next step ({upcoming.name!r} is)", "a step you write runs in its "
+                           "own place in the list, after the ones before it", f"stage.run_until({before!r}) first")
+        if step.process == steps.HELPER:
+            self.before_step(step)
+            reply = learner.run(self.ctx, message)
+        elif self.child is None or step.process != self.child_process:
+            raise LabError(f"step {name!r} runs in the {step.process}, which is not there now", "its process is "
+                           "not forked yet, or has handed over to PID 1", "run the steps before it first")
+        else:
+            reply = self.ask_child(message)
+            if not reply.error:
+                self.ctx.done.append(name)
+        if not reply.error:
+            self.say(name, f"your function {message.name}() instead of the runtime's", step.process)
+        return reply
+
+    def ask_child(self, message: messages.RunFunction) -> messages.FunctionResult:
+        self.child.send(message)
+        try:
+            reply = self.child.recv(timeout=message.timeout)
+        except TimeoutError:
+            raise StageEnded(f"{message.name}() did not return within {message.timeout:.0f} s") from None
+        if reply is None:
+            raise StageEnded(f"the container's process died while running {message.name}()")
+        return reply
 
     def fork(self, serve) -> None:
         """Fork the intermediate or init, with a channel of its own; back to our own namespaces after."""
@@ -282,6 +329,8 @@ class Helper:
                         self.run_until(message.until)
                     self.write_state("staged")
                     self.caller.send(messages.Paused(self.ctx.done, self.init_pid, self.cgroup.dirs))
+                elif isinstance(message, messages.RunFunction) and message.instead_of:
+                    self.caller.send(self.replace_step(message))
                 elif isinstance(message, messages.RunFunction):
                     self.caller.send(self.run_function(message))
                 elif isinstance(message, messages.Start):
@@ -309,14 +358,7 @@ class Helper:
             raise LabError(f"{message.name}() cannot run yet", f"your functions run in PID 1 once its mounts are "
                            f"private, so they cannot change the host's; missing: {', '.join(missing)}",
                            f"stage.run_until({missing[-1]!r}) first" if missing else "make a new stage")
-        self.child.send(message)
-        try:
-            reply = self.child.recv(timeout=message.timeout)
-        except TimeoutError:
-            raise StageEnded(f"{message.name}() did not return within {message.timeout:.0f} s") from None
-        if reply is None:
-            raise StageEnded(f"the container's init died while running {message.name}()")
-        return reply
+        return self.ask_child(message)
 
     def created(self) -> bool:
         """Every step but exec has run: wait for Start (True) or Stop / the caller's end (False)."""

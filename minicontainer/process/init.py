@@ -13,16 +13,13 @@ stop ends with a kill of the cgroup), and orphans are reaped only if the command
 
 from __future__ import annotations
 
-import errno
-import json
 import os
 import signal
 import traceback
 
-from .. import inspect as inspect_module
-from .. import kernel, namespaces, rootfs, security
+from .. import kernel
 from ..errors import LabError
-from . import messages, steps
+from . import learner, messages, steps
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -43,7 +40,7 @@ def serve(ctx: steps.Context, parent_pid: int) -> None:
             if isinstance(message, messages.RunStep):
                 run_named_step(ctx, message.name)
             elif isinstance(message, messages.RunFunction):
-                ctx.channel.send(run_function(ctx, message))
+                ctx.channel.send(learner.run(ctx, message))
             else:  # None: the helper is gone, and nobody would supervise this container
                 os._exit(1)
     except BaseException:  # noqa: BLE001  anything unforeseen still reaches the learner
@@ -72,55 +69,7 @@ def exec_command(ctx: steps.Context) -> None:
         error = LabError(f"command {spec.command[0]!r} is not executable", "it lacks the execute bit, or a "
                          "noexec mount", "chmod +x it in the image", step="exec")
     except OSError as e:  # ENOEXEC (a script without #!, another architecture), E2BIG, ELOOP...
-        error = LabError(f"command {spec.command[0]!r} cannot be run: {e.strerror} ({errno_name(e.errno)})",
+        error = LabError(f"command {spec.command[0]!r} cannot be run: {e.strerror} ({learner.errno_name(e.errno)})",
                          "the kernel refused to execute it", "see execve(2) for this error", step="exec")
     ctx.channel.send_error(error)
     os._exit(127)
-
-
-# -- learner-written steps -------------------------------------------------------------------
-
-def run_function(ctx: steps.Context, message: messages.RunFunction) -> messages.FunctionResult:
-    """Run a function a learner wrote in a notebook cell, here, in the namespaces and root built so
-    far. It gets the runtime's kernel wrappers as globals, and the step Context if it takes an
-    argument. Its return value goes back as JSON (or its repr); an error names the function, the
-    line and the call that failed."""
-    where = f"<your function {message.name}>"
-    scope = {"__name__": "learner", "os": os, "kernel": kernel, "namespaces": namespaces, "rootfs": rootfs,
-             "security": security, "inspect": inspect_module, "LabError": LabError}
-    try:
-        exec(compile(message.source, where, "exec"), scope)
-        function = scope[message.name]
-        value = function(ctx) if function.__code__.co_argcount else function()
-    except BaseException as e:  # noqa: BLE001  every learner mistake becomes a message
-        return messages.FunctionResult(error=_learner_error(message, where, e).to_dict())
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        value = repr(value)
-    return messages.FunctionResult(value=value)
-
-
-def _learner_error(message: messages.RunFunction, where: str, error: BaseException) -> LabError:
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == where]
-    lines = message.source.splitlines()
-    line = ""
-    if frames and 0 < frames[-1].lineno <= len(lines):
-        line = f" at line {frames[-1].lineno}: {lines[frames[-1].lineno - 1].strip()}"
-    if isinstance(error, LabError):
-        return LabError(f"{message.name}(){line}: {error.what}", error.cause, error.fix, step=message.name)
-    if isinstance(error, ImportError):
-        return LabError(f"{message.name}(){line}: {error}", "after pivot_root the host's Python files are out of "
-                        "reach, and the image has none", "use the modules your function is given (os, kernel, "
-                        "namespaces, rootfs, security, inspect), or call it before pivot_root", step=message.name)
-    if isinstance(error, OSError):
-        call = f"{error.strerror} ({errno_name(error.errno)})" + (f" on {error.filename}" if error.filename else "")
-        return LabError(f"{message.name}(){line}: the kernel refused the call: {call}",
-                        "see the man page of the call on that line", "fix the call; the stage is still usable",
-                        step=message.name)
-    return LabError(f"{message.name}(){line} raised {type(error).__name__}: {error}", "a bug in your function",
-                    "fix it and run it again; the stage is still usable", step=message.name)
-
-
-def errno_name(number: int | None) -> str:
-    return errno.errorcode.get(number or 0, str(number))

@@ -36,10 +36,12 @@ class Advance:
 
 @dataclass
 class RunFunction:
-    """Staged: run a learner's function (its source and name) inside the container's init."""
+    """Staged: run a learner's function (its source and name) inside the container's init, or, in
+    place of the step `instead_of`, in that step's own process."""
     name: str
     source: str
     timeout: float = 10.0
+    instead_of: str | None = None
 
 
 @dataclass

@@ -5,8 +5,9 @@
     box = solutions.solve("cgroups-lab-48m")
 
 Each module also names a wrong attempt per exercise (WRONG: key -> (attempt, words the checker must
-use)): the tests require every checker to pass the solution and to refuse both the wrong attempt and
-nothing at all.
+use)), and, where the learner writes a function, the notebook's blank template (BLANK: key -> the
+function as handed out): the tests require every checker to pass the solution and to refuse the
+wrong attempt, the blank template and nothing at all.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ from . import lesson00, lesson01, lesson02, lesson03, lesson04, lesson05, lesson
 LESSONS = (lesson00, lesson01, lesson02, lesson03, lesson04, lesson05, lesson06)
 SOLVERS = {key: solver for lesson in LESSONS for key, solver in lesson.SOLVERS.items()}
 WRONG = {key: wrong for lesson in LESSONS for key, wrong in lesson.WRONG.items()}
+# For exercises in which the learner writes a function: the notebook's template, as handed out.
+BLANK = {key: blank for lesson in LESSONS for key, blank in getattr(lesson, "BLANK", {}).items()}
 
 
 def solve(key: str):
-    """Run the solution: the answer the checker expects (a value, a function, or a running container)."""
-    return SOLVERS[key]()
+    """The answer the checker expects: the solution's function itself where the learner writes a
+    function (an exercise with a BLANK template), else what running the solution gives (a value or
+    a running container)."""
+    return SOLVERS[key] if key in BLANK else SOLVERS[key]()
 
 
 def show(key: str) -> None:
