@@ -153,7 +153,7 @@ ATTACKS = [
            harmless_form="the queue is removed at once"),
     Attack("setuid", "run a setuid-root program as an unprivileged user", "no_new_privs",
            ["/attacks-setuid", "euid"], {"security": Security(no_new_privs=False)}, spec={"user": "1000:1000"}),
-    Attack("keyctl", "reach uid 0's keyring (kernel keyrings are not namespaced)", "seccomp", ["keyctl"],
+    Attack("keyctl", "reach uid 0's keyring (only a user namespace separates keyrings)", "seccomp", ["keyctl"],
            {"security": Security(seccomp=False)}),
     Attack("userns-mount", "unshare a user namespace to regain every capability, then mount",
            "seccomp: no new namespaces", ["userns-mount"], {"security": Security(new_namespaces=True)},
