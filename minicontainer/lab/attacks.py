@@ -46,6 +46,7 @@ class Attack:
     undefended: dict               # ContainerSpec changes that switch off only that defence
     spec: dict = field(default_factory=dict)   # spec fields the attack needs either way (limits...)
     also: str = ""                 # what else would still block it, if anything
+    also_off: dict = field(default_factory=dict)  # spec changes that switch that off too (it then gets through)
     harmless_form: str = ""        # why the undefended run is a harmless variant
     host_defence: Callable[[], str] | None = None  # what on this host blocks it anyway ("" if nothing)
 
@@ -126,7 +127,8 @@ ATTACKS = [
            ["mount"], {"security": _caps_plus("sys_admin")}),
     Attack("release-agent", "mount cgroup v1 and open release_agent for writing", "no CAP_SYS_ADMIN",
            ["release-agent", "net_cls"], {"security": _caps_plus("sys_admin")},
-           also="the cgroup namespace (no new v1 hierarchy can be mounted from inside one)",
+           also="the cgroup namespace (from inside one the kernel makes no new v1 hierarchy)",
+           also_off={"namespaces": tuple(k for k in ALL_KINDS if k != "cgroup")},
            harmless_form="opened, never written"),
     Attack("signal-host-pid", "see and signal a host process", "PID namespace",
            ["signal-host-pid", "{host_pid}"], {"namespaces": tuple(k for k in ALL_KINDS if k != "pid")},
@@ -147,7 +149,8 @@ ATTACKS = [
            ["connect-loopback", "{port}"], {"namespaces": tuple(k for k in ALL_KINDS if k != "net")}),
     Attack("hostname", "set the hostname the host has", "UTS namespace", ["hostname"],
            {"namespaces": tuple(k for k in ALL_KINDS if k != "uts"), "hostname": None},
-           also="no CAP_SYS_ADMIN (sethostname needs it)", harmless_form="writes back the hostname already there"),
+           also="no CAP_SYS_ADMIN (sethostname needs it)", also_off={"security": _caps_plus("sys_admin")},
+           harmless_form="writes back the hostname already there"),
     Attack("sysv-queue", "make a SysV message queue the host sees", "IPC namespace", ["sysv-queue"],
            {"namespaces": tuple(k for k in ALL_KINDS if k != "ipc")},
            harmless_form="the queue is removed at once"),
