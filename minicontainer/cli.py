@@ -231,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cpus", help="CPU quota, e.g. 0.5")
     run.add_argument("--pids", help="maximum number of processes")
     run.add_argument("--net", choices=("none", "bridge", "host"), default="none",
-                     help="none: own network namespace with only lo; bridge: the lab bridge with NAT; "
+                     help="none: own network namespace with only lo (and tunnel fallback devices where their modules "
+                          "are loaded); bridge: the lab bridge with NAT; "
                           "host: share the host's")
     run.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOSTPORT:CTRPORT",
                      help="forward a host port (127.0.0.1 unless an IP is given) to the container (--net bridge)")

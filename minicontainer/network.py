@@ -6,9 +6,12 @@ before exec (or, from a notebook, in a fresh process that enters the namespace).
 The namespace is never named (no /run/netns bind mount): it lives and dies with the
 container, and the veth pair with it.
 
-Firewall rules live only in the lab's own nftables table (or iptables chains, where
-nft is missing), so no other rule on the host is touched. The one global setting
-changed, net.ipv4.ip_forward, is recorded and restored when the last lab network goes.
+Firewall rules live in the lab's own nftables table (or iptables chains, where nft is
+missing). One exception: where another firewall's forward chain drops by policy (Docker
+sets iptables' FORWARD to DROP), an accept in our own table cannot override it (every base
+chain on a hook must accept), so two accept rules for the lab bridge, tagged, go into that
+chain; they are recorded and removed with the rest. The one global setting changed,
+net.ipv4.ip_forward, is recorded and restored when the last lab network goes.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ SUBNET = ipaddress.ip_network(os.environ.get("MINICONTAINER_SUBNET", "10.213.77.
 TABLE = "minicontainer"
 NETWORK_STATE = os.path.join(state.STATE_ROOT, ".network")  # not a container name (those start alnum)
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+# Link kinds of the fallback devices (tunl0, gre0, sit0, ip6tnl0...) that a loaded tunnel module puts in
+# every new network namespace, down and without an address, unless net.core.fb_tunnels_only_for_init_net=1.
+FALLBACK_TUNNEL_KINDS = frozenset({"ipip", "gre", "gretap", "erspan", "sit", "ip6tnl", "ip6gre", "vti", "vti6"})
 
 
 @dataclass
@@ -208,7 +214,7 @@ def leftovers() -> bool:
     """Is any shared piece of the lab network still here (bridge, firewall table, saved sysctls)?"""
     table = shutil.which("nft") and subprocess.run(["nft", "list", "table", "ip", TABLE],
                                                     capture_output=True).returncode == 0
-    return bool(os.path.exists(f"/sys/class/net/{BRIDGE}") or table
+    return bool(os.path.exists(f"/sys/class/net/{BRIDGE}") or table or os.path.exists(HOLES)
                 or os.path.exists(os.path.join(NETWORK_STATE, "sysctl.json")))
 
 
@@ -216,6 +222,7 @@ def teardown() -> list[str]:
     """Remove the bridge and the lab's firewall rules, restore ip_forward. What was removed."""
     removed = [f"bridge {BRIDGE}"] if delete_link(BRIDGE) else []
     removed += firewall().remove()
+    removed += ForwardHoles().close()  # recorded by the nft path even if the backend chosen now differs
     saved = os.path.join(NETWORK_STATE, "sysctl.json")
     if os.path.exists(saved):
         with open(saved) as f:
@@ -282,6 +289,8 @@ class Nftables:
     name = "nftables"
 
     def ruleset(self, published) -> str:
+        # No forward chain: with policy accept it would change nothing, and an accept in it cannot
+        # override another table's drop. ForwardHoles handles a forward chain that drops.
         dnat = "".join(f"    ip daddr {hip} {proto} dport {hport} dnat to {cip}:{cport}\n"
                        for hip, hport, cip, cport, proto in published)
         return (f"table ip {TABLE} {{\n"
@@ -290,22 +299,123 @@ class Nftables:
                 f"  chain postrouting {{ type nat hook postrouting priority srcnat; policy accept;\n"
                 f"    ip saddr {SUBNET} oifname != \"{BRIDGE}\" masquerade\n"
                 f"    ip saddr 127.0.0.0/8 oifname \"{BRIDGE}\" masquerade\n  }}\n"
-                f"  chain forward {{ type filter hook forward priority filter; policy accept;\n"
-                f"    iifname \"{BRIDGE}\" accept\n    oifname \"{BRIDGE}\" ct state established,related accept\n  }}\n"
                 f"}}\n")
 
     def apply(self, published) -> None:
         self.remove()
         _run(["nft", "-f", "-"], self.ruleset(published))
+        ForwardHoles().open()
 
     def remove(self) -> list[str]:
+        removed = ForwardHoles().close()
         if subprocess.run(["nft", "list", "table", "ip", TABLE], capture_output=True).returncode == 0:
             _run(["nft", "delete", "table", "ip", TABLE])
-            return [f"nftables table ip {TABLE}"]
-        return []
+            removed.append(f"nftables table ip {TABLE}")
+        return removed
 
     def show(self) -> str:
         return subprocess.run(["nft", "list", "table", "ip", TABLE], capture_output=True, text=True).stdout
+
+
+HOLE_TAG = f"MC-LAB {BRIDGE} (minicontainer)"  # the comment on every rule we add to another firewall's chain
+HOLES = os.path.join(NETWORK_STATE, "forward-holes.json")
+
+
+class ForwardHoles:
+    """Accept rules for the lab bridge in other firewalls' forward chains whose policy is drop.
+
+    A packet is forwarded only if every base chain on the forward hook accepts it, whatever its
+    table. Docker sets iptables' FORWARD policy to DROP (on an iptables-nft host that is the nft
+    chain `ip filter FORWARD`), so there the lab's traffic needs a rule in that very chain. Each rule
+    added is recorded in HOLES before the next one, and close() removes exactly those, nothing else.
+    Rules go in with the tool that owns the chain: iptables-nft refuses to list a chain holding rules
+    it cannot read back, and Docker reloads its rules with iptables.
+    """
+
+    def accept_rules(self) -> list[tuple[str, list[str]]]:
+        """(nft syntax, iptables arguments) of the two rules: out of the bridge, and the replies back."""
+        return [(f'iifname "{BRIDGE}" accept', ["-i", BRIDGE]),
+                (f'oifname "{BRIDGE}" ct state established,related accept',
+                 ["-o", BRIDGE, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"])]
+
+    def dropping_chains(self) -> list[dict]:
+        """Forward base chains with policy drop, other than ours: nft's view, and legacy iptables'."""
+        found = []
+        listed = subprocess.run(["nft", "-j", "list", "chains"], capture_output=True, text=True)
+        iptables_nft = "nf_tables" in subprocess.run(["iptables", "--version"], capture_output=True,
+                                                     text=True).stdout if shutil.which("iptables") else False
+        for item in json.loads(listed.stdout or '{"nftables": []}')["nftables"]:
+            chain = item.get("chain")
+            if not chain or chain.get("hook") != "forward" or chain.get("policy") != "drop":
+                continue
+            if chain["family"] not in ("ip", "inet") or (chain["family"], chain["table"]) == ("ip", TABLE):
+                continue
+            owned_by_iptables = iptables_nft and (chain["family"], chain["table"], chain["name"]) == (
+                "ip", "filter", "FORWARD")
+            found.append({"tool": "iptables" if owned_by_iptables else "nft", "family": chain["family"],
+                          "table": chain["table"], "chain": chain["name"]})
+        # Legacy iptables (x_tables) is invisible to nft. Reading ip_tables_names loads no module.
+        if shutil.which("iptables-legacy") and os.path.exists("/proc/net/ip_tables_names"):
+            with open("/proc/net/ip_tables_names") as f:
+                has_filter = "filter" in f.read().split()
+            if has_filter and "-P FORWARD DROP" in subprocess.run(
+                    ["iptables-legacy", "-S", "FORWARD"], capture_output=True, text=True).stdout:
+                found.append({"tool": "iptables-legacy", "family": "ip", "table": "filter", "chain": "FORWARD"})
+        return found
+
+    def open(self) -> None:
+        holes = self.recorded()
+        for chain in self.dropping_chains():
+            # Inserted in reverse so that they end up in order at the top of the chain.
+            for nft_rule, iptables_args in reversed(self.accept_rules()):
+                if chain["tool"] == "nft":
+                    out = subprocess.run(["nft", "--echo", "--handle", "insert", "rule", chain["family"],
+                                          chain["table"], chain["chain"], *nft_rule.split(), "comment",
+                                          f'"{HOLE_TAG}"'], capture_output=True, text=True)
+                    if out.returncode != 0:
+                        raise _firewall_error(["nft", "insert", "rule"], out.stderr)
+                    hole = {**chain, "handle": int(out.stdout.split("# handle")[1].split()[0])}
+                else:
+                    rule = [*iptables_args, "-m", "comment", "--comment", HOLE_TAG, "-j", "ACCEPT"]
+                    _run([chain["tool"], "-I", chain["chain"], "1", *rule])
+                    hole = {**chain, "rule": rule}
+                holes.append(hole)
+                self.record(holes)
+
+    def close(self) -> list[str]:
+        removed = []
+        for hole in self.recorded():
+            where = f"{hole['family']} {hole['table']} {hole['chain']}"
+            if hole["tool"] == "nft":
+                # Delete by handle only if that handle still carries our tag (the chain may have been
+                # flushed and refilled by its owner since).
+                listed = subprocess.run(["nft", "-j", "-a", "list", "chain", hole["family"], hole["table"],
+                                         hole["chain"]], capture_output=True, text=True)
+                ours = any(item.get("rule", {}).get("handle") == hole["handle"]
+                           and item["rule"].get("comment") == HOLE_TAG
+                           for item in json.loads(listed.stdout or '{"nftables": []}')["nftables"])
+                if ours:
+                    _run(["nft", "delete", "rule", hole["family"], hole["table"], hole["chain"], "handle",
+                          str(hole["handle"])])
+                    removed.append(f"accept rule for {BRIDGE} in nft chain {where}")
+            elif subprocess.run([hole["tool"], "-D", hole["chain"], *hole["rule"]],
+                                capture_output=True).returncode == 0:
+                removed.append(f"accept rule for {BRIDGE} in {hole['tool']} chain {hole['chain']}")
+        if os.path.exists(HOLES):
+            os.remove(HOLES)
+        return removed
+
+    def recorded(self) -> list[dict]:
+        if not os.path.exists(HOLES):
+            return []
+        with open(HOLES) as f:
+            return json.load(f)
+
+    def record(self, holes: list[dict]) -> None:
+        os.makedirs(NETWORK_STATE, exist_ok=True)
+        with open(HOLES + ".new", "w") as f:
+            json.dump(holes, f)
+        os.replace(HOLES + ".new", HOLES)
 
 
 class Iptables:
@@ -349,9 +459,13 @@ class Iptables:
 def _run(command: list[str], stdin: str | None = None) -> None:
     done = subprocess.run(command, input=stdin, capture_output=True, text=True)
     if done.returncode != 0:
-        raise LabError(f"{' '.join(command[:4])} failed: {done.stderr.strip()[-300:]}",
-                       "the firewall tool refused the rules (kernel lacks nf_tables/NAT modules?)",
-                       "modprobe nf_tables nf_nat; run `minicontainer doctor`")
+        raise _firewall_error(command, done.stderr)
+
+
+def _firewall_error(command: list[str], stderr: str) -> LabError:
+    return LabError(f"{' '.join(command[:4])} failed: {stderr.strip()[-300:]}",
+                    "the firewall tool refused the rules (kernel lacks nf_tables/NAT modules?)",
+                    "modprobe nf_tables nf_nat; run `minicontainer doctor`")
 
 
 def firewall():

@@ -56,7 +56,7 @@ class ContainerSpec:
     tty: bool = False                       # stdin is a pty slave: make it the controlling terminal
     binds: list[Bind] = field(default_factory=list)  # e.g. a payload: [(host path, container path, read_only)]
     root_switch: str = "pivot_root"         # or "chroot", to show why containers do not use it
-    network: str = "none"                   # "none": only lo (down); "bridge": the lab bridge, NAT, publish
+    network: str = "none"                   # "none": lo (down) and no address; "bridge": the lab bridge, NAT, publish
     publish: list[Port] = field(default_factory=list)  # with bridge: [(host ip, host port, ctr port, proto)]
     security: Security = field(default_factory=Security)  # the defences; Security.off() for none
     user: str | None = None                 # "UID[:GID]" to run the command as, after the set-up as root

@@ -78,6 +78,9 @@ class Stage:
         return value
 
     def _run_function(self, function, timeout: float, instead_of: str | None):
+        if getattr(function, "__name__", "") == "<lambda>":
+            raise LabError("a lambda cannot be sent into the container", "only its source text travels, and a "
+                           "lambda's source is the whole line it sits in", "define the function with def")
         try:
             source = textwrap.dedent(inspect.getsource(function))
         except (OSError, TypeError):

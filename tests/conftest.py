@@ -69,6 +69,9 @@ def kernel_state() -> dict:
     if shutil.which("nft"):
         tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
         firewall |= {line for line in tables.splitlines() if "minicontainer" in line}
+        # Accept rules the lab adds to another firewall's forward chain (network.ForwardHoles).
+        ruleset = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+        firewall |= {line.strip() for line in ruleset.splitlines() if "(minicontainer)" in line}
     if shutil.which("iptables"):
         for table in ("nat", "filter"):
             rules = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True).stdout

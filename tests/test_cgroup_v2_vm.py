@@ -32,7 +32,9 @@ INNER = [
     # The checkers that read cgroupfs.
     "tests/test_exercises.py::test_checker_three_ways[welcome-memory-cgroup]",
     "tests/test_exercises.py::test_checker_three_ways[cgroups-lab-48m]",
-    "tests/test_exercises.py::test_checker_three_ways[cgroups-half-cpu-20-pids]",
+    "tests/test_exercises.py::test_checker_three_ways[cgroups-join]",
+    "tests/test_exercises.py::test_checker_three_ways[cgroups-memory-limit]",
+    "tests/test_exercises.py::test_checker_three_ways[cgroups-oom-kills]",
     "tests/test_exercises.py::test_a_finished_container_is_not_accepted",
     "tests/test_notebooks.py::test_nbval[03-cgroups]",  # the lesson as a learner runs it
     # The device cgroup's v2 form, a BPF program: refuses a host disk, in exec too, goes with its cgroup.

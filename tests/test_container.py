@@ -206,6 +206,9 @@ def test_user_namespace_maps_root_to_unprivileged_uid(image):
         assert line.strip() == "0"  # root inside
         assert inspect.process(box.pid).uids[0] == 100000  # an unprivileged uid outside
         assert inspect.id_map(box.pid)[0].outside == 100000
+        # exec joins the user namespace as its root, as the container's init is (without taking
+        # the namespace's root, the host's uid 0 is unmapped there: uid=65534(nobody)).
+        assert box.exec(["sh", "-c", "id -u; id -G"]).stdout.split() == ["0", "0"]
 
 
 @pytest.mark.slow

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 
+import pytest
 from conftest import REPO
 
 from minicontainer import doctor
@@ -45,3 +48,31 @@ def test_every_doctor_check_is_explained():
     assert not missing, missing
     for kind in ("mnt", "time"):
         assert f"`{kind} namespace`" in page
+
+
+def readme_block(language: str) -> str:
+    with open(os.path.join(REPO, "README.md")) as f:
+        text = f.read()
+    return text.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_the_readmes_shell_examples_run_as_written(image):
+    lines = [line for line in readme_block("sh").splitlines() if "# interactive" not in line]
+    script = "\n".join(["set -e"] + lines).replace("sudo ", "").replace(
+        ".venv/bin/minicontainer", f"{sys.executable} -m minicontainer.cli")
+    script = script.replace("wait ", "wait || [ $? = 137 ] ")  # the stopped container's status, as the comment says
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=150, cwd=REPO,
+                         env=dict(os.environ, PYTHONPATH=REPO))
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "box" in out.stdout and "web" in out.stdout and "sleep" in out.stdout
+    assert not os.path.exists("/tmp/my-image")
+
+
+@pytest.mark.timeout(120)
+def test_the_readmes_python_example_runs_as_written(image):
+    out = subprocess.run([sys.executable, "-c", readme_block("python")], capture_output=True, text=True,
+                         timeout=100, cwd="/", env=dict(os.environ, PYTHONPATH=REPO))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("0 lab")

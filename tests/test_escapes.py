@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from minicontainer.container import Container
+from minicontainer.errors import LabError
 from minicontainer.lab import attacks
 from minicontainer.spec import ContainerSpec
 
@@ -49,6 +50,27 @@ def test_gets_through_without_its_defence(image, fixtures, attack):
     else:
         assert outcome.got_through, f"switching off {attack.defence} did not let {attack.name} through: " \
                                     f"{outcome.evidence} (is it really the defence?)"
+
+
+@pytest.mark.parametrize("attack", [a for a in attacks.ATTACKS if a.also], ids=lambda a: a.name)
+def test_gets_through_with_the_other_defence_off_too(image, fixtures, attack):
+    """Where one defence off is not enough, both off must be: else the table's 'also' is not the reason."""
+    outcome = attacks.run_attack(attack, defended=False, fixtures=fixtures, **attack.also_off)
+    assert outcome.got_through or attack.blocked_by_host(), f"{attack.name} with {attack.defence} and " \
+        f"{attack.also} off: {outcome.evidence}"
+
+
+def test_kill_all_outside_a_pid_namespace_sends_only_signal_0(image, fixtures):
+    """However the PID namespace is switched off (here as a lesson does, by a spec field), kill -1
+    from the host's PID namespace only checks: the sentinel of the fixture must survive."""
+    attack = attacks.BY_NAME["kill-all"]
+    outcome = attacks.run_attack(attack, fixtures=fixtures, namespaces=attack.undefended["namespaces"])
+    assert outcome.escaped and "may be signalled" in outcome.evidence, outcome.evidence
+
+
+def test_a_field_that_is_no_spec_field_is_a_clear_error(image, fixtures):
+    with pytest.raises(LabError, match="no ContainerSpec field secomp"):
+        attacks.run_attack(attacks.BY_NAME["keyctl"], fixtures=fixtures, secomp=None)
 
 
 def test_exec_gets_the_same_defences_as_init(image):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 
 import pytest
 from conftest import REPO, assert_back_to, cli, kernel_state
@@ -84,8 +85,11 @@ def test_ip_forward_is_restored(image):
 
 def test_net_none_has_only_a_down_loopback(image):
     with Container.start(ContainerSpec(image, ["sleep", "60"])) as box:
-        links = inspect.network(box.pid)["links"]
-        assert [(k["name"], k["state"]) for k in links] == [("lo", "DOWN")]
+        view = inspect.network(box.pid)
+        assert ("lo", "DOWN") in [(k["name"], k["state"]) for k in view["links"]]
+        # Beside lo, only the fallback devices of loaded tunnel modules (tunl0...), and no address.
+        assert [k for k in view["links"] if k["name"] != "lo" and k["kind"] not in network.FALLBACK_TUNNEL_KINDS] == []
+        assert view["addresses"] == []
         network_steps.inside(box.pid)  # lo up, from a fresh process in the container's namespace
         assert box.exec(["ping", "-c", "1", "-W", "1", "127.0.0.1"]).returncode == 0
 
@@ -131,3 +135,101 @@ def test_state_records_and_releases_the_lease(image):
     assert box.name not in network.leases_in_use()
     with pytest.raises(LabError):
         network.parse_publish("a:b")
+
+
+# -- beside Docker: another firewall's forward chain with policy drop -------------------------
+
+OUTSIDE = network.Lease("198.51.100.2", 30, "198.51.100.1", "mcouth", "mcoutc")  # TEST-NET-2: never routed
+
+
+def nft_ruleset() -> str:
+    """The whole ruleset without counters (a Docker host's count packets while the test runs)."""
+    return subprocess.run(["nft", "--stateless", "list", "ruleset"], capture_output=True, text=True, check=True).stdout
+
+
+def iptables_nft() -> bool:
+    return bool(shutil.which("iptables")) and "nf_tables" in subprocess.run(
+        ["iptables", "--version"], capture_output=True, text=True).stdout
+
+
+@contextmanager
+def forward_drop(how: str):
+    """FORWARD DROP as Docker leaves it, undone even if the test fails (the host never keeps it)."""
+    if how == "nft table":  # a firewall of its own: a forward base chain, policy drop
+        subprocess.run(["nft", "delete", "table", "ip", "mctest_drop"], capture_output=True)  # a killed run's
+        subprocess.run(["nft", "-f", "-"], check=True, text=True, input=(
+            "table ip mctest_drop { chain forward { type filter hook forward priority filter; policy drop; }; }"))
+        try:
+            yield
+        finally:
+            subprocess.run(["nft", "delete", "table", "ip", "mctest_drop"], check=True)
+    else:  # what dockerd runs: iptables -P FORWARD DROP (on iptables-nft, the nft chain ip filter FORWARD)
+        had_table = subprocess.run(["nft", "list", "table", "ip", "filter"], capture_output=True).returncode == 0
+        policy = "DROP" if "-P FORWARD DROP" in subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True,
+                                                               text=True).stdout else "ACCEPT"
+        subprocess.run(["iptables", "-P", "FORWARD", "DROP"], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["iptables", "-P", "FORWARD", policy], check=True)
+            if not had_table:
+                subprocess.run(["nft", "delete", "table", "ip", "filter"], check=True)
+
+
+@contextmanager
+def outside_host(image):
+    """A second network beside the bridge: a container on its own veth pair, reached by routing."""
+    box = Container.start(ContainerSpec(image, ["sleep", "60"], hostname="outside"))
+    try:
+        with network.netlink() as ipr:
+            ipr.link("add", ifname=OUTSIDE.host_if, kind="veth", peer={"ifname": OUTSIDE.peer_if})
+            index = ipr.link_lookup(ifname=OUTSIDE.host_if)[0]
+            ipr.addr("add", index=index, address=OUTSIDE.gateway, prefixlen=OUTSIDE.prefix)
+            ipr.link("set", index=index, state="up")
+        network.move_into(OUTSIDE.peer_if, box.pid)
+        network_steps.inside(box.pid, OUTSIDE)
+        yield box
+    finally:
+        network.delete_link(OUTSIDE.host_if)
+        box.stop(grace=0)
+
+
+def bridged_packets_filtered() -> bool:
+    try:
+        with open("/proc/sys/net/bridge/bridge-nf-call-iptables") as f:
+            return f.read().strip() == "1"
+    except FileNotFoundError:  # br_netfilter not loaded
+        return False
+
+
+def reaches(box: Container, address: str) -> bool:
+    return box.exec(["ping", "-c", "1", "-W", "2", address]).returncode == 0
+
+
+@pytest.mark.parametrize("backend, how", [
+    ("nftables", "nft table"),
+    pytest.param("nftables", "iptables -P", marks=pytest.mark.skipif(not iptables_nft(), reason="iptables-legacy")),
+    pytest.param("iptables", "iptables -P", marks=pytest.mark.skipif(not iptables_nft(), reason="iptables-legacy")),
+])
+def test_forward_drop_beside_docker_is_opened_for_the_bridge_only_and_restored(image, monkeypatch, backend, how):
+    if not shutil.which("nft") or not shutil.which(backend.replace("nftables", "nft")):
+        pytest.skip(f"needs nft and {backend}")
+    monkeypatch.setenv("MINICONTAINER_FIREWALL", backend)
+    before = nft_ruleset()
+    with outside_host(image):
+        with forward_drop(how):
+            with Container.start(ContainerSpec(image, ["sleep", "60"], network="bridge")) as box, \
+                    Container.start(ContainerSpec(image, ["sleep", "60"], network="bridge")) as neighbour:
+                neighbour_address = state.read_state(neighbour.name)["network"]["lease"]["address"]
+                assert reaches(box, OUTSIDE.address), "the lab's accept rules did not get past FORWARD DROP"
+                assert reaches(box, neighbour_address)
+                if backend == "nftables":
+                    # Without the rules in the dropping chain, our own table's rules alone: dropped.
+                    network.ForwardHoles().close()
+                    assert not reaches(box, OUTSIDE.address), "FORWARD DROP did not bite: the test proves nothing"
+                    if bridged_packets_filtered():  # br_netfilter: bridged IPv4 meets the forward hook too
+                        assert not reaches(box, neighbour_address)
+                    network.apply_firewall()
+                    assert reaches(box, OUTSIDE.address) and reaches(box, neighbour_address)
+            assert not os.path.exists(network.HOLES)
+    assert nft_ruleset() == before

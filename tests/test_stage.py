@@ -336,6 +336,8 @@ def test_a_step_is_replaced_only_in_its_place_and_a_failure_changes_nothing(imag
             stage.replace("hostname", skip_it)
         with pytest.raises(LabError, match="cannot be replaced"):
             stage.replace("cgroup", skip_it)
+        with pytest.raises(LabError, match="define the function with def"):
+            stage.replace("cgroup", lambda ctx: None)
         stage.run_until("unshare cgroup")
         with pytest.raises(LabError, match=r"(?s)broken\(\) at line 2.*EPERM"):
             stage.replace("mounts private", broken)

@@ -79,3 +79,34 @@ def check(key: str, answer) -> Result:
     except Exception as e:  # a learner's odd answer must give advice, not a traceback
         problems = [f"could not check this answer: {type(e).__name__}: {e}"]
     return Result(key, problems, exercise.hint)
+
+
+def _nothing(ctx) -> None:
+    """In place of a skipped step: does nothing, so the runtime's step does not run either."""
+
+
+def without(stage, *skipped: str, **spec_changes):
+    """The counterfactual of a lesson's check: a fresh stage of the same spec (with spec_changes,
+    e.g. namespaces without "pid"), advanced as far as `stage` is, but with the named steps
+    skipped, and every step that needs one of them (a step's `after`: the hostname needs the UTS
+    namespace, every mount needs private mounts). A lesson's check run on it must fail: else it
+    does not test that step."""
+    import dataclasses
+
+    from ..process import steps
+    from ..stage import Stage
+    spec = dataclasses.replace(stage.spec, name="", **spec_changes)
+    plan = steps.plan(spec)
+    off = set(skipped)
+    for step in plan:  # in order, so that what needs a skipped step is skipped too
+        if off & set(step.after):
+            off.add(step.name)
+    twin = Stage(spec)
+    for step in plan:
+        if step.name not in stage.done:
+            continue
+        if step.name in off:
+            twin.replace(step.name, _nothing)
+        elif step.name not in twin.done:
+            twin.run_until(step.name)
+    return twin

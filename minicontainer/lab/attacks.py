@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from .. import namespaces, rootfs
 from ..container import Container, run
 from ..doctor import read_if_there
+from ..errors import LabError
 from ..security import DEFAULT_CAPABILITIES, Security
 from ..spec import ContainerSpec
 from . import payloads
@@ -45,6 +46,7 @@ class Attack:
     undefended: dict               # ContainerSpec changes that switch off only that defence
     spec: dict = field(default_factory=dict)   # spec fields the attack needs either way (limits...)
     also: str = ""                 # what else would still block it, if anything
+    also_off: dict = field(default_factory=dict)  # spec changes that switch that off too (it then gets through)
     harmless_form: str = ""        # why the undefended run is a harmless variant
     host_defence: Callable[[], str] | None = None  # what on this host blocks it anyway ("" if nothing)
 
@@ -125,7 +127,8 @@ ATTACKS = [
            ["mount"], {"security": _caps_plus("sys_admin")}),
     Attack("release-agent", "mount cgroup v1 and open release_agent for writing", "no CAP_SYS_ADMIN",
            ["release-agent", "net_cls"], {"security": _caps_plus("sys_admin")},
-           also="the cgroup namespace (no new v1 hierarchy can be mounted from inside one)",
+           also="the cgroup namespace (from inside one the kernel makes no new v1 hierarchy)",
+           also_off={"namespaces": tuple(k for k in ALL_KINDS if k != "cgroup")},
            harmless_form="opened, never written"),
     Attack("signal-host-pid", "see and signal a host process", "PID namespace",
            ["signal-host-pid", "{host_pid}"], {"namespaces": tuple(k for k in ALL_KINDS if k != "pid")},
@@ -146,13 +149,14 @@ ATTACKS = [
            ["connect-loopback", "{port}"], {"namespaces": tuple(k for k in ALL_KINDS if k != "net")}),
     Attack("hostname", "set the hostname the host has", "UTS namespace", ["hostname"],
            {"namespaces": tuple(k for k in ALL_KINDS if k != "uts"), "hostname": None},
-           also="no CAP_SYS_ADMIN (sethostname needs it)", harmless_form="writes back the hostname already there"),
+           also="no CAP_SYS_ADMIN (sethostname needs it)", also_off={"security": _caps_plus("sys_admin")},
+           harmless_form="writes back the hostname already there"),
     Attack("sysv-queue", "make a SysV message queue the host sees", "IPC namespace", ["sysv-queue"],
            {"namespaces": tuple(k for k in ALL_KINDS if k != "ipc")},
            harmless_form="the queue is removed at once"),
     Attack("setuid", "run a setuid-root program as an unprivileged user", "no_new_privs",
            ["/attacks-setuid", "euid"], {"security": Security(no_new_privs=False)}, spec={"user": "1000:1000"}),
-    Attack("keyctl", "reach uid 0's keyring (kernel keyrings are not namespaced)", "seccomp", ["keyctl"],
+    Attack("keyctl", "reach uid 0's keyring (only a user namespace separates keyrings)", "seccomp", ["keyctl"],
            {"security": Security(seccomp=False)}),
     Attack("userns-mount", "unshare a user namespace to regain every capability, then mount",
            "seccomp: no new namespaces", ["userns-mount"], {"security": Security(new_namespaces=True)},
@@ -207,14 +211,20 @@ def host_fixtures():
         secret.close()
 
 
-def run_attack(attack: Attack, defended: bool = True, fixtures: dict | None = None) -> Outcome:
-    """Run one attack in a container with every default defence, or with only its own switched off."""
+def run_attack(attack: Attack, defended: bool = True, fixtures: dict | None = None, **fields) -> Outcome:
+    """Run one attack in a container with every default defence, or with only its own switched off.
+    `fields` are ContainerSpec fields set on top, e.g. security=Security(seccomp=None): a lesson
+    switches a defence off by hand this way, to see the check that relies on it fail."""
+    unknown = sorted(set(fields) - set(ContainerSpec.__dataclass_fields__))
+    if unknown:
+        raise LabError(f"run_attack: no ContainerSpec field {', '.join(unknown)}", "the keyword arguments "
+                       "after the attack are spec fields", "e.g. security=Security(seccomp=None) or pids=None")
     with contextlib.ExitStack() as stack:
         fx = fixtures or stack.enter_context(host_fixtures())
         disk = host_block_device() or (0, 0)
         values = {"marker": fx["marker"], "host_pid": str(os.getpid()), "port": str(fx["port"]),
                   "secret_fd": str(fx["secret"].fileno()), "disk_major": str(disk[0]), "disk_minor": str(disk[1])}
-        changes = {} if defended else dict(attack.undefended)
+        changes = ({} if defended else dict(attack.undefended)) | fields
         args = changes.pop("args", attack.args)
         command = [a if a.startswith("/") else a.format(**values) for a in args]
         if not command[0].startswith("/"):
@@ -222,6 +232,10 @@ def run_attack(attack: Attack, defended: bool = True, fixtures: dict | None = No
         binds = [(payloads.build("attacks"), "/attacks", True), (payloads.build_setuid("attacks"),
                                                                  "/attacks-setuid", True)]
         spec = replace(ContainerSpec(rootfs.DEFAULT_ROOTFS, command, binds=binds, **attack.spec), **changes)
+        if attack.name == "kill-all" and "pid" not in spec.namespaces:
+            # In the host's PID namespace kill -9 -1 would kill every process of the host: whoever
+            # switched the namespace off, and however, only signal 0 is sent.
+            spec.command = ["/attacks", "kill-all", "0"]
         if attack.name == "inherited-fd":
             spec.security.keep_fds = []  # asked for nothing: the default must close it
             return _judge(attack, defended, _run_passing_fd(spec, fx["secret"].fileno()))

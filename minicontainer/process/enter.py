@@ -39,6 +39,8 @@ def enter_and_exec(request: dict) -> int:
         command, env = request["command"], spec.env
         try:
             die_with_parent(me)
+            if "user" in spec.namespaces:
+                become_root_inside()
             for fd in procs_fds:
                 os.write(fd, b"0")
             os.chdir(request.get("cwd", "/"))
@@ -60,6 +62,18 @@ def enter_and_exec(request: dict) -> int:
         os.close(fd)
     _, status = os.waitpid(child, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+def become_root_inside() -> None:
+    """After setns into a user namespace our ids are the host's, which it does not map: they show
+    as the overflow id (65534) inside. Take the namespace's root, as its init did (and nsenter -U
+    does); the spec's user, if any, follows with the other defences."""
+    with open("/proc/self/setgroups") as f:
+        if f.read().strip() == "allow":  # "deny" (a rootless map): groups cannot change, nor need to
+            os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    steps.rearm_death_signal()  # a change of credentials clears PR_SET_PDEATHSIG
 
 
 def main() -> None:

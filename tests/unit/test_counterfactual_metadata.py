@@ -13,7 +13,7 @@ from minicontainer.lab import counterfactual
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOTEBOOKS = sorted(glob.glob(os.path.join(REPO, "notebooks", "[0-9][0-9]-*.ipynb")))
 # The lessons reworked so far (issue #14); the others are checked once they join this list.
-PROVEN = {"06"}
+PROVEN = {"00", "01", "02", "03", "04", "05", "06", "07"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p)[:-6] for p in NOTEBOOKS])

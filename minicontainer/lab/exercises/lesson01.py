@@ -1,45 +1,100 @@
-"""Exercises of notebooks/01-namespaces.ipynb."""
+"""Exercises of notebooks/01-namespaces.ipynb: write the id maps of a user namespace; say, from
+/proc alone, which namespaces a process does not share with you."""
 
 from __future__ import annotations
 
+import random
+
 from ... import inspect, namespaces
+from ...container import Container
+from ...spec import ContainerSpec
 from .. import Exercise
-from . import running
+from . import Problems, running, staged_attempt
+
+# The container the id-maps exercise builds: its own user namespace, uid 0 inside = 100000 outside.
+ID_MAP_SPEC = dict(namespaces=("user", "mnt", "pid", "uts", "ipc"), uid_map="0 100000 65536")
 
 
-def check_lab_hostname_host_network(answer) -> list[str]:
-    problems = running(answer)
-    if problems:
-        return problems
-    ours, theirs = namespaces.identities("self"), namespaces.identities(answer.pid)
-    if ours["uts"] == theirs["uts"]:
-        problems.append("it shares this kernel's UTS namespace: its hostname would be the host's")
-    elif inspect.hostname(answer.pid) != "lab":
-        problems.append(f"its hostname is {inspect.hostname(answer.pid)!r}, not 'lab'")
-    if ours["net"] != theirs["net"]:
-        problems.append("it has its own network namespace; the task wants the host's")
+def _intermediate_of(stage) -> int:
+    """The helper's child: the process that unshared the user namespace (the maps are its)."""
+    with open(f"/proc/{stage.helper.pid}/task/{stage.helper.pid}/children") as f:
+        children = f.read().split()
+    if not children:
+        raise Problems("the stage's user-namespace process is gone")
+    return int(children[0])
+
+
+def check_id_maps(answer) -> list[str]:
+    from ...rootfs import DEFAULT_ROOTFS
+    spec = ContainerSpec(DEFAULT_ROOTFS, ["sleep", "600"], **ID_MAP_SPEC)
+    problems = []
+    with staged_attempt(spec, "id maps", answer, start=False) as stage:
+        pid = _intermediate_of(stage)
+        maps = {}
+        for name in ("uid_map", "gid_map"):
+            with open(f"/proc/{pid}/{name}") as f:
+                maps[name] = f.read().split()
+        for name, fields in maps.items():
+            if not fields:
+                problems.append(f"its {name} is empty: nothing is mapped, so inside every id shows as the "
+                                "overflow id 65534 and setresuid/setresgid(0) would fail")
+            elif fields != ["0", "100000", "65536"]:
+                problems.append(f"its {name} maps {' '.join(fields[:3])} (inside outside count), not "
+                                "0 100000 65536")
+        if problems:
+            return problems
+        try:
+            box = stage.start()
+        except Exception as e:  # noqa: BLE001  the stage says what failed
+            return [f"the container could not start after your maps: {e}"]
+        try:
+            outside = inspect.status(box.pid)
+            inside = box.exec(["id"]).stdout.strip()
+            if outside["Uid"].split()[0] != "100000" or outside["Gid"].split()[0] != "100000":
+                problems.append(f"from the host its PID 1 is uid {outside['Uid'].split()[0]} and gid "
+                                f"{outside['Gid'].split()[0]}, not 100000")
+            if not inside.startswith("uid=0(root) gid=0(root)"):
+                problems.append(f"inside, `id` says {inside!r}, not root")
+        finally:
+            box.stop(grace=0)
     return problems
 
 
-def check_pid_and_mount_only(answer) -> list[str]:
-    problems = running(answer)
+def mystery_container() -> Container:
+    """A process in new namespaces of three kinds picked at random: which ones? Read /proc to say."""
+    kinds = tuple(random.sample(sorted(namespaces.KINDS), 3))
+    return Container.start(ContainerSpec(None, ["sleep", "600"], namespaces=kinds, hostname=None))
+
+
+def check_which_differ(answer) -> list[str]:
+    if not (isinstance(answer, tuple) and len(answer) == 2):
+        return ["expected the pair (mystery, my_kinds)"]
+    box, kinds = answer
+    problems = running(box)
     if problems:
         return problems
-    ours, theirs = namespaces.identities("self"), namespaces.identities(answer.pid)
-    for kind in ("pid", "mnt"):
-        if ours[kind] == theirs[kind]:
-            problems.append(f"it shares this kernel's {kind} namespace; it needs its own")
-    for kind in ("uts", "ipc", "net", "cgroup", "user"):
-        if ours[kind] != theirs[kind]:
-            problems.append(f"it has its own {kind} namespace; the task wants only pid and mnt")
+    if not isinstance(kinds, (set, frozenset, list, tuple)) or not all(isinstance(k, str) for k in kinds):
+        return [f"my_kinds should be a set of kind names such as {{'uts'}}, got {kinds!r}"]
+    shared = set(namespaces.shared_with(box.pid))
+    own = set(namespaces.identities(box.pid)) - shared
+    for kind in sorted(set(kinds) - set(namespaces.KINDS)):
+        problems.append(f"{kind!r} is not a namespace kind (they are the names in /proc/PID/ns)")
+    for kind in sorted(set(kinds) & shared):
+        problems.append(f"you named {kind}, which it shares with this kernel: the same number in both ns links")
+    missing = own - set(kinds)
+    if missing:
+        problems.append(f"it has {len(missing)} more namespace(s) of its own that you did not name")
     return problems
 
 
 EXERCISES = [
-    Exercise("namespaces-lab-hostname", "Start a container `box` whose hostname is `lab` but which shares the "
-             "host's network namespace.", "ContainerSpec(..., hostname=..., namespaces=...) without 'net'",
-             check_lab_hostname_host_network),
-    Exercise("namespaces-pid-mnt-only", "Start a namespace-only process `proc` (no rootfs) with its own PID "
-             "and mount namespaces and every other namespace shared.",
-             "ContainerSpec(None, [...], namespaces=('pid', 'mnt'))", check_pid_and_mount_only),
+    Exercise("namespaces-id-maps", "Write `my_id_maps(ctx)`: the step that maps root inside the container's user "
+             "namespace to uid and gid 100000 outside, 65536 ids of each.",
+             "The maps belong to the process that made the user namespace, and are written from outside it, once. "
+             "Look at /proc/PID/uid_map in `man 7 user_namespaces`: one line 'inside outside count'. The PID is "
+             "ctx.paths['intermediate_pid']; do not forget the groups.", check_id_maps),
+    Exercise("namespaces-which-differ", "`mystery` is a process in new namespaces of three kinds. Set `my_kinds` "
+             "to the set of kinds it does not share with this kernel, found from /proc.",
+             "Two processes are in the same namespace when the links in their /proc/PID/ns name the same thing. "
+             "os.readlink shows a link; compare the mystery's with /proc/self/ns.", check_which_differ),
 ]

@@ -5,18 +5,12 @@ from __future__ import annotations
 import os
 import time
 
-from ... import inspect, namespaces
+from ...errors import LabError
+from ...rootfs import DEFAULT_ROOTFS
+from ...spec import ContainerSpec
 from .. import Exercise
-from . import running
-
-
-def _lower_dir(pid: int) -> str | None:
-    """The image under the container's overlay root, read from its mountinfo."""
-    for mount in inspect.mounts(pid):
-        if mount.mount_point == "/" and mount.fstype == "overlay":
-            options = dict(o.split("=", 1) for o in mount.super_options.split(",") if "=" in o)
-            return options.get("lowerdir")
-    return None
+from ..rootfs_steps import climb_out, host_root_mounts, lower_dir, reaches_host_root, root_mount
+from . import Problems, running, staged_attempt
 
 
 def check_motd(answer) -> list[str]:
@@ -35,7 +29,7 @@ def check_motd(answer) -> list[str]:
         return ["/etc/motd does not exist in the container"]
     if inside.strip() != "hello":
         problems.append(f"/etc/motd in the container says {inside.strip()!r}, not 'hello'")
-    lower = _lower_dir(answer.pid)
+    lower = lower_dir(root_mount(answer.pid))
     if lower is None:
         problems.append("its root is not an overlay: writes would change the image itself")
     elif os.path.exists(os.path.join(lower, "etc/motd")):
@@ -43,21 +37,48 @@ def check_motd(answer) -> list[str]:
     return problems
 
 
-def check_no_escape(answer) -> list[str]:
-    problems = running(answer)
-    if problems:
-        return problems
-    if namespaces.ns_inode(answer.pid, "mnt") == namespaces.ns_inode("self", "mnt"):
-        return ["it shares this kernel's mount namespace"]
-    if inspect.mount_namespace_root_is_host(answer.pid):
-        problems.append("the root of its mount namespace is still the host's /: a chroot can be climbed out of "
-                        "(switch the root with pivot_root and detach the old one)")
+def check_pivot_root(answer) -> list[str]:
+    """Run the learner's function as the pivot_root step of a fresh stage, then judge from the
+    kernel: the chroot escape tried from inside PID 1, and, once started, PID 1's mount table."""
+    spec = ContainerSpec(DEFAULT_ROOTFS, ["sleep", "600"])
+    with staged_attempt(spec, "pivot_root", answer, start=False) as stage:
+        reached = stage.call(climb_out)  # before start: only PID 1 runs learner-style functions
+        try:
+            box = stage.start()
+        except LabError as e:
+            raise Problems(f"after your pivot_root, the container could not start: {e.what}") from None
+        try:
+            return _judge_root(box.pid, reached)
+        finally:
+            box.stop(grace=0)
+
+
+def _judge_root(pid: int, reached: dict) -> list[str]:
+    problems = []
+    root = root_mount(pid)
+    if lower_dir(root) != os.path.realpath(DEFAULT_ROOTFS):
+        problems.append(f"the container's / is the {root.fstype} mount from {root.source}, not the overlay "
+                        "(ctx.root): the new root is the directory the overlay step mounted")
+    left = host_root_mounts(pid)
+    if left:
+        problems.append(f"the old root is still mounted at {', '.join(left)} in the container's mount "
+                        "namespace: any process there can open the host's files through it")
+    if reached["device"] is None:
+        problems.append(f"the escape could not be tried inside after your step {reached['os-release']}")
+    elif reaches_host_root(reached):
+        problems.append("the chroot escape, tried from inside after your step, reached the host's / "
+                        f"(its /etc/os-release begins {reached['os-release']})")
     return problems
 
 
 EXERCISES = [
-    Exercise("rootfs-motd", "Start a container `box` in which /etc/motd says hello, without changing the image.",
-             "the command can write the file itself: sh -c 'echo hello > /etc/motd; sleep 600'", check_motd),
-    Exercise("rootfs-no-escape", "Start a container `box` from which the chroot escape cannot reach the host.",
-             "root_switch='pivot_root' (the default) detaches the host's tree", check_no_escape),
+    Exercise("rootfs-motd", "Start a container `motd_box` in which /etc/motd says hello, without changing "
+             "the image.", "Who may write in the container once it runs? Its command can do more than one "
+             "thing. Then look where the write landed: the image, or the container's own layer?", check_motd),
+    Exercise("rootfs-pivot-root", "Write `my_pivot_root(ctx)`, the pivot_root step: afterwards the overlay at "
+             "ctx.root is the container's /, and no path leads back to the host's /.",
+             "First: the whole mount namespace needs a new root mount, and the old one must not stay "
+             "reachable. The interface: pivot_root(2), kernel.pivot_root(new_root, put_old): new_root a "
+             "mount point, put_old a directory under it; then umount2(2), kernel.umount2(path, "
+             "kernel.MNT_DETACH), where the old root now is.", check_pivot_root),
 ]

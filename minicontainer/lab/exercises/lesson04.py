@@ -7,6 +7,7 @@ import time
 
 from ... import inspect
 from ...container import Container
+from ...errors import LabError
 from .. import Exercise
 from . import running
 
@@ -20,58 +21,81 @@ def _lab_address(pid: int) -> str | None:
     return None
 
 
-def check_reachable_on_bridge(answer) -> list[str]:
+def check_plug_in(function) -> list[str]:
+    """The learner's plug_in(pid, lease), run for real on a fresh container with a veth pair on the
+    bridge; judged by where the kernel has the veth end and by real pings both ways."""
     from ... import network
-    problems = running(answer)
-    if problems:
-        return problems
-    address = _lab_address(answer.pid)
-    if address is None:
-        return [f"it has no address on the lab subnet {network.SUBNET} (is it on the bridge?)"]
-    gateway = str(next(network.SUBNET.hosts()))
-    if not any(r["dst"] == "0.0.0.0/0" and r["via"] == gateway for r in inspect.network(answer.pid)["routes"]):
-        problems.append(f"it has no default route via the bridge ({gateway})")
-    # A real ping, from a probe container on the same bridge.
     from ...rootfs import DEFAULT_ROOTFS
     from ...spec import ContainerSpec
-    with Container.start(ContainerSpec(DEFAULT_ROOTFS, ["sleep", "30"], network="bridge")) as probe:
-        if probe.exec(["ping", "-c", "1", "-W", "2", address]).returncode != 0:
-            problems.append(f"a container on the bridge cannot ping it at {address}")
-    return problems
+    from ..network_steps import host_address_off_the_bridge, run_learner
+    if not callable(function):
+        return [f"expected a function (def plug_in(pid, lease): ...), got {type(function).__name__}"]
+    try:
+        outside = host_address_off_the_bridge()
+    except LabError:
+        outside = None  # a host on no other network: the way-out check cannot be made here
+    box = Container.start(ContainerSpec(DEFAULT_ROOTFS, ["sleep", "120"], hostname="plugged"))
+    try:
+        lease = network.claim(box.name)  # recorded in box's state: its helper removes the veth pair
+        with network.network_lock():
+            network.ensure_bridge()
+            network.create_veth(lease)
+            network.apply_firewall()
+        try:
+            run_learner(function, box.pid, lease)
+        except LabError as e:
+            return [f"your function failed: {e.what}", f"({e.cause})"]
+        problems = []
+        host_links = {link["name"] for link in inspect.network("self")["links"]}
+        inside_links = {link["name"]: link for link in inspect.network(box.pid)["links"]}
+        if lease.peer_if in host_links:
+            problems.append(f"the veth end {lease.peer_if} is still in the host's network namespace")
+        if "eth0" not in inside_links:
+            problems.append(f"the container has no eth0 (its interfaces: {', '.join(sorted(inside_links))})")
+        with Container.start(ContainerSpec(DEFAULT_ROOTFS, ["sleep", "30"], network="bridge")) as probe:
+            if probe.exec(["ping", "-c", "1", "-W", "2", lease.address]).returncode != 0:
+                problems.append(f"a container on the bridge gets no answer from {lease.address}")
+        if outside and box.exec(["ping", "-c", "1", "-W", "2", outside]).returncode != 0:
+            problems.append(f"from inside, {outside} (the host, on another network than the bridge) is unreachable")
+        return problems
+    finally:
+        box.stop(grace=0)
 
 
 def check_published_8081(answer) -> list[str]:
-    import urllib.request
-
     from ... import network
     problems = running(answer)
     if problems:
         return problems
-    address = _lab_address(answer.pid)
-    rules = network.firewall().show()
-    if address is None:
-        return ["it is not on the lab bridge"]
-    if "8081" not in rules or address not in rules:
-        problems.append(f"no firewall rule forwards 127.0.0.1:8081 to its address {address}")
-    try:
-        body = ""
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and body.strip() != "hi":
-            try:
-                body = urllib.request.urlopen("http://127.0.0.1:8081/", timeout=2).read().decode()
-            except OSError:
-                time.sleep(0.2)
-        if body.strip() != "hi":
-            problems.append(f"http://127.0.0.1:8081/ answers {body.strip()[:40]!r}, not 'hi'")
-    except OSError as e:
-        problems.append(f"http://127.0.0.1:8081/ does not answer: {e}")
-    return problems
+    if _lab_address(answer.pid) is None:
+        return [f"it has no address on the lab subnet {network.SUBNET}: is it on the bridge?"]
+    import urllib.request
+    body, error = "", None
+    deadline = time.monotonic() + 5  # the server may still be starting
+    while time.monotonic() < deadline and body.strip() != "hi":
+        try:
+            body = urllib.request.urlopen("http://127.0.0.1:8081/", timeout=2).read().decode()
+        except OSError as e:
+            error = e
+            time.sleep(0.2)
+    if body.strip() == "hi":
+        return []
+    if body:
+        return [f"http://127.0.0.1:8081/ answers {body.strip()[:40]!r}, not 'hi'"]
+    return [f"nothing answers at http://127.0.0.1:8081/ ({error})"]
 
 
 EXERCISES = [
-    Exercise("network-reachable", "Start a container `b` that other containers on the lab bridge can reach.",
-             "ContainerSpec(..., network='bridge')", check_reachable_on_bridge),
-    Exercise("network-publish-8081", "Serve the text `hi` on port 80 of a container `web`, published on the "
-             "host's 127.0.0.1:8081.", "busybox httpd -f -p 80 -h DIR; publish=[('127.0.0.1', 8081, 80, 'tcp')]",
+    Exercise("network-plug-in", "Write plug_in(pid, lease): move the veth end lease.peer_if into the network "
+             "namespace of process pid, and there make it eth0 with lease's address, up, with a default route "
+             "through lease.gateway.",
+             "Two namespaces are involved, and a netlink socket talks to the one it was opened in. Which one "
+             "holds lease.peer_if now, and which one must hold it after? Interfaces: IPRoute's link('set', "
+             "..., net_ns_pid=...), addr('add', ...), route('add', ...); enter_net(pid) for the switch.",
+             check_plug_in),
+    Exercise("network-publish-8081", "Serve the text `hi` on port 80 of a container `web2`, published on the "
+             "host's 127.0.0.1:8081.",
+             "Section 6 did this for port 8080: which field of ContainerSpec made the host's port lead to the "
+             "container's? And the server needs a directory holding an index.html.",
              check_published_8081),
 ]

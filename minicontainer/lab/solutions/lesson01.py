@@ -2,32 +2,50 @@
 
 from __future__ import annotations
 
-from ... import namespaces
-from ...container import Container
-from ...rootfs import DEFAULT_ROOTFS as IMAGE
-from ...spec import ContainerSpec
+import os
+
+from ..exercises.lesson01 import mystery_container
 
 
-def namespaces_lab_hostname():
-    kinds = tuple(k for k in namespaces.DEFAULT_KINDS if k != "net")
-    return Container.start(ContainerSpec(IMAGE, ["sleep", "600"], hostname="lab", namespaces=kinds))
+def namespaces_id_maps(ctx):
+    pid = ctx.paths["intermediate_pid"]
+    for name in ("uid_map", "gid_map"):        # gid_map too: setresgid(0) needs gid 0 mapped
+        with open(f"/proc/{pid}/{name}", "w") as f:
+            f.write("0 100000 65536\n")         # inside outside count; the kernel takes one write
+    # Root in the parent namespace may write gid_map directly; an unprivileged writer must first
+    # write "deny" to /proc/PID/setgroups.
 
 
-def namespaces_pid_mnt_only():
-    return Container.start(ContainerSpec(None, ["sleep", "600"], namespaces=("pid", "mnt")))
+def namespaces_which_differ():
+    mystery = mystery_container()
+    kinds = {kind for kind in os.listdir("/proc/self/ns")
+             if not kind.endswith("_for_children")
+             and os.readlink(f"/proc/{mystery.pid}/ns/{kind}") != os.readlink(f"/proc/self/ns/{kind}")}
+    return mystery, kinds
 
 
-def box(rootfs=IMAGE, command=("sleep", "600"), **fields) -> Container:
-    """A running container for a wrong attempt."""
-    return Container.start(ContainerSpec(rootfs, list(command), **fields))
+# -- as handed out, and wrong ---------------------------------------------------------------------
+
+def my_id_maps(ctx):
+    ...
+
+
+def only_the_uid_map(ctx):
+    with open(f"/proc/{ctx.paths['intermediate_pid']}/uid_map", "w") as f:
+        f.write("0 100000 65536\n")
+
+
+def the_defaults_kinds():
+    from ... import namespaces
+    return mystery_container(), set(namespaces.DEFAULT_KINDS)
 
 
 SOLVERS = {
-    "namespaces-lab-hostname": namespaces_lab_hostname,
-    "namespaces-pid-mnt-only": namespaces_pid_mnt_only,
+    "namespaces-id-maps": namespaces_id_maps,
+    "namespaces-which-differ": namespaces_which_differ,
 }
-
+BLANK = {"namespaces-id-maps": my_id_maps}
 WRONG = {
-    "namespaces-lab-hostname": (lambda: box(hostname="box"), "not 'lab'"),
-    "namespaces-pid-mnt-only": (lambda: box(rootfs=None, namespaces=("pid", "mnt", "uts")), "own uts namespace"),
+    "namespaces-id-maps": (lambda: only_the_uid_map, "gid_map is empty"),
+    "namespaces-which-differ": (the_defaults_kinds, "which it shares with this kernel"),
 }
