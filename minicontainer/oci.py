@@ -2,7 +2,11 @@
 
 runc, crun and youki read the same file (config.json beside a rootfs/ directory), so a learner
 can hold minicontainer's choices next to theirs. Only the subset minicontainer implements is
-accepted; anything else is refused with the list of what is unsupported, never silently dropped.
+accepted; fields it cannot reproduce are refused with the list of what is unsupported. Some it
+replaces with its own choices, and says so here rather than in silence: its own masked and read-only
+/proc paths instead of the bundle's lists, its own mount options, its seccomp filters and size-limited
+/tmp (a bundle asks for neither), an empty ambient set, and no /sys/fs/cgroup on v1 or hybrid hosts.
+Notebook 06 shows the differences against runc running the same bundle.
 """
 
 from __future__ import annotations

@@ -5,10 +5,11 @@ It does nothing on its own: it runs each step the helper names (steps.py), answe
 Error, and waits for the next; in a staged container it also runs learner-written functions.
 A step that fails leaves it waiting, so a stage stays usable; the helper decides what happens.
 
-The command is exec'd directly as PID 1 rather than under a reaping init: the learner's own
-process is what `ps` shows as PID 1, and no extra interpreter sits in the container's memory and
-pids accounting. The cost, which lessons show: PID 1 ignores signals it has no handler for (so
-stop ends with a kill of the cgroup), and orphans are reaped only if the command waits for them.
+The command is exec'd directly as PID 1 unless the spec asks for an init (init=True, `run --init`):
+the learner's own process is what `ps` shows as PID 1, and no extra process sits in the container's
+memory and pids accounting. The cost, which notebook 06 shows: PID 1 gets from outside only the signals
+it has a handler for (so stop ends with a kill of the cgroup), and orphans are reaped only if the command
+waits for them. With init=True, mcinit.c is PID 1: it passes signals on and reaps every child.
 """
 
 from __future__ import annotations

@@ -12,14 +12,10 @@ from minicontainer.lab import counterfactual
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOTEBOOKS = sorted(glob.glob(os.path.join(REPO, "notebooks", "[0-9][0-9]-*.ipynb")))
-# The lessons reworked so far (issue #14); the others are checked once they join this list.
-PROVEN = {"00", "01", "02", "03", "04", "05", "06", "07"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p)[:-6] for p in NOTEBOOKS])
 def test_every_assert_has_a_counterfactual(path):
-    if os.path.basename(path)[:2] not in PROVEN:
-        pytest.skip("lesson not yet reworked with counterfactuals (#14)")
     with open(path) as f:
         notebook = json.load(f)
     assert counterfactual.unproven_asserts(notebook) == []
