@@ -54,7 +54,9 @@ def _params():
     return found or [pytest.param(None, id="no-notebooks")]
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session: while sync_playwright is open it leaves an asyncio loop marked running in
+# the main thread, and pyroute2 (test_network.py, later in the run) then refuses to start its own.
+@pytest.fixture(scope="module")
 def lab():
     home = tempfile.mkdtemp(prefix="mc-browser-")
     try:
@@ -68,7 +70,7 @@ def lab():
         shutil.rmtree(home, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (never `playwright install`)", pytrace=False)
