@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 from . import doctor, network, oci, rootfs, state, terminal
 from .cgroups.limits import format_size
@@ -27,11 +28,17 @@ class ForwardSignals:
     (SIGKILL excepted), so a PID 1 like `sleep` or `httpd -f` ignores SIGINT and SIGTERM. When it
     still runs a second after the first one, this says so; a second SIGINT or SIGTERM, or the end of
     the stop timeout, kills every process of the container.
+
+    Copies of one signal that arrive together count once: timeout(1) signals its command and then
+    its whole process group, so `run` gets two SIGTERMs a few microseconds apart.
     """
+
+    TOGETHER = 0.5  # seconds: a person pressing Ctrl-C twice is slower than this
 
     def __init__(self, container: Container, stop_timeout: float):
         self.container, self.stop_timeout = container, stop_timeout
         self.first: int | None = None
+        self.first_at = 0.0
         self.warned = False
 
     def install(self) -> None:
@@ -44,9 +51,9 @@ class ForwardSignals:
         if signum not in (signal.SIGINT, signal.SIGTERM):
             return
         if self.first is None:
-            self.first = signum
+            self.first, self.first_at = signum, time.monotonic()
             signal.alarm(1)  # look again in a second
-        else:
+        elif time.monotonic() - self.first_at >= self.TOGETHER:
             self.kill(f"{signal.Signals(signum).name} again")
 
     def check(self, *_) -> None:

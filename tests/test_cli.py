@@ -150,9 +150,12 @@ def test_a_pid_1_that_ignores_sigterm_is_named_then_killed_on_the_second(image, 
                               env=dict(os.environ, PYTHONPATH=REPO))
     runners.append(runner)
     started("ignores")
+    # Two copies 50 ms apart, as timeout(1) or `kill` of a process group sends them, count as one.
+    runner.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
     runner.send_signal(signal.SIGTERM)
     note = runner.stderr.readline()
-    assert "PID 1 (sleep) is still running after SIGTERM" in note and "again" in note
+    assert "PID 1 (sleep) is still running after SIGTERM" in note and "again" in note, note
     runner.send_signal(signal.SIGTERM)
     assert runner.wait(STARTUP_WAIT) == 128 + signal.SIGKILL
     assert "SIGTERM again: killing every process of container ignores" in runner.stderr.read()
@@ -219,16 +222,15 @@ def test_timeout_sends_httpd_one_sigterm(image, init):
     # it: run says so and kills the container after the stop timeout. Under --init httpd is PID 2 and ends.
     command = ["timeout", "3", sys.executable, "-m", "minicontainer.cli", "run", *(["--init"] if init else []),
                "--stop-timeout", "3", image, "--", "httpd", "-f", "-p", "8080"]
-    began = time.monotonic()
+    # timeout signals run and then its own process group: two SIGTERMs that must count as one.
     out = subprocess.run(command, capture_output=True, text=True, timeout=STARTUP_WAIT,
                          env=dict(os.environ, PYTHONPATH=REPO))
-    took = time.monotonic() - began
     if init:
-        assert out.returncode == 124 and "still running" not in out.stderr, out.stderr  # 124: timeout's own
-        assert took < 5.5
+        assert out.returncode == 124, out.stderr  # 124: timeout's own
+        assert "still running" not in out.stderr and "killing" not in out.stderr, out.stderr
     else:
         assert out.returncode == 124 and "PID 1 (httpd) is still running after SIGTERM" in out.stderr, out.stderr
-        assert "3 s after SIGTERM: killing" in out.stderr and took >= 5.5
+        assert "3 s after SIGTERM: killing" in out.stderr and "SIGTERM again" not in out.stderr, out.stderr
 
 
 def test_stop_ends_an_init_container_on_sigterm(image, runners):
