@@ -16,6 +16,7 @@ import os
 
 from . import devices, namespaces
 from .errors import LabError
+from .process import mcinit
 from .security import MASKED_PATHS, READ_ONLY_PATHS, Security
 from .spec import ContainerSpec
 
@@ -142,19 +143,28 @@ def load_bundle(bundle: str, command: list[str] | None = None) -> ContainerSpec:
 def from_config(config: dict, bundle: str, command: list[str] | None = None) -> ContainerSpec:
     process, linux = config.get("process", {}), config.get("linux", {})
     resources = linux.get("resources", {})
+    annotations = config.get("annotations", {})
+    ours = "org.minicontainer.seccomp" in annotations  # our own export, not a foreign bundle
+    mounts = config.get("mounts", [])
+    args = process.get("args")
+    init = annotations.get("org.minicontainer.init") == "true"
+    if init:  # the init step binds the init and puts it in front again
+        mounts = [m for m in mounts if m.get("destination") != mcinit.TARGET]
+        if args and args[:2] == [mcinit.TARGET, "--"]:
+            args = args[2:]
     root = config.get("root", {})
     rootfs = os.path.join(bundle, root.get("path", "rootfs"))
     caps = process.get("capabilities", {}).get("bounding", [])  # no list: none, as runc gives
     user = process.get("user", {})
     cpu = resources.get("cpu", {})
-    destinations = {m.get("destination") for m in config.get("mounts", [])}
+    destinations = {m.get("destination") for m in mounts}
     binds = [(os.path.join(bundle, m["source"]) if not m["source"].startswith("/") else m["source"],
               m["destination"], "ro" in m.get("options", []))
-             for m in config.get("mounts", []) if m.get("type") == "bind" or "rbind" in m.get("options", [])]
+             for m in mounts if m.get("type") == "bind" or "rbind" in m.get("options", [])]
     kinds = tuple(NS_TYPES[ns["type"]] for ns in linux.get("namespaces", []))
     return ContainerSpec(
         rootfs=rootfs,
-        command=command or process.get("args") or ["/bin/sh"],
+        command=command or args or ["/bin/sh"],
         env=dict(e.split("=", 1) for e in process.get("env", [])),
         cwd=process.get("cwd", "/"),
         hostname=config.get("hostname") if "uts" in kinds else None,
@@ -170,7 +180,12 @@ def from_config(config: dict, bundle: str, command: list[str] | None = None) -> 
         security=Security(capabilities=[c.lower().removeprefix("cap_") for c in caps],
                           no_new_privs=bool(process.get("noNewPrivileges")),
                           masked_paths=bool(linux.get("maskedPaths") or linux.get("readonlyPaths")),
-                          seccomp=_seccomp_annotation(config.get("annotations", {}))),
+                          seccomp=_seccomp_annotation(annotations),
+                          new_namespaces=ours and annotations.get("org.minicontainer.seccomp.namespaces") == "allowed",
+                          # A foreign bundle without device rules still gets the device cgroup; our
+                          # own export has none only when it was switched off.
+                          devices=bool(resources.get("devices")) or not ours),
+        init=init,
     )
 
 
@@ -192,6 +207,11 @@ def to_config(spec: ContainerSpec) -> dict:
                        "options": ["nosuid", "nodev", "mode=1777", f"size={spec.security.tmpfs_size}"]})
     mounts += [{"destination": target, "type": "bind", "source": source, "options": ["rbind"] + (["ro"] if ro else [])}
                for source, target, ro in spec.binds]
+    args = spec.command
+    if spec.init:  # as docker run --init hands runc its init: bound in, and in front of the command
+        mounts.append({"destination": mcinit.TARGET, "type": "bind", "source": mcinit.binary(),
+                       "options": ["rbind", "ro"]})
+        args = [mcinit.TARGET, "--", *spec.command]
     resources = {}
     if spec.memory:
         resources["memory"] = {"limit": spec.memory}
@@ -202,7 +222,7 @@ def to_config(spec: ContainerSpec) -> dict:
     config = {
         "ociVersion": "1.0.2",
         "process": {"terminal": spec.tty, "user": {"uid": int(uid), "gid": int(gid or uid)},
-                    "args": spec.command, "env": [f"{k}={v}" for k, v in spec.env.items()], "cwd": spec.cwd,
+                    "args": args, "env": [f"{k}={v}" for k, v in spec.env.items()], "cwd": spec.cwd,
                     "noNewPrivileges": spec.security.no_new_privs,
                     "rlimits": [{"type": k, "soft": s, "hard": h} for k, (s, h) in spec.rlimits.items()]},
         "root": {"path": spec.rootfs or "/", "readonly": spec.read_only_root},
@@ -212,7 +232,8 @@ def to_config(spec: ContainerSpec) -> dict:
         "annotations": {"org.minicontainer.seccomp": spec.security.seccomp or "off",
                         "org.minicontainer.seccomp.namespaces":
                             "refused" if spec.security.seccomp and spec.security.refuses_namespaces else "allowed",
-                        "org.minicontainer.network": spec.network},
+                        "org.minicontainer.network": spec.network,
+                        "org.minicontainer.init": "true" if spec.init else "false"},
     }
     if spec.hostname:
         config["hostname"] = spec.hostname

@@ -87,8 +87,31 @@ def test_print_oci_from_the_cli(image):
     config = json.loads(out.stdout)
     assert config["hostname"] == "web" and config["linux"]["resources"]["memory"]["limit"] == 64 << 20
     assert config["process"]["args"] == ["httpd"]
+    with_init = json.loads(cli("run", "--print-oci", "--init", image, "--", "httpd").stdout)
+    assert with_init["process"]["args"] == ["/dev/minicontainer-init", "--", "httpd"]
 
 
 def test_missing_bundle_says_what_a_bundle_is(tmp_path):
     out = cli("run", "--bundle", str(tmp_path))
     assert out.returncode == 125 and "config.json" in out.stderr and "runc spec" in out.stderr
+
+
+def test_runc_runs_the_exported_init_as_pid_1(image, tmp_path):
+    # As docker run --init hands runc its init: bound in and put in front of the command. Without the
+    # init the shell is PID 1 (the first line would be 1).
+    if not shutil.which("runc"):
+        pytest.fail("runc is not installed (./lab setup installs it from Debian's packages)")
+    spec = ContainerSpec(image, ["sh", "-c", "echo $$; tr '\\0' ' ' < /proc/1/cmdline"], init=True, name="oci-init")
+    config = oci.to_config(spec.validate())
+    config["linux"]["cgroupsPath"] = f"runc-init-{os.getpid()}"  # below runc's own cgroup, as lab/compare.py does
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "config.json").write_text(json.dumps(config))
+    base = ["runc", "--root", str(tmp_path / "state")]
+    try:
+        out = subprocess.run(base + ["run", "--bundle", str(tmp_path / "bundle"), "oci-init"], capture_output=True,
+                             text=True, stdin=subprocess.DEVNULL, timeout=30)
+    finally:
+        subprocess.run(base + ["delete", "-f", "oci-init"], capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    shell_pid, pid_1 = out.stdout.splitlines()
+    assert shell_pid != "1" and pid_1.startswith("/dev/minicontainer-init -- sh -c echo"), out.stdout

@@ -9,6 +9,7 @@ import pytest
 from minicontainer import oci
 from minicontainer.cgroups.limits import format_size, parse_cpus, parse_pids, parse_size
 from minicontainer.errors import LabError
+from minicontainer.process import mcinit
 from minicontainer.process.steps import id_map_lines
 from minicontainer.security import Security
 from minicontainer.spec import ContainerSpec
@@ -44,6 +45,28 @@ def test_oci_round_trip_without_a_kernel():
     assert (back.memory, back.cpus, back.pids, back.hostname) == (48 << 20, 0.5, 20, "box")
     assert back.security.capabilities == ["net_raw"] and back.security.devices
     assert config["process"]["capabilities"]["inheritable"] == [] == config["process"]["capabilities"]["ambient"]
+
+
+def test_oci_round_trip_keeps_the_init_the_namespace_rule_and_a_switched_off_device_cgroup():
+    spec = ContainerSpec("/img", ["sleep", "1"], name="oci-unit", rootless=False, init=True,
+                         security=Security(new_namespaces=True, devices=False))
+    config = oci.to_config(spec)
+    # runc gets what it needs to run the same init: the binary bound in, and in front of the command.
+    assert config["process"]["args"] == [mcinit.TARGET, "--", "sleep", "1"]
+    assert {"destination": mcinit.TARGET, "type": "bind", "source": mcinit.binary(),
+            "options": ["rbind", "ro"]} in config["mounts"]
+    assert "devices" not in config["linux"]["resources"] and oci.unsupported(config) == []
+    back = oci.from_config(config, "/bundle")
+    assert back.init and back.command == ["sleep", "1"] and back.binds == []
+    assert back.security.new_namespaces and not back.security.devices
+    plain = oci.from_config(oci.to_config(ContainerSpec("/img", ["true"], name="oci-unit", rootless=False)), "/b")
+    assert not plain.init and not plain.security.new_namespaces and plain.security.devices
+
+
+def test_a_foreign_bundle_without_device_rules_still_gets_the_device_cgroup():
+    config = oci.to_config(ContainerSpec("/img", ["true"], name="oci-unit", rootless=False))
+    del config["annotations"], config["linux"]["resources"]["devices"]
+    assert oci.from_config(config, "/bundle").security.devices
 
 
 def test_oci_refuses_a_device_minicontainer_would_not_allow():
