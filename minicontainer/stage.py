@@ -133,6 +133,8 @@ class Stage:
         self.done, self.pid = list(paused.done), paused.pid
         if paused.cgroup:
             self.cgroup = Cgroup(self.name, dirs=paused.cgroup)
+        if paused.error:
+            raise LabError.from_dict(paused.error)
         return self.log[start:]
 
     def _reply(self, kind, timeout: float | None = None):

@@ -344,3 +344,15 @@ def test_a_step_is_replaced_only_in_its_place_and_a_failure_changes_nothing(imag
         assert "mounts private" not in stage.done and stage.next_step == "mounts private"
         stage.next()                                    # the runtime's own version still runs
         assert "mounts private" in stage.done
+
+
+def test_steps_that_ran_before_one_that_failed_count_as_done(image, tmp_path):
+    # The bind's source goes after the spec was checked: run_until stops at the bind step.
+    source = tmp_path / "data"
+    source.mkdir()
+    with Stage(ContainerSpec(image, ["true"], binds=[(str(source), "/data", False)])) as stage:
+        source.rmdir()
+        with pytest.raises(LabError, match=r"\[binds\]"):
+            stage.run_until("pivot_root")
+        assert "overlay" in stage.done and stage.next_step == "binds"
+        assert any(m.mount_point.endswith("/merged") for m in inspect.mounts(stage.pid))  # the overlay is there

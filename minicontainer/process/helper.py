@@ -323,12 +323,16 @@ class Helper:
             message = self.caller.recv()
             try:
                 if isinstance(message, messages.Advance):
-                    if message.only:
-                        self.run_out_of_order(message.only)
-                    else:
-                        self.run_until(message.until)
+                    failed = None
+                    try:
+                        if message.only:
+                            self.run_out_of_order(message.only)
+                        else:
+                            self.run_until(message.until)
+                    except LabError as e:  # the steps before it stay done, and the stage says so
+                        failed = e.to_dict()
                     self.write_state("staged")
-                    self.caller.send(messages.Paused(self.ctx.done, self.init_pid, self.cgroup.dirs))
+                    self.caller.send(messages.Paused(self.ctx.done, self.init_pid, self.cgroup.dirs, failed))
                 elif isinstance(message, messages.RunFunction) and message.instead_of:
                     self.caller.send(self.replace_step(message))
                 elif isinstance(message, messages.RunFunction):

@@ -79,10 +79,12 @@ class Staged:
 
 @dataclass
 class Paused:
-    """Staged: the steps asked for have run. pid: PID 1 (0 until it is forked)."""
+    """Staged: the steps asked for have run, or those before the one in error (a LabError's to_dict).
+    pid: PID 1 (0 until it is forked)."""
     done: list
     pid: int = 0
     cgroup: dict = field(default_factory=dict)
+    error: dict | None = None
 
 
 @dataclass
