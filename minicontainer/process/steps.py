@@ -417,7 +417,8 @@ STEPS: list[Step] = [
          "with a terminal", controlling_terminal),
     Step("rlimits", INIT, "setrlimit", lambda s: bool(s.rlimits), "with rlimits", set_rlimits,
          lambda ctx: ", ".join(ctx.spec.rlimits), after=("fork PID 1",), movable=True),
-    Step("bounding set", INIT, "PR_CAPBSET_DROP every capability not kept: no later program can gain it",
+    Step("bounding set", INIT, "PR_CAPBSET_DROP every capability not kept: no setuid or file-capability program can "
+         "add it back (the capabilities step empties the inheritable and ambient sets)",
          lambda s: s.security.capabilities is not None, "unless every capability is kept", drop_bounding_set,
          _security),
     Step("seccomp", INIT, "load the system call filters", lambda s: bool(s.security.seccomp), "unless off",
