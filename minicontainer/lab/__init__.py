@@ -1,8 +1,11 @@
-"""Exercises: each is data (the task, a hint) plus a checker that reads the kernel's state.
+"""Exercises: each is data (the task, its hints) plus a checker that reads the kernel's state.
 
 A checker looks at what the learner built (a running container, a value they found),
 never at the code they typed, and returns the problems it sees; none means solved.
 Solutions live in minicontainer.lab.solutions, which no notebook imports by default.
+
+Hints come one failed check at a time: the first nudges (the idea, the kernel state to look
+at), the next names the interface (the file, system call or function), none gives the answer.
 """
 
 from __future__ import annotations
@@ -16,15 +19,24 @@ from dataclasses import dataclass, field
 class Exercise:
     key: str
     task: str
-    hint: str
+    hints: tuple[str, ...]  # the nudge first, then the interface
     checker: Callable[[object], list[str]]
+
+    def __post_init__(self):
+        # A bare string would pass for a tuple of one-letter hints.
+        if isinstance(self.hints, str) or len(self.hints) < 2:
+            raise TypeError(f"{self.key}: hints must be a tuple of at least two strings (nudge, interface)")
+
+
+MORE_HINTS = "check again for a more specific hint"
 
 
 @dataclass
 class Result:
     key: str
     problems: list[str] = field(default_factory=list)
-    hint: str = ""
+    hints: tuple[str, ...] = ()  # those given so far, in order
+    hints_held_back: int = 0
 
     @property
     def ok(self) -> bool:
@@ -37,7 +49,10 @@ class Result:
         if self.ok:
             return f"✓ {self.key}: solved"
         lines = [f"✗ {self.key}: not yet"] + [f"  - {p}" for p in self.problems]
-        return "\n".join(lines + [f"  hint: {self.hint}"])
+        lines += [f"  hint {number}: {hint}" for number, hint in enumerate(self.hints, 1)]
+        if self.hints_held_back:
+            lines.append(f"  ({MORE_HINTS})")
+        return "\n".join(lines)
 
     def __repr__(self) -> str:
         return str(self)
@@ -46,8 +61,21 @@ class Result:
         if self.ok:
             return f'<div style="color:#137333">&#10003; <b>{html.escape(self.key)}</b>: solved</div>'
         items = "".join(f"<li>{html.escape(p)}</li>" for p in self.problems)
+        hints = "".join(f"<div><i>hint {number}:</i> {html.escape(hint)}</div>"
+                        for number, hint in enumerate(self.hints, 1))
+        more = f"<div><i>({MORE_HINTS})</i></div>" if self.hints_held_back else ""
         return (f'<div style="color:#a50e0e">&#10007; <b>{html.escape(self.key)}</b>: not yet<ul>{items}</ul>'
-                f'<i>hint:</i> {html.escape(self.hint)}</div>')
+                f"{hints}{more}</div>")
+
+
+# Failed checks per exercise key in this process: a notebook's kernel lives for the whole lesson,
+# so the hints given grow with the learner's attempts. A solved check starts the count again.
+_failed_checks: dict[str, int] = {}
+
+
+def forget_attempts() -> None:
+    """Forget every failed check, so that the next failure gives the first hint again."""
+    _failed_checks.clear()
 
 
 def reset() -> list[str]:
@@ -66,11 +94,14 @@ def task(key: str) -> str:
 
 
 def check(key: str, answer) -> Result:
-    """Check an answer against the kernel's state; the Result says what is wrong and hints."""
+    """Check an answer against the kernel's state; the Result says what is wrong, with one more
+    hint for each failed check of this exercise (none while there is nothing to check)."""
     exercise = all_exercises()[key]
-    if answer is None:
-        return Result(key, ["nothing to check yet: set the variable the task names, then run this cell again"],
-                      exercise.hint)
+    if answer is None:  # not tried yet: a hint now would come before any attempt
+        return Result(key, ["nothing to check yet: set the variable the task names, then run this cell again"])
+    if _untouched(answer):  # a template as the notebook gives it (Run All reaches it before the learner)
+        return Result(key, [f"nothing to check yet: {answer.__name__}() has no body of yours; write it, then run "
+                            "this cell again"])
     from .exercises import Problems
     try:
         problems = exercise.checker(answer)
@@ -78,7 +109,30 @@ def check(key: str, answer) -> Result:
         problems = e.problems
     except Exception as e:  # a learner's odd answer must give advice, not a traceback
         problems = [f"could not check this answer: {type(e).__name__}: {e}"]
-    return Result(key, problems, exercise.hint)
+    if not problems:
+        _failed_checks.pop(key, None)
+        return Result(key)
+    _failed_checks[key] = failures = _failed_checks.get(key, 0) + 1
+    given = exercise.hints[:failures]
+    return Result(key, problems, given, len(exercise.hints) - len(given))
+
+
+def _untouched(answer) -> bool:
+    """A function whose body is only `...`, `pass` or a docstring: a template not yet written."""
+    import ast
+    import inspect
+    import textwrap
+    if not callable(answer):
+        return False
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(answer)))
+    except (OSError, TypeError, SyntaxError):
+        return False
+    function = tree.body[0] if tree.body else None
+    if not isinstance(function, ast.FunctionDef):
+        return False
+    return all(isinstance(node, ast.Pass) or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+               for node in function.body)
 
 
 def _nothing(ctx) -> None:

@@ -28,13 +28,21 @@ def check_memory_cgroup(answer) -> list[str]:
         return []
     if answer in membership.values():
         return [f"{answer!r} is this kernel's cgroup in another hierarchy, not the memory one"]
-    return [f"{answer!r} is not the path after the second ':' on the memory line of /proc/self/cgroup"]
+    return [f"{answer!r} is not the path of a cgroup this kernel is in"]
 
 
 EXERCISES = [
     Exercise("welcome-pid-namespace", "Set `my_pid_ns` to the inode number of this kernel's PID namespace.",
-             "readlink /proc/self/ns/pid (os.readlink) and take the number between the brackets", check_pid_namespace),
+             hints=("The kernel names each namespace a process is in by a number, one entry per kind. Which part "
+                    "of /proc/self did this lesson read for namespaces?",
+                    "/proc/self/ns/pid is a symbolic link: os.readlink gives the text it points to. The answer "
+                    "is a number (an int), not that text."),
+             checker=check_pid_namespace),
     Exercise("welcome-memory-cgroup", "Set `my_memory_cgroup` to this kernel's cgroup path for the memory "
-             "controller.", "read /proc/self/cgroup: the memory line on v1, the line starting 0:: on v2; "
-             "the path is the part after the second ':'", check_memory_cgroup),
+             "controller.",
+             hints=("The kernel records which control group a process is in, per hierarchy. Which file of "
+                    "/proc/self did this lesson read for that, and which of its lines covers memory here?",
+                    "/proc/self/cgroup, read with open(). `man 7 cgroups` (the part on /proc/[pid]/cgroup) "
+                    "says what the fields of a line mean, on cgroup v1 and on v2."),
+             checker=check_memory_cgroup),
 ]

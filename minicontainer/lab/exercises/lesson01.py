@@ -80,7 +80,7 @@ def check_which_differ(answer) -> list[str]:
     for kind in sorted(set(kinds) - set(namespaces.KINDS)):
         problems.append(f"{kind!r} is not a namespace kind (they are the names in /proc/PID/ns)")
     for kind in sorted(set(kinds) & shared):
-        problems.append(f"you named {kind}, which it shares with this kernel: the same number in both ns links")
+        problems.append(f"you named {kind}, which it shares with this kernel")
     missing = own - set(kinds)
     if missing:
         problems.append(f"it has {len(missing)} more namespace(s) of its own that you did not name")
@@ -90,11 +90,17 @@ def check_which_differ(answer) -> list[str]:
 EXERCISES = [
     Exercise("namespaces-id-maps", "Write `my_id_maps(ctx)`: the step that maps root inside the container's user "
              "namespace to uid and gid 100000 outside, 65536 ids of each.",
-             "The maps belong to the process that made the user namespace, and are written from outside it, once. "
-             "Look at /proc/PID/uid_map in `man 7 user_namespaces`: one line 'inside outside count'. The PID is "
-             "ctx.paths['intermediate_pid']; do not forget the groups.", check_id_maps),
+             hints=("Root inside is a real user outside only once the kernel has a map for the user namespace. "
+                    "The section on user namespaces above named the files that hold the maps, and what a "
+                    "line of them says.",
+                    "/proc/PID/uid_map, with the PID the template reads from ctx.paths; `man 7 user_namespaces` "
+                    "('User and group ID mappings') gives the rules for writing it: from outside, in one write."),
+             checker=check_id_maps),
     Exercise("namespaces-which-differ", "`mystery` is a process in new namespaces of three kinds. Set `my_kinds` "
              "to the set of kinds it does not share with this kernel, found from /proc.",
-             "Two processes are in the same namespace when the links in their /proc/PID/ns name the same thing. "
-             "os.readlink shows a link; compare the mystery's with /proc/self/ns.", check_which_differ),
+             hints=("Two processes are in the same namespace when the kernel names it the same for both. "
+                    "Notebook 00 showed where /proc lists the namespaces of a process, one entry per kind.",
+                    "/proc/PID/ns holds one symbolic link per kind; os.readlink reads one. mystery.pid is its "
+                    "PID, and `man 7 namespaces` describes the directory."),
+             checker=check_which_differ),
 ]

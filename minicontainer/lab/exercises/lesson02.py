@@ -73,12 +73,19 @@ def _judge_root(pid: int, reached: dict) -> list[str]:
 
 EXERCISES = [
     Exercise("rootfs-motd", "Start a container `motd_box` in which /etc/motd says hello, without changing "
-             "the image.", "Who may write in the container once it runs? Its command can do more than one "
-             "thing. Then look where the write landed: the image, or the container's own layer?", check_motd),
+             "the image.",
+             hints=("Who may write in the container once it runs? A write there lands in the container's own "
+                    "layer, not in the image. Its command can do more than one thing.",
+                    "A command ['sh', '-c', SCRIPT] runs a shell script, which may hold several commands; the "
+                    "checker reads /etc/motd while the container runs, so the script's last command must last."),
+             checker=check_motd),
     Exercise("rootfs-pivot-root", "Write `my_pivot_root(ctx)`, the pivot_root step: afterwards the overlay at "
              "ctx.root is the container's /, and no path leads back to the host's /.",
-             "First: the whole mount namespace needs a new root mount, and the old one must not stay "
-             "reachable. The interface: pivot_root(2), kernel.pivot_root(new_root, put_old): new_root a "
-             "mount point, put_old a directory under it; then umount2(2), kernel.umount2(path, "
-             "kernel.MNT_DETACH), where the old root now is.", check_pivot_root),
+             hints=("chroot changed where one process's paths start, and the host's / stayed mounted: the climb "
+                    "found it. What has to move is the root mount of the whole mount namespace; and then, where "
+                    "does the old root go?",
+                    "pivot_root(2), as kernel.pivot_root(new_root, put_old), and umount2(2), as "
+                    "kernel.umount2(path, kernel.MNT_DETACH). `man 2 pivot_root` lists the rules for both "
+                    "paths."),
+             checker=check_pivot_root),
 ]

@@ -133,21 +133,31 @@ def check_oom_kills(answer) -> list[str]:
 
 EXERCISES = [
     Exercise("cgroups-lab-48m", "Start a container `box` whose hostname is `lab` and whose memory limit is 48M.",
-             "Which fields of ContainerSpec did the cells above use for a hostname and for a memory limit?",
-             check_memory_48m_lab),
+             hints=("Both are things a container is given when it starts, and the cells above started containers "
+                    "with each.",
+                    "ContainerSpec has a field for each (help(ContainerSpec) lists them); Container.start starts "
+                    "it, with a command that keeps running."),
+             checker=check_memory_48m_lab),
     Exercise("cgroups-join", "Write `my_join(ctx)`, the \"join cgroup\" step: PID 1 puts itself into the "
              "container's cgroup (in every hierarchy).",
-             "Which file of a cgroup did the kernel change when the runtime's step moved PID 1? Then: write "
-             "to cgroup.procs in each of ctx.paths['cgroup_dirs']; which number names the writer itself?",
-             check_join),
+             hints=("Which file of a cgroup did the kernel change when the runtime's step moved PID 1? Each tree "
+                    "has its own directory for the group.",
+                    "cgroup.procs, in each directory of ctx.paths['cgroup_dirs']; `man 7 cgroups`, 'Creating "
+                    "cgroups and moving processes', says what to write there."),
+             checker=check_join),
     Exercise("cgroups-memory-limit", "Write `my_limits(ctx)`, the \"limits\" step for memory: hold the container "
              "to ctx.spec.memory bytes, on cgroup v1 and v2.",
-             "Which file of the group is the ceiling, as opposed to a soft target? Then: ctx.cgroup.dirs['memory']"
-             ", and memory.max (v2) or memory.limit_in_bytes (v1): which one exists there?",
-             check_memory_limit),
+             hints=("A limit is a number written into a file of the group's memory directory. Some of those files "
+                    "are soft targets, which only make the kernel reclaim; you need the ceiling. Its name "
+                    "differs between v1 and v2.",
+                    "memory.max (v2) or memory.limit_in_bytes (v1), in ctx.cgroup.dirs['memory']: only one of "
+                    "them exists there. It takes a number of bytes."),
+             checker=check_memory_limit),
     Exercise("cgroups-oom-kills", "Write `oom_kills(memory_dir)`: how many processes the OOM killer killed in "
              "that memory cgroup, from the kernel's counters (v1 and v2).",
-             "An exit status of 137 only says SIGKILL: which file of the group counts the kills the OOM killer "
-             "made? Then: memory.events (v2) or memory.oom_control (v1), the line oom_kill.",
-             check_oom_kills),
+             hints=("An exit status of 137 only says SIGKILL. The group itself counts what happened to it: which "
+                    "of its files counts the kills the OOM killer made?",
+                    "memory.events (v2) or memory.oom_control (v1), in memory_dir: lines of a name and a number, "
+                    "among them oom_kill."),
+             checker=check_oom_kills),
 ]

@@ -89,13 +89,17 @@ EXERCISES = [
     Exercise("network-plug-in", "Write plug_in(pid, lease): move the veth end lease.peer_if into the network "
              "namespace of process pid, and there make it eth0 with lease's address, up, with a default route "
              "through lease.gateway.",
-             "Two namespaces are involved, and a netlink socket talks to the one it was opened in. Which one "
-             "holds lease.peer_if now, and which one must hold it after? Interfaces: IPRoute's link('set', "
-             "..., net_ns_pid=...), addr('add', ...), route('add', ...); enter_net(pid) for the switch.",
-             check_plug_in),
+             hints=("Two network namespaces are involved, and a netlink socket talks to the one it was opened in. "
+                    "Which one holds lease.peer_if now, and which one must hold it when you rename it?",
+                    "IPRoute's link_lookup(ifname=...) finds an interface's index; link('set', ..., "
+                    "net_ns_pid=...) moves it. enter_net(pid) switches namespaces; there, link('set', ...), "
+                    "addr('add', ...) and route('add', ...) do the rest (pyroute2's docs give their arguments)."),
+             checker=check_plug_in),
     Exercise("network-publish-8081", "Serve the text `hi` on port 80 of a container `web2`, published on the "
              "host's 127.0.0.1:8081.",
-             "Section 6 did this for port 8080: which field of ContainerSpec made the host's port lead to the "
-             "container's? And the server needs a directory holding an index.html.",
-             check_published_8081),
+             hints=("Two parts: a server inside that answers on port 80, and something that leads the host's port "
+                    "8081 to the container's. Section 6 did both, for another port and page.",
+                    "ContainerSpec's network and publish fields (section 6's cell shows their form); busybox "
+                    "httpd serves the index.html of the directory given with -h."),
+             checker=check_published_8081),
 ]

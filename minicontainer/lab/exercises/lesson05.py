@@ -66,14 +66,17 @@ def _a_step(answer):
 EXERCISES = [
     Exercise("security-bounding-set", "Write my_bounding_set(ctx), run instead of the 'bounding set' step, so that "
              "the container's root keeps only the capabilities ctx.spec.security.kept names, even across execve.",
-             "Which of the five sets does execve use to hand root its capabilities back? Cut that one. "
-             "Interface: prctl(2), one capability bit per call (kernel.prctl; kernel.CAPABILITIES names bit "
-             "numbers; /proc/sys/kernel/cap_last_cap is the highest this kernel has).",
-             lambda answer: check_bounding_set(_a_step(answer))),
+             hints=("Which of the five sets does root's execve fill the others from? That one must lose every "
+                    "capability the container does not keep, before the command runs.",
+                    "prctl(2) (kernel.prctl) has an option that drops one capability from that set per call; "
+                    "kernel.CAPABILITIES gives the capabilities' names by number, and "
+                    "/proc/sys/kernel/cap_last_cap the highest number this kernel has."),
+             checker=lambda answer: check_bounding_set(_a_step(answer))),
     Exercise("security-no-new-privs", "Write my_no_new_privs(ctx), run instead of the 'no_new_privs' step, so that a "
              "setuid-root program the container's uid 1000 starts does not run as root.",
-             "Nothing can strip the setuid bit from every file; but a process can promise the kernel that no "
-             "execve of it or of its children will ever grant privileges again. Interface: prctl(2) "
-             "(man 2 prctl lists its options; kernel.prctl and kernel's PR_ constants).",
-             lambda answer: check_no_new_privs(_a_step(answer))),
+             hints=("Nothing can strip the setuid bit from every file; but a process can promise the kernel that no "
+                    "execve, by it or by its children, will ever grant privileges again.",
+                    "prctl(2) has an option for that promise (`man 2 prctl` lists them): call kernel.prctl with "
+                    "the option's constant, which kernel names PR_ as the man page does."),
+             checker=lambda answer: check_no_new_privs(_a_step(answer))),
 ]

@@ -41,7 +41,9 @@ def check_pod(answer) -> list[str]:
 EXERCISES = [
     Exercise("pod-shared-network", "Start `pod_a`, then `pod_b` sharing only pod_a's network namespace, and "
              "name the file under /proc through which pod_b entered it.",
-             "Every namespace a process is in is a file under /proc/PID/ns/, and setns(2) enters the one such a "
-             "file names. Which of pod_a's files holds its network namespace? Then look through ContainerSpec's "
-             "fields for one that takes a kind of namespace and a PID.", check_pod),
+             hints=("A process enters a namespace that already exists through a file that names it (notebook 01, "
+                    "'Entering a namespace: setns'). Which of pod_a's files names its network namespace?",
+                    "ContainerSpec's join field, {kind: PID}: the runtime enters that process's namespace of that "
+                    "kind with setns(2), through its link in /proc/PID/ns."),
+             checker=check_pod),
 ]
