@@ -153,7 +153,31 @@ def make_mounts_private() -> None:
 
 def mount_overlay(lower: str, upper: str, work: str, merged: str) -> None:
     """overlayfs: the image stays read-only below; writes land in this container's upper dir."""
-    kernel.mount("overlay", merged, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
+    try:
+        kernel.mount("overlay", merged, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
+    except LabError:
+        if filesystem_of(upper) != "overlay":
+            raise
+        # As inside a Docker container, or where / is itself an overlay: the kernel refuses (EINVAL).
+        raise LabError(f"the container's upper dir {upper} is on an overlayfs, which cannot be the writable "
+                       "layer of another overlay", "the state directory is on a filesystem that is itself an "
+                       "overlay (a / made by a container engine or a live system)",
+                       "point MINICONTAINER_STATE (or, rootless, XDG_RUNTIME_DIR) at a tmpfs or disk "
+                       "filesystem, e.g. a directory under /run or /dev/shm") from None
+
+
+def filesystem_of(path: str) -> str:
+    """The type of the filesystem mounted at, or nearest above, path (from /proc/self/mountinfo)."""
+    path = os.path.realpath(path)
+    best, kind = "", ""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields, _, rest = line.partition(" - ")
+            point = fields.split()[4].replace("\\040", " ")
+            inside = path == point or path.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):
+                best, kind = point, rest.split()[0]
+    return kind
 
 
 def _mount_point(root: str, name: str) -> str:

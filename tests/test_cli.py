@@ -241,3 +241,21 @@ def test_stop_ends_an_init_container_on_sigterm(image, runners):
     out = cli("stop", "init-stop", "--time", "5")
     assert out.returncode == 0 and "ended after SIGTERM" in out.stdout, out.stderr
     assert runner.wait(STARTUP_WAIT) == 128 + signal.SIGTERM
+
+
+def test_a_state_dir_on_an_overlay_gets_a_clear_message(image, tmp_path):
+    # As inside a Docker container, whose / is an overlay: overlayfs cannot be another overlay's upper layer.
+    for name in ("lower", "upper", "work", "merged"):
+        (tmp_path / name).mkdir()
+    merged = str(tmp_path / "merged")
+    subprocess.run(["mount", "-t", "overlay", "lab-test", "-o", f"lowerdir={tmp_path}/lower,upperdir={tmp_path}/upper,"
+                    f"workdir={tmp_path}/work", merged], check=True)
+    try:
+        out = subprocess.run([sys.executable, "-m", "minicontainer.cli", "run", image, "--", "true"],
+                             capture_output=True, text=True, timeout=60,
+                             env=dict(os.environ, PYTHONPATH=REPO, MINICONTAINER_STATE=os.path.join(merged, "state")))
+    finally:
+        subprocess.run(["umount", merged], check=True)
+    assert out.returncode == 125 and "is on an overlayfs" in out.stderr and "MINICONTAINER_STATE" in out.stderr, \
+        out.stderr
+    assert "Traceback" not in out.stderr
