@@ -261,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--print-oci", action="store_true", help="print the OCI config.json for this container, "
                      "do not run it")
     run.add_argument("--rootless", action="store_true",
-                     help="a user namespace in which root is you: runs without root (no cgroup limits)")
+                     help="run in a user namespace: run by a user without root, root inside is that user (and "
+                          "no cgroup limits apply); run by root, root inside is uid 100000 outside")
     run.add_argument("--no-tty", action="store_true",
                      help="do not give the container a terminal even when run from one")
     run.add_argument("--stop-timeout", type=float, default=10.0, metavar="SECONDS",

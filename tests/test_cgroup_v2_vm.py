@@ -36,7 +36,15 @@ INNER = [
     "tests/test_exercises.py::test_checker_three_ways[cgroups-memory-limit]",
     "tests/test_exercises.py::test_checker_three_ways[cgroups-oom-kills]",
     "tests/test_exercises.py::test_a_finished_container_is_not_accepted",
-    "tests/test_notebooks.py::test_nbval[03-cgroups]",  # the lesson as a learner runs it
+    # The lessons whose text depends on the cgroup version (or on a systemd host's shared /), as a
+    # learner runs them on the lab's target. 04 and 06 stay out: this VM has no veth, bridge or nft
+    # modules, and their cgroup parts (a container's limits, runc's cgroup) are covered above.
+    "tests/test_notebooks.py::test_nbval[00-welcome]",
+    "tests/test_notebooks.py::test_nbval[01-namespaces]",
+    "tests/test_notebooks.py::test_nbval[02-rootfs]",
+    "tests/test_notebooks.py::test_nbval[03-cgroups]",
+    "tests/test_notebooks.py::test_nbval[05-security]",
+    "tests/test_notebooks.py::test_nbval[07-claims]",
     # The device cgroup's v2 form, a BPF program: refuses a host disk, in exec too, goes with its cgroup.
     "tests/test_security.py::test_the_v2_device_program_refuses_a_disk_and_goes_with_its_cgroup",
     "tests/test_security.py::test_a_new_node_of_a_host_device_in_the_container_cannot_be_opened",
@@ -48,7 +56,7 @@ INNER = [
     "tests/test_stage.py::test_a_kernel_restart_in_the_middle_of_a_stage_leaves_nothing",
     "tests/test_stage.py::test_a_created_container_that_is_never_started_leaves_nothing",
 ]
-VM_TIMEOUT = 900  # seconds for the whole VM: about 7 minutes on 2 idle cores; room for a loaded host
+VM_TIMEOUT = 1800  # seconds for the whole VM: about 18 minutes on 2 idle cores (11 of them the lessons)
 
 
 @pytest.mark.vm

@@ -54,6 +54,13 @@ for controller in $($bb cat cgroup.controllers); do echo "+$controller" > cgroup
 $bb mkdir lab.service lab.service/main
 
 . /run/vm/env  # REPO, PYTHON, DEADLINE and the pytest arguments, written by the host
+# /tmp on tmpfs, as Debian 13 has it: on the overlay / a rootless container's state dir
+# (/tmp/minicontainer-UID) could not hold its own overlay's upper layer, which no machine of a
+# learner's has. A checkout under /tmp (a CI clone can be) is bound back in at its path.
+$bb mkdir -p /run/vm-old-tmp
+$bb mount --bind /tmp /run/vm-old-tmp
+$bb mount -t tmpfs -o mode=1777 tmp /tmp
+case "$REPO" in /tmp/*) $bb mkdir -p "$REPO"; $bb mount --bind "/run/vm-old-tmp/${REPO#/tmp/}" "$REPO";; esac
 export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 TERM=dumb
 cd "$REPO"
 echo "vm init: up $($bb cut -d" " -f1 /proc/uptime) s, running pytest $*"
