@@ -118,15 +118,20 @@ def _sample(seconds, interval, group, container, read_one) -> tuple[list[dict], 
     return rows, stopped
 
 
+def _controller_dir(group, controller: str, reads: str) -> str:
+    """The group's directory for a controller, or a LabError saying the sampler needs it."""
+    directory = group.dirs.get(controller)
+    if directory is None:
+        raise LabError(f"cgroup {group.name} has no {controller} controller here", f"the sampler reads {reads}",
+                       "give the container's cgroup (box.cgroup); `minicontainer doctor` lists the controllers")
+    return directory
+
+
 def sample_cpu(target, seconds: float = 3.0, interval: float = 0.2) -> Samples:
     """Read a cgroup's CPU counters every `interval` s for at most `seconds` s (see the module doc)."""
     seconds, interval = _check_bounds(seconds, interval)
     group, container = _resolve(target)
-    cpu_dir = group.dirs.get("cpu")
-    if cpu_dir is None:
-        raise LabError(f"cgroup {group.name} has no cpu controller here",
-                       "the sampler reads cpu.stat, which the cpu controller writes",
-                       "give the container's cgroup (box.cgroup); `minicontainer doctor` lists the controllers")
+    cpu_dir = _controller_dir(group, "cpu", "cpu.stat, which the cpu controller writes")
     version = _version(cpu_dir)
     stat = os.path.join(cpu_dir, "cpu.stat")
     if version == 2:
@@ -166,11 +171,7 @@ def sample_memory(target, seconds: float = 3.0, interval: float = 0.1) -> Sample
     """Read a cgroup's memory use, limit and OOM kills every `interval` s for at most `seconds` s."""
     seconds, interval = _check_bounds(seconds, interval)
     group, container = _resolve(target)
-    directory = group.dirs.get("memory")
-    if directory is None:
-        raise LabError(f"cgroup {group.name} has no memory controller here",
-                       "the sampler reads the memory controller's files",
-                       "give the container's cgroup (box.cgroup); `minicontainer doctor` lists the controllers")
+    directory = _controller_dir(group, "memory", "the memory controller's files")
     version = _version(directory)
     names = (("memory.current", "memory.max", "memory.events") if version == 2 else
              ("memory.usage_in_bytes", "memory.limit_in_bytes", "memory.oom_control"))
