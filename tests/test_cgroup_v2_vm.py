@@ -37,7 +37,7 @@ INNER = [
     "tests/test_exercises.py::test_checker_three_ways[cgroups-oom-kills]",
     "tests/test_exercises.py::test_a_finished_container_is_not_accepted",
     # The lessons made of cgroups, as a learner runs them on the lab's target: what /proc/PID/cgroup
-    # shows (00), limits (03), the device program, release_agent's absence and rootless limits (05),
+    # shows (00), limits (03), the device cgroup as a BPF program and rootless without limits (05),
     # weights, memory.min and PSI (07). The others, for time (each lesson takes minutes here), run in
     # this VM by hand (docs/tested-on.md); 04 and 06 cannot: it has no veth, bridge or nft modules.
     "tests/test_notebooks.py::test_nbval[00-welcome]",
