@@ -59,6 +59,8 @@ $bb mkdir lab.service lab.service/main
 # learner's has. A checkout under /tmp (a CI clone can be) is bound back in at its path.
 $bb mkdir -p /run/vm-old-tmp
 $bb mount --bind /tmp /run/vm-old-tmp
+# Private, or the tmpfs below would propagate onto it too: the bind is a peer of the shared /.
+$bb mount --make-private /run/vm-old-tmp
 $bb mount -t tmpfs -o mode=1777 tmp /tmp
 case "$REPO" in /tmp/*) $bb mkdir -p "$REPO"; $bb mount --bind "/run/vm-old-tmp/${REPO#/tmp/}" "$REPO";; esac
 export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 TERM=dumb
