@@ -1,4 +1,4 @@
-"""cgroup v2 for real on every run: the cgroup tests again, inside a VM that has cgroup v2 only.
+"""cgroup v2 for real on every run: the cgroup tests and every lesson again, inside a VM that has cgroup v2 only.
 
 A v1 or hybrid host never runs the runtime's v2 code. tests/vm/ boots Debian's kernel under qemu
 over a read-only view of this machine's / (same Python, venv and checkout), set up as a learner's
@@ -36,14 +36,11 @@ INNER = [
     "tests/test_exercises.py::test_checker_three_ways[cgroups-memory-limit]",
     "tests/test_exercises.py::test_checker_three_ways[cgroups-oom-kills]",
     "tests/test_exercises.py::test_a_finished_container_is_not_accepted",
-    # The lessons made of cgroups, as a learner runs them on the lab's target: what /proc/PID/cgroup
-    # shows (00), limits (03), the device cgroup as a BPF program and rootless without limits (05),
-    # weights, memory.min and PSI (07). The others, for time (each lesson takes minutes here), run in
-    # this VM by hand (docs/tested-on.md); 04 and 06 cannot: it has no veth, bridge or nft modules.
-    "tests/test_notebooks.py::test_nbval[00-welcome]",
-    "tests/test_notebooks.py::test_nbval[03-cgroups]",
-    "tests/test_notebooks.py::test_nbval[05-security]",
-    "tests/test_notebooks.py::test_nbval[07-claims]",
+    # Every lesson, as a learner runs it on the lab's target: cgroup v2 alone, a shared /, the runtime
+    # delegating controllers itself; the network over a dummy uplink (each lesson takes minutes here).
+    *[f"tests/test_notebooks.py::test_nbval[{lesson}]" for lesson in (
+        "00-welcome", "01-namespaces", "02-rootfs", "03-cgroups", "04-network", "05-security",
+        "06-putting-it-together", "07-claims")],
     # The device cgroup's v2 form, a BPF program: refuses a host disk, in exec too, goes with its cgroup.
     "tests/test_security.py::test_the_v2_device_program_refuses_a_disk_and_goes_with_its_cgroup",
     "tests/test_security.py::test_a_new_node_of_a_host_device_in_the_container_cannot_be_opened",
@@ -55,7 +52,7 @@ INNER = [
     "tests/test_stage.py::test_a_kernel_restart_in_the_middle_of_a_stage_leaves_nothing",
     "tests/test_stage.py::test_a_created_container_that_is_never_started_leaves_nothing",
 ]
-VM_TIMEOUT = 1800  # seconds for the whole VM: about 18 minutes on 2 idle cores, most of them the lessons
+VM_TIMEOUT = 1800  # seconds for the whole VM: about 22 minutes on 2 idle cores, 15 of them the lessons
 
 
 @pytest.mark.vm

@@ -27,9 +27,13 @@ from minicontainer import kernel as syscalls
 CACHE = os.environ.get("MINICONTAINER_VM_CACHE", "/var/cache/minicontainer/vm")
 INIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "init.sh")
 BUSYBOX = "/bin/busybox"  # busybox-static: runs with no libraries in the initramfs
-# What Debian's kernel has as modules but the guest needs before its root exists; and loop, so
-# that the guest (whose root is a 9p share) has block devices for the device cgroup's tests.
-MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay", "loop")
+# What Debian's kernel has as modules but the guest needs before its root exists; loop, so that
+# the guest (whose root is a 9p share) has block devices for the device cgroup's tests; and what
+# the lab's network needs (veth pairs on a bridge, NAT in an nftables table, a dummy uplink).
+# crc32c_generic before the rest: libcrc32c (under nf_tables) asks the crypto API for crc32c at
+# load time, a soft dependency that no depends= line names.
+MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay", "loop", "veth", "bridge", "dummy",
+           "crc32c_generic", "nf_tables", "nft_chain_nat", "nft_nat", "nft_masq", "nft_ct")
 # TCG: this CI's /dev/kvm cannot run guests. MINICONTAINER_VM_ACCEL=kvm where it can.
 ACCEL = os.environ.get("MINICONTAINER_VM_ACCEL", "tcg")
 
@@ -162,8 +166,17 @@ def fetch_kernel() -> Kernel:
             if not os.path.isdir(os.path.join(CACHE, package)):
                 unpack_kernel(package)
     home = os.path.join(CACHE, package)
+    if not has_modules(home):  # cached before MODULES grew
+        shutil.rmtree(home)
+        unpack_kernel(package)
     modules = sorted(os.path.join(home, "modules", n) for n in os.listdir(os.path.join(home, "modules")))
     return Kernel(package.removeprefix("linux-image-"), os.path.join(home, "vmlinuz"), modules)
+
+
+def has_modules(home: str) -> bool:
+    """Whether the cached kernel holds every module in MODULES (files are NN-name.ko)."""
+    cached = {name.split("-", 1)[1][:-3].replace("-", "_") for name in os.listdir(os.path.join(home, "modules"))}
+    return set(MODULES) <= cached
 
 
 def cpio(entries) -> bytes:

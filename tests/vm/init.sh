@@ -45,6 +45,11 @@ $bb mount -t tmpfs -o mode=1777 shm /dev/shm
 $bb mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup  # systemd's options
 $bb hostname lab-vm
 $bb ip link set lo up  # Jupyter kernels talk to their client over 127.0.0.1
+# No network card, but an address on a network other than the lab's, as a machine's uplink has:
+# lesson 04 pings it from a container, through the default route.
+$bb ip link add uplink0 type dummy
+$bb ip addr add 192.0.2.10/24 dev uplink0
+$bb ip link set uplink0 up
 
 # Every controller enabled for the root's children, as systemd does for the slices above a
 # Delegate=yes service. lab.service's own subtree_control stays empty: enabling controllers
