@@ -167,17 +167,12 @@ def mount_overlay(lower: str, upper: str, work: str, merged: str) -> None:
 
 
 def filesystem_of(path: str) -> str:
-    """The type of the filesystem mounted at, or nearest above, path (from /proc/self/mountinfo)."""
+    """The type of the filesystem mounted at, or nearest above, path (the last such mount wins)."""
+    from . import inspect
     path = os.path.realpath(path)
-    best, kind = "", ""
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields, _, rest = line.partition(" - ")
-            point = fields.split()[4].replace("\\040", " ")
-            inside = path == point or path.startswith(point.rstrip("/") + "/")
-            if inside and len(point) >= len(best):
-                best, kind = point, rest.split()[0]
-    return kind
+    under = [m for m in inspect.mounts("self")
+             if path == m.mount_point or path.startswith(m.mount_point.rstrip("/") + "/")]
+    return max(reversed(under), key=lambda m: len(m.mount_point)).fstype if under else ""
 
 
 def _mount_point(root: str, name: str) -> str:
