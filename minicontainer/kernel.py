@@ -52,6 +52,7 @@ MNT_DETACH = 2
 
 # prctl(2) options.
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
@@ -199,7 +200,7 @@ def capset(header, data) -> int:
 
 
 def prctl(option: int, arg2: int = 0) -> None:
-    """prctl(2) with one argument (PDEATHSIG, NO_NEW_PRIVS, CHILD_SUBREAPER, CAPBSET_DROP, CAP_AMBIENT)."""
+    """prctl(2) with one argument (PDEATHSIG, DUMPABLE, NO_NEW_PRIVS, CHILD_SUBREAPER, CAPBSET_DROP, CAP_AMBIENT)."""
     _check(_libc.prctl(option, arg2, 0, 0, 0), "prctl", f"{option}, {arg2}")
 
 

@@ -16,7 +16,11 @@ Each defence is one field of Security, on by default, switchable off for a lesso
 - seccomp: an allow-list of system calls (or the deny-list, to see what it misses), with
   TIOCSTI, and, unless CAP_SYS_ADMIN is kept, namespaces and mounts refused (seccomp.py);
 - close_fds: only fds 0-2 (and those asked for) survive into the container;
-- tmpfs_size: /dev/shm and /tmp are size-limited tmpfs, so filling them cannot fill a host disk.
+- tmpfs_size: /dev/shm and /tmp are size-limited tmpfs, so filling them cannot fill a host disk;
+- non_dumpable: the runtime's own processes are non-dumpable while they run the host's interpreter in
+  the container's namespaces (PID 1 until it execs, `exec`'s process until it execs): no process of
+  the container may open their /proc/PID/exe (the host's binary, runc's CVE-2019-5736), their fds or
+  memory. execve of the container's program makes a process dumpable again, as the kernel always does.
 
 The steps that apply them, in order, are in process/steps.py; `minicontainer exec` runs the same.
 """
@@ -54,6 +58,8 @@ class Security:
     keep_fds: list[int] = field(default_factory=list)
     tmpfs_size: int | None = 64 << 20    # bytes ("64m" when made) of /dev/shm and /tmp; None: unlimited (half
                                          # of RAM) and /tmp on disk
+    non_dumpable: bool = True            # the runtime's processes in the container, until exec (see above);
+                                         # off only to show the attack: off() keeps it, as --privileged does
 
     def __post_init__(self):
         self.tmpfs_size = None if self.tmpfs_size is None else parse_size(self.tmpfs_size, "tmpfs size")
@@ -67,7 +73,8 @@ class Security:
 
     @classmethod
     def off(cls) -> Security:
-        """Every defence switched off (what `docker run --privileged` comes close to)."""
+        """Every defence of the container switched off (what `docker run --privileged` comes close to).
+        non_dumpable stays: it protects the runtime, and runc keeps it under --privileged too."""
         return cls(capabilities=None, no_new_privs=False, masked_paths=False, seccomp=None, devices=False,
                    close_fds=False, tmpfs_size=None)
 
@@ -184,6 +191,13 @@ def close_inherited_fds(keep: list[int]) -> None:
                     os.close(fd)
             except OSError:
                 pass  # the fd of the listdir itself, already gone
+
+
+def make_non_dumpable() -> None:
+    """PR_SET_DUMPABLE 0: /proc/PID/exe, fd/, mem and ptrace of this process need CAP_SYS_PTRACE over the
+    user namespace its program was started in (the host's), which no default container has. Forks
+    inherit it; execve resets it; so does a change of uid or gid (to fs.suid_dumpable): set it again."""
+    kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
 
 
 def switch_user(user: str | None) -> None:

@@ -13,8 +13,10 @@ import pytest
 
 from minicontainer.container import Container
 from minicontainer.errors import LabError
-from minicontainer.lab import attacks
+from minicontainer.lab import attacks, payloads
+from minicontainer.security import Security
 from minicontainer.spec import ContainerSpec
+from minicontainer.stage import Stage
 
 OUTCOMES: list[attacks.Outcome] = []
 HOST_SETTINGS = [p for p in ("/proc/sys/kernel/core_pattern", "/proc/sys/kernel/hostname",
@@ -84,6 +86,37 @@ def test_exec_gets_the_same_defences_as_init(image):
             assert execd[key] == init[key], key
         assert init["NoNewPrivs"] == "1" and init["Seccomp"] == "2" and init["Seccomp_filters"] == "2"
         assert box.cgroup.name in open(f"/proc/{box.pid}/cgroup").read()
+
+
+def watch_pid_1_once():
+    """Run in PID 1 by stage.call: the payload, forked from it, looks once at /proc/*/exe."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.dup2(write_end, 1)
+        os.execv("/attacks", ["/attacks", "runtime-exe", "once"])
+    os.close(write_end)
+    output = b""
+    while chunk := os.read(read_end, 4096):
+        output += chunk
+    os.waitpid(child, 0)
+    return output.decode()
+
+
+@pytest.mark.parametrize("non_dumpable", [True, False], ids=["defended", "undefended"])
+def test_pid_1_before_its_exec_is_out_of_reach(image, non_dumpable):
+    """PID 1 runs the host's Python until it execs: in a stage, a program that a learner's function starts
+    inside (here with the container's own capabilities already set) can open /proc/1/exe only when
+    PID 1 is dumpable."""
+    spec = ContainerSpec(image, ["sleep", "60"], binds=[(payloads.build("attacks"), "/attacks", True)],
+                         security=Security(non_dumpable=non_dumpable))
+    with Stage(spec) as stage:
+        stage.run_until("capabilities")
+        said = stage.call(watch_pid_1_once).splitlines()[-1]
+    if non_dumpable:
+        assert said.startswith("CONTAINED") and "refused" in said, said
+    else:
+        assert said.startswith("ESCAPED") and "/proc/1/exe" in said, said
 
 
 def test_print_the_table(capsys):

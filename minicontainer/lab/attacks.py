@@ -20,9 +20,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -138,6 +140,9 @@ ATTACKS = [
            harmless_form="without the PID namespace it would kill every process on the host: signal 0 instead"),
     Attack("inherited-fd", "read a host file through an fd the runtime passed down", "only fds 0-2 inherited",
            ["inherited-fd", "{secret_fd}"], {"security": Security(close_fds=False)}),
+    Attack("runtime-exe", "open the host's binary through /proc/PID/exe of the runtime's process while `exec` "
+           "enters", "non-dumpable runtime", ["runtime-exe"], {"security": Security(non_dumpable=False)},
+           harmless_form="its ELF header is read; runc's CVE-2019-5736 then overwrote the binary, never done here"),
     Attack("fork-bomb", "fork 64 processes under a limit of 32", "pids limit", ["fork-many", "64"],
            {"pids": None}, spec={"pids": 32}),
     Attack("memory-4x", "allocate 4x the memory limit", "memory limit", ["allocate", str(4 * 64 << 20)],
@@ -239,6 +244,8 @@ def run_attack(attack: Attack, defended: bool = True, fixtures: dict | None = No
         if attack.name == "inherited-fd":
             spec.security.keep_fds = []  # asked for nothing: the default must close it
             return _judge(attack, defended, _run_passing_fd(spec, fx["secret"].fileno()))
+        if attack.name == "runtime-exe":
+            return _judge(attack, defended, _run_during_execs(spec))
         result = run(spec, timeout=60)
         return _judge(attack, defended, result.stdout + result.stderr, result.code, result.stats)
 
@@ -250,6 +257,25 @@ def _run_passing_fd(spec: ContainerSpec, fd: int) -> str:
         container.wait(60)
         out.seek(0)
         return out.read()
+
+
+def _run_during_execs(spec: ContainerSpec, execs: int = 10) -> str:
+    """The payload watches /proc while the host runs `minicontainer exec NAME -- true` up to `execs`
+    times (or until it gets through); then SIGTERM ends its watch and it says what it saw."""
+    with tempfile.TemporaryFile("w+") as out, Container.start(spec, stdout=out, stderr=subprocess.STDOUT) as box:
+        def said() -> str:
+            out.seek(0)
+            return out.read()
+        deadline = time.monotonic() + 30
+        while "watching" not in said() and box.running() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for _ in range(execs):
+            if "ESCAPED" in said() or not box.running():
+                break
+            box.exec(["true"], timeout=30)
+        box.signal(signal.SIGTERM)  # its handler ends the watch
+        box.wait(30)
+        return said()
 
 
 def _host_keyring() -> int:

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from .. import namespaces, seccomp
+from .. import namespaces, seccomp, security
 from ..errors import LabError
 from ..spec import ContainerSpec
 from . import steps
@@ -23,6 +23,10 @@ from .init import die_with_parent
 def enter_and_exec(request: dict) -> int:
     """Enter the container's namespaces and cgroup, run the command, return its exit code."""
     spec = ContainerSpec.from_dict(request["spec"])
+    if spec.security.non_dumpable:
+        # Before setns: the child forked below is, until its execve, the host's Python in the
+        # container's PID namespace, and must not give the container /proc/PID/exe (runc's CVE-2019-5736).
+        security.make_non_dumpable()
     # Opened before setns: once in the container's mount namespace, the host's paths are gone.
     try:
         procs_fds = [os.open(os.path.join(d, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC) for d in request["cgroup"]]
@@ -40,9 +44,10 @@ def enter_and_exec(request: dict) -> int:
         try:
             die_with_parent(me)
             if "user" in spec.namespaces:
-                become_root_inside()
+                become_root_inside(spec)
             for fd in procs_fds:
                 os.write(fd, b"0")
+                os.close(fd)  # the host's cgroupfs: nothing the container's process may keep
             os.chdir(request.get("cwd", "/"))
             # The same capabilities, seccomp filters, user and no_new_privs as the container's init.
             ctx = steps.Context(spec)
@@ -64,7 +69,7 @@ def enter_and_exec(request: dict) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def become_root_inside() -> None:
+def become_root_inside(spec: ContainerSpec) -> None:
     """After setns into a user namespace our ids are the host's, which it does not map: they show
     as the overflow id (65534) inside. Take the namespace's root, as its init did (and nsenter -U
     does); the spec's user, if any, follows with the other defences."""
@@ -73,7 +78,7 @@ def become_root_inside() -> None:
             os.setgroups([])
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
-    steps.rearm_death_signal()  # a change of credentials clears PR_SET_PDEATHSIG
+    steps.rearm_after_credentials_change(spec)
 
 
 def main() -> None:

@@ -147,12 +147,16 @@ def become_root_in_user_ns(ctx: Context) -> None:
     """After the maps exist, uid 0 inside is a real uid: take it before making PID 1."""
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
-    rearm_death_signal()
+    rearm_after_credentials_change(ctx.spec)
 
 
-def rearm_death_signal() -> None:
-    """A change of credentials clears PR_SET_PDEATHSIG: set it again, so the helper's death still ends us."""
+def rearm_after_credentials_change(spec: ContainerSpec) -> None:
+    """A change of uid or gid clears PR_SET_PDEATHSIG and resets dumpable to fs.suid_dumpable (which
+    may be 1): set both again, so the helper's death still ends us and the container still cannot
+    reach into us."""
     kernel.prctl(kernel.PR_SET_PDEATHSIG, 9)  # SIGKILL
+    if spec.security.non_dumpable:
+        security.make_non_dumpable()
 
 
 def unshare_kind(kind: str) -> Callable[[Context], None]:
@@ -286,7 +290,7 @@ def load_seccomp(ctx: Context) -> None:
 
 def switch_user(ctx: Context) -> None:
     security.switch_user(ctx.spec.user)
-    rearm_death_signal()
+    rearm_after_credentials_change(ctx.spec)
 
 
 def set_capabilities(ctx: Context) -> None:

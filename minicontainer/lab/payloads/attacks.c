@@ -323,6 +323,64 @@ static int open_by_handle(const char *host_file)
     return escaped(evidence);
 }
 
+/* The first half of runc's CVE-2019-5736: while the runtime enters the container (exec), its
+ * process is for a moment the host's own program in this PID namespace. Watch /proc for a process
+ * whose /proc/PID/exe is no file of this container, open it and read its ELF header. Only read: a
+ * real attack keeps the descriptor and, once no process runs the binary, rewrites it (root here holds
+ * CAP_DAC_OVERRIDE). Watches until SIGTERM, or until it gets through; with "once", looks once. */
+static volatile sig_atomic_t stop_watching;
+static void on_term(int sig) { (void)sig; stop_watching = 1; }
+
+static int runtime_exe(int once)
+{
+    char path[64], target[256], evidence[400];
+    int seen[64], nseen = 0, refused = 0, last_errno = 0;
+    signal(SIGTERM, on_term);
+    printf("INFO: watching /proc for a process running a host binary\n");
+    while (!stop_watching) {
+        DIR *proc = opendir("/proc");
+        struct dirent *entry;
+        while (proc && (entry = readdir(proc))) {
+            int pid = atoi(entry->d_name), known = 0;
+            if (pid <= 0 || pid == getpid()) continue;
+            snprintf(path, sizeof path, "/proc/%d/exe", pid);
+            int fd = open(path, O_RDONLY);
+            if (fd < 0) {
+                if (errno != EACCES && errno != EPERM) continue;  /* gone, or a kernel thread */
+                last_errno = errno;
+                for (int i = 0; i < nseen; i++) known |= seen[i] == pid;
+                if (!known && nseen < 64) { seen[nseen++] = pid; refused++; }
+                continue;
+            }
+            snprintf(path, sizeof path, "/proc/self/fd/%d", fd);  /* the file opened, whatever the process did since */
+            ssize_t n = readlink(path, target, sizeof target - 1);
+            target[n > 0 ? n : 0] = 0;
+            struct stat opened, here;
+            unsigned char header[4] = {0};
+            fstat(fd, &opened);
+            int ours = stat(target, &here) == 0 && here.st_dev == opened.st_dev && here.st_ino == opened.st_ino;
+            if (!ours && read(fd, header, 4) == 4 && !memcmp(header, "\177ELF", 4)) {
+                snprintf(evidence, sizeof evidence, "read the ELF header of %s, a binary of the host's "
+                         "(not in this container), through /proc/%d/exe", target, pid);
+                close(fd);
+                closedir(proc);
+                return escaped(evidence);
+            }
+            close(fd);
+        }
+        if (proc) closedir(proc);
+        if (once) break;
+    }
+    if (!refused) {
+        printf("INFO: saw no process of the runtime's\n");
+        return 0;
+    }
+    snprintf(evidence, sizeof evidence, "saw %d process(es) of the runtime; /proc/PID/exe refused for each",
+             refused);
+    errno = last_errno;
+    return contained(evidence);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -351,6 +409,7 @@ int main(int argc, char **argv)
     if (!strcmp(a, "tiocsti-high-bits")) return tiocsti_high_bits();
     if (!strcmp(a, "io-uring")) return io_uring();
     if (!strcmp(a, "open-by-handle")) return open_by_handle(arg);
+    if (!strcmp(a, "runtime-exe")) return runtime_exe(!strcmp(arg, "once"));
     fprintf(stderr, "usage: attacks NAME [ARGS]\n");
     return 2;
 }
