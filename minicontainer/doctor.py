@@ -79,6 +79,8 @@ def check_namespaces() -> list[Check]:
         fix = "use a kernel with this namespace kind (the lab VM has one)"
         if kind == "user":
             fix = "check /proc/sys/user/max_user_namespaces (must be > 0)"
+        elif kind == "time":
+            fix = "use Linux 5.6 or later, which brought time namespaces (the lab VM has one)"
         checks.append(Check(f"{kind} namespace", not error, error or f"isolates {info.isolates}", fix,
                             blocker=kind in namespaces.DEFAULT_KINDS))
     limit = read_if_there("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
@@ -95,7 +97,7 @@ def check_cgroups() -> list[Check]:
     checks = [Check("cgroup mode", bool(layout.controllers), layout.mode,
                     "mount cgroup2 at /sys/fs/cgroup (or the v1 hierarchies)")]
     if layout.mode.startswith("hybrid"):
-        checks[0].detail += ": limits work through v1 here; the lab VM and current distributions use v2"
+        checks[0].detail += ": limits work through v1 here; the lab VM and most current distributions use v2"
     for name in ("memory", "cpu", "pids", "io", "freezer"):
         c = layout.controllers.get(name)
         if c:
@@ -141,6 +143,32 @@ def check_devices() -> list[Check]:
     return [Check("device cgroup", True, "v2: the kernel accepts the BPF device program")]
 
 
+def check_userns_clone(path: str = "/proc/sys/kernel/unprivileged_userns_clone") -> list[Check]:
+    """Debian's kernel (and a few others) adds kernel.unprivileged_userns_clone. At 0, unshare or clone
+    with CLONE_NEWUSER fails with EPERM unless the caller has CAP_SYS_ADMIN in the host's user namespace.
+    That refuses the rootless lesson's user, and the root of 05's containers, which lacks CAP_SYS_ADMIN."""
+    if read_if_there(path) != "0":
+        return []  # 1, or a kernel without the sysctl: nothing in the way
+    return [Check("unprivileged_userns_clone", False,
+                  "kernel.unprivileged_userns_clone=0: only a process with CAP_SYS_ADMIN in the host's user "
+                  "namespace may make a user namespace; rootless mode fails, and 05's attacks through a user "
+                  "namespace are refused even with their defence switched off",
+                  "for the rootless lesson: sysctl -w kernel.unprivileged_userns_clone=1 (for every user of the "
+                  "host; set it back to 0 after the lesson)", blocker=False)]
+
+
+def check_selinux(path: str = "/sys/fs/selinux/enforce") -> list[Check]:
+    """An enforcing SELinux refuses what its policy denies with EACCES or EPERM, which the lab's messages
+    put down to the causes they know (no root, a missing capability, a seccomp rule)."""
+    if read_if_there(path) != "1":
+        return []  # not enforcing (0), or no SELinux
+    return [Check("selinux", False,
+                  "SELinux is enforcing: a call its policy denies fails with EACCES or EPERM, and the lab's "
+                  "message may name another cause",
+                  "after such a failure, look for a denial: ausearch -m avc -ts recent (or grep avc "
+                  "/var/log/audit/audit.log)", blocker=False)]
+
+
 def check_tiocsti() -> list[Check]:
     value = read_if_there("/proc/sys/dev/tty/legacy_tiocsti")
     if value == "0":
@@ -178,6 +206,7 @@ def run_checks() -> list[Check]:
     checks = check_host()
     if os.geteuid() == 0:
         checks += check_namespaces()
+    checks += check_userns_clone() + check_selinux()
     checks += check_cgroups() + check_devices() + check_tiocsti()
     return checks
 

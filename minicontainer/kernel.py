@@ -87,8 +87,10 @@ if os.uname().machine in ("aarch64", "arm64"):
 _CAUSES = {
     ("unshare", errno.EINVAL): "the kernel lacks this namespace kind, or CLONE_NEWUSER was asked "
                                "in a multithreaded process",
-    ("unshare", errno.ENOSPC): "the per-user namespace limit is reached (/proc/sys/user/max_*_namespaces)",
-    ("unshare", errno.EUSERS): "user namespaces are nested too deeply",
+    ("unshare", errno.ENOSPC): "a per-user namespace limit is reached (/proc/sys/user/max_*_namespaces), or "
+                               "user or PID namespaces would nest more than 32 deep (Linux 4.9 and later)",
+    ("unshare", errno.EUSERS): "user namespaces would nest more than 32 deep (Linux 3.11 to 4.8; later "
+                               "kernels say ENOSPC)",
     ("setns", errno.EINVAL): "the file is not a namespace of that kind, or a multithreaded process "
                              "tried to enter a user or mount namespace",
     ("pivot_root", errno.EINVAL): "new_root is not a mount point, put_old is not below new_root, "

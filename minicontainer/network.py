@@ -8,10 +8,11 @@ container, and the veth pair with it.
 
 Firewall rules live in the lab's own nftables table (or iptables chains, where nft is
 missing). One exception: where another firewall's forward chain drops by policy (Docker
-sets iptables' FORWARD to DROP), an accept in our own table cannot override it (every base
-chain on a hook must accept), so two accept rules for the lab bridge, tagged, go into that
-chain; they are recorded and removed with the rest. The one global setting changed,
-net.ipv4.ip_forward, is recorded and restored when the last lab network goes.
+sets iptables' FORWARD to DROP when it is the one that switched ip_forward on), an accept in
+our own table cannot override it (every base chain on a hook must accept), so two accept rules
+for the lab bridge, tagged, go into that chain; they are recorded and removed with the rest.
+The one global setting changed, net.ipv4.ip_forward, is recorded and restored when the last lab
+network goes.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ TABLE = "minicontainer"
 NETWORK_STATE = os.path.join(state.STATE_ROOT, ".network")  # not a container name (those start alnum)
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 # Link kinds of the fallback devices (tunl0, gre0, sit0, ip6tnl0...) that a loaded tunnel module puts in
-# every new network namespace, down and without an address, unless net.core.fb_tunnels_only_for_init_net=1.
+# every new network namespace, down and without an address, unless net.core.fb_tunnels_only_for_init_net
+# is 1 (only the initial namespace gets them) or 2 (no namespace does).
 FALLBACK_TUNNEL_KINDS = frozenset({"ipip", "gre", "gretap", "erspan", "sit", "ip6tnl", "ip6gre", "vti", "vti6"})
 
 
@@ -325,8 +327,10 @@ class ForwardHoles:
     """Accept rules for the lab bridge in other firewalls' forward chains whose policy is drop.
 
     A packet is forwarded only if every base chain on the forward hook accepts it, whatever its
-    table. Docker sets iptables' FORWARD policy to DROP (on an iptables-nft host that is the nft
-    chain `ip filter FORWARD`), so there the lab's traffic needs a rule in that very chain. Each rule
+    table. Docker sets iptables' FORWARD policy to DROP when it switches ip_forward on itself (if
+    forwarding was already on, it leaves the policy alone); on an iptables-nft host that chain is the
+    nft chain `ip filter FORWARD`. Where a forward chain drops by policy, the lab's traffic needs a
+    rule in that very chain. Each rule
     added is recorded in HOLES before the next one, and close() removes exactly those, nothing else.
     Rules go in with the tool that owns the chain: iptables-nft refuses to list a chain holding rules
     it cannot read back, and Docker reloads its rules with iptables.
@@ -436,7 +440,8 @@ class Iptables:
         _run(["iptables", "-t", "nat", "-A", "MC-POSTROUTING", "-s", str(SUBNET), "!", "-o", BRIDGE,
               "-j", "MASQUERADE"])
         _run(["iptables", "-t", "nat", "-A", "MC-POSTROUTING", "-s", "127.0.0.0/8", "-o", BRIDGE, "-j", "MASQUERADE"])
-        # Docker sets FORWARD's policy to DROP: our jump comes first and accepts lab traffic.
+        # FORWARD may drop by policy (Docker sets DROP when it turned ip_forward on): our jump comes
+        # first and accepts lab traffic.
         _run(["iptables", "-A", "MC-FORWARD", "-i", BRIDGE, "-j", "ACCEPT"])
         _run(["iptables", "-A", "MC-FORWARD", "-o", BRIDGE, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED",
               "-j", "ACCEPT"])

@@ -83,10 +83,14 @@ def _no_openable_disk() -> str:
     return "" if host_block_device() else "this host lets not even its own root open one of its block devices"
 
 
-def _no_user_namespaces() -> str:
-    if read_if_there("/proc/sys/user/max_user_namespaces") == "0":
+def _no_user_namespaces(proc_sys: str = "/proc/sys") -> str:
+    """What on this host refuses a user namespace to the container's root, which lacks CAP_SYS_ADMIN in
+    the host's user namespace: the last two settings spare only callers that have it."""
+    if read_if_there(f"{proc_sys}/user/max_user_namespaces") == "0":
         return "user.max_user_namespaces=0 on this host"
-    if read_if_there("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+    if read_if_there(f"{proc_sys}/kernel/unprivileged_userns_clone") == "0":  # Debian's kernel adds it
+        return "kernel.unprivileged_userns_clone=0 on this host"
+    if read_if_there(f"{proc_sys}/kernel/apparmor_restrict_unprivileged_userns") == "1":
         return "AppArmor's restriction of user namespaces on this host"
     return ""
 

@@ -71,7 +71,7 @@ def check_memory_limit(answer) -> list[str]:
             code = box.wait(timeout=30)
         except TimeoutError:
             return ["the 64 MiB process was not OOM-killed: it was still running after 30 s (held back, not "
-                    "stopped: a soft limit?)"]
+                    "stopped: a throttle such as memory.high?)"]
         finally:
             box.stop(grace=0)
     problems = []
@@ -148,8 +148,8 @@ EXERCISES = [
     Exercise("cgroups-memory-limit", "Write `my_limits(ctx)`, the \"limits\" step for memory: hold the container "
              "to ctx.spec.memory bytes, on cgroup v1 and v2.",
              hints=("A limit is a number written into a file of the group's memory directory. Some of those files "
-                    "are soft targets, which only make the kernel reclaim; you need the ceiling. Its name "
-                    "differs between v1 and v2.",
+                    "only make the kernel reclaim, or slow the group down, and never OOM-kill; you need the "
+                    "ceiling. Its name differs between v1 and v2.",
                     "memory.max (v2) or memory.limit_in_bytes (v1), in ctx.cgroup.dirs['memory']: only one of "
                     "them exists there. It takes a number of bytes."),
              checker=check_memory_limit),

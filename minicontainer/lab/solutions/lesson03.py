@@ -48,7 +48,8 @@ def join_the_parent(ctx):
 
 
 def soft_limit(ctx):
-    # memory.high (v2) / memory.soft_limit_in_bytes (v1): the kernel reclaims above it, never OOM-kills.
+    # Not the ceiling. memory.high (v2) throttles: above it the kernel reclaims hard and slows the group.
+    # memory.soft_limit_in_bytes (v1) is a reclaim target when the host runs short. Neither OOM-kills.
     directory = ctx.cgroup.dirs["memory"]
     name = "memory.high" if os.path.exists(os.path.join(directory, "memory.high")) else "memory.soft_limit_in_bytes"
     with open(os.path.join(directory, name), "w") as f:
