@@ -1,4 +1,5 @@
-"""Measurements for notebook 07 (claims about containers), read from cgroupfs, /proc and the page cache.
+"""Notebook 07 judges the explainer this lab was made from (seed.txt, shipped as written), sentence by
+sentence: its sentences, the verdicts, and the measurements, read from cgroupfs, /proc and the page cache.
 
 Each helper reads or writes one kernel interface, named in its body, on cgroup v2 and on v1:
 CPU time used (cpu.stat usage_usec / cpuacct.usage), the CPU weight (cpu.weight / cpu.shares),
@@ -10,10 +11,50 @@ Nothing here forks or enters a namespace: the notebook's kernel may call all of 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 
 from ..errors import LabError
+
+SEED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seed.txt")
+SEED_TITLE_LINES = 3  # its title, repeated, as the explainer was saved
+SENTENCE_END = re.compile(r"(?<=\.)\s+(?=[A-Z])")
+
+# Each sentence's verdict as a whole; notebook 07 says which words of it hold and which do not.
+VERDICTS = {1: "partly", 2: "false", 3: "partly", 4: "true", 5: "false", 6: "false", 7: "partly", 8: "true",
+            9: "true", 10: "partly", 11: "partly", 12: "partly", 13: "false", 14: "false", 15: "partly",
+            16: "partly", 17: "true", 18: "false", 19: "partly", 20: "partly"}
+
+
+def seed_sentences(path: str = SEED) -> list[str]:
+    """The explainer's sentences in order, numbered from 1 as notebook 07 numbers them: its lines after the
+    title, without the headings ("Examples:"), each line split after a full stop that a capital follows."""
+    with open(path) as f:
+        lines = [line.strip() for line in f.read().splitlines()[SEED_TITLE_LINES:]]
+    return [sentence for line in lines if line and not line.endswith(":") for sentence in SENTENCE_END.split(line)]
+
+
+def score(predictions: dict) -> tuple[int, dict]:
+    """How many predictions match the verdicts, and those that differ: {number: (yours, verdict)}."""
+    given = {n: str(p).strip().lower() for n, p in predictions.items() if p}
+    differ = {n: (p, VERDICTS.get(n)) for n, p in given.items() if p != VERDICTS.get(n)}
+    return len(given) - len(differ), differ
+
+
+def usage_above(box) -> int:
+    """Memory (bytes) charged to the cgroup that holds the container's own: every cgroup's usage counts in
+    each one above it, up to the root's, which is the whole machine's (v2 memory.current, v1
+    memory.usage_in_bytes)."""
+    directory = os.path.dirname(box.cgroup.dirs["memory"])
+    for name in ("memory.current", "memory.usage_in_bytes"):
+        path = os.path.join(directory, name)
+        if os.path.exists(path):
+            with open(path) as f:
+                return int(f.read())
+    raise LabError(f"no memory usage file in {directory}", "its memory controller is not enabled there",
+                   "run `minicontainer doctor`")
+
 
 # v2's cpu.weight is 1..10000 (default 100); v1's cpu.shares is 2..262144 (default 1024).
 V1_SHARES_PER_WEIGHT = 1024 / 100
