@@ -651,6 +651,10 @@ def memory_over_time(samples: Samples) -> Picture:
                  "time (s)", "memory in use (MiB)")
     canvas.polyline([(plot.px(r["t"]), plot.py(r["bytes"] / mib)) for r in rows], "#1f77b4")
     canvas.text(plot.x + 8, plot.y + 16, f"{names[0]} (peak seen {peak / mib:.1f} MiB)", size=11, fill="#1f77b4")
+    kernel_peak = max((r["kernel_peak"] for r in rows if r.get("kernel_peak") is not None), default=None)
+    if kernel_peak is not None:  # what the kernel saw, between the samples too
+        canvas.text(plot.x + 8, plot.y + 32, f"{os.path.basename(samples.files['peak'])}, the kernel's own "
+                    f"high-water mark: {kernel_peak / mib:.1f} MiB", size=11, fill="#555")
     if samples.limit is not None:
         limit_y = plot.py(samples.limit / mib)
         canvas.line(plot.x, limit_y, plot.x + plot.w, limit_y, stroke=WARN, width=1.6, dash=True)
@@ -670,6 +674,6 @@ def memory_over_time(samples: Samples) -> Picture:
         already = samples.rows[0]["oom_kills"]
         canvas.text(plot.x + 8, plot.y + 48, "no OOM kill while sampling"
                     + (f" (oom_kill was already {already})" if already else ""), size=11, fill="#555")
-    facts = {"version": samples.version, "limit": samples.limit, "peak": peak, "oom_kills": kills,
-             "stopped": samples.stopped}
+    facts = {"version": samples.version, "limit": samples.limit, "peak": peak, "kernel_peak": kernel_peak,
+             "oom_kills": kills, "stopped": samples.stopped}
     return Picture(canvas.render(326, title), title, facts)

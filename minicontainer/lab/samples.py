@@ -176,12 +176,20 @@ def sample_memory(target, seconds: float = 3.0, interval: float = 0.1) -> Sample
     names = (("memory.current", "memory.max", "memory.events") if version == 2 else
              ("memory.usage_in_bytes", "memory.limit_in_bytes", "memory.oom_control"))
     files = dict(zip(("usage", "limit", "oom_kill"), (os.path.join(directory, n) for n in names), strict=True))
+    # The kernel's own high-water mark, which also sees what happens between two samples: memory.peak
+    # (v2, Linux 5.19+), memory.max_usage_in_bytes (v1).
+    peak_file = os.path.join(directory, "memory.peak" if version == 2 else "memory.max_usage_in_bytes")
+    if os.path.exists(peak_file):
+        files["peak"] = peak_file
     text = read_file(files["limit"])
     limit = None if text == "max" or int(text) >= V1_UNLIMITED else int(text)
 
     def read_one() -> dict:
         # oom_kill: memory.events on v2; memory.oom_control on v1 (Linux 4.13+)
-        return {"bytes": int(read_file(files["usage"])), "oom_kills": read_keyed(files["oom_kill"]).get("oom_kill", 0)}
+        row = {"bytes": int(read_file(files["usage"])), "oom_kills": read_keyed(files["oom_kill"]).get("oom_kill", 0)}
+        if "peak" in files:
+            row["kernel_peak"] = int(read_file(files["peak"]))
+        return row
 
     rows, stopped = _sample(seconds, interval, group, container, read_one)
     for row in rows:
