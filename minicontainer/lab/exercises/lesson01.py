@@ -1,12 +1,14 @@
 """Exercises of notebooks/01-namespaces.ipynb: write the id maps of a user namespace; say, from
-/proc alone, which namespaces a process does not share with you."""
+/proc alone, which namespaces a process does not share with you; write the unshare of the UTS step."""
 
 from __future__ import annotations
 
 import random
+import socket
 
 from ... import inspect, namespaces
 from ...container import Container
+from ...errors import LabError
 from ...spec import ContainerSpec
 from .. import Exercise
 from . import Problems, running, staged_attempt
@@ -87,6 +89,39 @@ def check_which_differ(answer) -> list[str]:
     return problems
 
 
+# The container the UTS exercise builds. With a user namespace: a step that forgot to unshare cannot
+# rename this machine, since PID 1 then holds no CAP_SYS_ADMIN over the host's UTS namespace.
+UTS_SPEC = dict(namespaces=("user", "mnt", "pid", "uts", "ipc"), hostname="named-inside")
+
+
+def check_unshare_uts(answer) -> list[str]:
+    from ...rootfs import DEFAULT_ROOTFS
+    spec = ContainerSpec(DEFAULT_ROOTFS, ["sleep", "600"], **UTS_SPEC)
+    ours = socket.gethostname()
+    with staged_attempt(spec, "unshare uts", answer, start=False) as stage:
+        mine, theirs = namespaces.identities("self"), namespaces.identities(stage.pid)
+        if theirs["uts"] == mine["uts"]:
+            return ["PID 1 is still in this machine's UTS namespace: the hostname step would rename the host "
+                    "(here the user namespace stops it)"]
+        extra = [kind for kind in ("ipc", "net", "cgroup") if kind in theirs and theirs[kind] != mine[kind]]
+        if extra:
+            return [f"your step also gave PID 1 a new {', '.join(extra)} namespace: this step is the UTS one's only"]
+        try:
+            box = stage.start()
+        except LabError as e:
+            return [f"after your step, the container could not start: {e.what}"]
+        try:
+            inside = inspect.hostname(box.pid)
+        finally:
+            box.stop(grace=0)
+    problems = []
+    if inside != UTS_SPEC["hostname"]:
+        problems.append(f"inside, the kernel says the hostname is {inside!r}, not {UTS_SPEC['hostname']!r}")
+    if socket.gethostname() != ours:
+        problems.append(f"this machine's hostname changed from {ours!r} to {socket.gethostname()!r}")
+    return problems
+
+
 EXERCISES = [
     Exercise("namespaces-id-maps", "Write `my_id_maps(ctx)`: the step that maps root inside the container's user "
              "namespace to uid and gid 100000 outside, 65536 ids of each.",
@@ -103,4 +138,11 @@ EXERCISES = [
                     "/proc/PID/ns holds one symbolic link per kind; os.readlink reads one. mystery.pid is its "
                     "PID, and `man 7 namespaces` describes the directory."),
              checker=check_which_differ),
+    Exercise("namespaces-unshare-uts", "Write `my_unshare_uts(ctx)`, the step \"unshare uts\": afterwards PID 1 is in "
+             "a UTS namespace of its own, which the runtime's next step names.",
+             hints=("A process leaves its namespace of a kind for a new one with one system call, the one this "
+                    "notebook's stage has been calling step by step. Which kind holds the hostname?",
+                    "kernel.unshare(flags) is unshare(2); the flags are kernel.CLONE_NEW* constants, one per kind: "
+                    "`man 2 unshare` says which one is the UTS namespace's. Unshare that kind only."),
+             checker=check_unshare_uts),
 ]

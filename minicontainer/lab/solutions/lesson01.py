@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ... import kernel
 from ..exercises.lesson01 import mystery_container
 
 
@@ -14,6 +15,10 @@ def namespaces_id_maps(ctx):
             f.write("0 100000 65536\n")         # inside outside count; the kernel takes one write
     # Root in the parent namespace may write gid_map directly; an unprivileged writer must first
     # write "deny" to /proc/PID/setgroups.
+
+
+def namespaces_unshare_uts(ctx):
+    kernel.unshare(kernel.CLONE_NEWUTS)  # kernel: the runtime's module, a global where the step runs
 
 
 def namespaces_which_differ():
@@ -35,6 +40,14 @@ def only_the_uid_map(ctx):
         f.write("0 100000 65536\n")
 
 
+def my_unshare_uts(ctx):
+    ...
+
+
+def unshares_ipc(ctx):
+    kernel.unshare(kernel.CLONE_NEWIPC)
+
+
 def the_defaults_kinds():
     from ... import namespaces
     return mystery_container(), set(namespaces.DEFAULT_KINDS)
@@ -43,9 +56,11 @@ def the_defaults_kinds():
 SOLVERS = {
     "namespaces-id-maps": namespaces_id_maps,
     "namespaces-which-differ": namespaces_which_differ,
+    "namespaces-unshare-uts": namespaces_unshare_uts,
 }
-BLANK = {"namespaces-id-maps": my_id_maps}
+BLANK = {"namespaces-id-maps": my_id_maps, "namespaces-unshare-uts": my_unshare_uts}
 WRONG = {
     "namespaces-id-maps": (lambda: only_the_uid_map, "gid_map is empty"),
     "namespaces-which-differ": (the_defaults_kinds, "which it shares with this kernel"),
+    "namespaces-unshare-uts": (lambda: unshares_ipc, "still in this machine's UTS namespace"),
 }
