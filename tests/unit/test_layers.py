@@ -65,6 +65,7 @@ def test_the_core_has_no_import_cycle():
 
 
 def test_the_lab_layer_holds_the_teaching_parts():
-    for module in ("widgets", "attacks", "payloads", "exercises", "solutions", "compare", "network_steps"):
+    for module in ("widgets", "attacks", "payloads", "exercises", "solutions", "compare", "network_steps",
+                   "layers"):
         assert f"minicontainer.lab.{module}" in MODULES
         assert f"minicontainer.{module}" not in MODULES

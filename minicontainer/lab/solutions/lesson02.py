@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 
 from ... import kernel
 from ...container import Container
@@ -33,6 +34,33 @@ def blank_pivot_root(ctx):
     ...
 
 
+def my_convert_whiteouts(directory):
+    """Each OCI mark of an untarred layer becomes overlayfs's own, at any depth; the marks go."""
+    for top, _dirs, files in os.walk(directory):
+        for name in files:
+            mark = os.path.join(top, name)
+            if name == ".wh..wh..opq":                        # this directory hides the layers below
+                os.setxattr(top, "trusted.overlay.opaque", b"y")
+                os.remove(mark)
+            elif name.startswith(".wh."):                     # NAME of the layers below is deleted
+                os.remove(mark)
+                os.mknod(os.path.join(top, name[len(".wh."):]), stat.S_IFCHR, os.makedev(0, 0))
+
+
+def whiteouts_removed_only(directory):
+    """Takes the marks away as if they were leftovers of the tar, and makes nothing in their place."""
+    for top, _dirs, files in os.walk(directory):
+        for name in files:
+            if name.startswith(".wh."):
+                os.remove(os.path.join(top, name))
+
+
+def blank_convert_whiteouts(directory):
+    """Under directory (an untarred layer), turn each .wh.NAME into overlayfs's whiteout for NAME and each
+    .wh..wh..opq into the opaque mark on its directory; the marks themselves go."""
+    pass
+
+
 def box(rootfs=IMAGE, command=("sleep", "600"), **fields) -> Container:
     """A running container for a wrong attempt."""
     return Container.start(ContainerSpec(rootfs, list(command), **fields))
@@ -41,12 +69,14 @@ def box(rootfs=IMAGE, command=("sleep", "600"), **fields) -> Container:
 SOLVERS = {
     "rootfs-motd": rootfs_motd,
     "rootfs-pivot-root": my_pivot_root,
+    "rootfs-whiteouts": my_convert_whiteouts,
 }
 
 WRONG = {
     "rootfs-motd": (lambda: box(command=["sh", "-c", "echo bye > /etc/motd; exec sleep 600"]), "says 'bye'"),
     "rootfs-pivot-root": (lambda: pivot_root_keeping_the_old_root, "the old root is still mounted at /old-root"),
+    "rootfs-whiteouts": (lambda: whiteouts_removed_only, "which the top layer deletes, shows through the overlay"),
 }
 
 # The notebook's template for the function the learner writes, as handed out.
-BLANK = {"rootfs-pivot-root": blank_pivot_root}
+BLANK = {"rootfs-pivot-root": blank_pivot_root, "rootfs-whiteouts": blank_convert_whiteouts}
