@@ -14,6 +14,7 @@ Files read (v2 | v1):
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from dataclasses import dataclass, field
@@ -95,7 +96,9 @@ def _sample(seconds, interval, group, container, read_one) -> tuple[list[dict], 
         now = time.monotonic()
         try:
             row = read_one()
-        except FileNotFoundError:
+        except OSError as e:  # a removed cgroup: ENOENT, or ENODEV for a file opened as it went
+            if e.errno not in (errno.ENOENT, errno.ENODEV):
+                raise
             stopped = "the cgroup is gone (the container ended)"
             break
         row["t"] = now - start
