@@ -12,6 +12,8 @@ from ...spec import ContainerSpec
 from .. import Exercise, payloads
 from . import Problems, staged_attempt
 
+SETUID_TARGET = "/attacks-setuid"  # where exercise 5.2's container finds its setuid-root program
+
 
 def _capabilities(pid: int) -> dict[str, set[str]]:
     return {kind: set(caps) for kind, caps in inspect.process(pid).capabilities.items()}
@@ -41,19 +43,26 @@ def check_bounding_set(step) -> list[str]:
     return problems
 
 
-def check_no_new_privs(step) -> list[str]:
-    """As uid 1000, exec a setuid-root program (the container's command): its effective uid must stay 1000."""
+def check_nosuid_bind(step) -> list[str]:
+    """As uid 1000, with no_new_privs off, exec a setuid-root program from the bind the learner's step made:
+    its effective uid must stay 1000, and the kernel's mount table must show that bind nosuid and read-only."""
     problems = []
-    spec = ContainerSpec(IMAGE, ["/attacks-setuid", "pause"], user="1000:1000",
-                         binds=[(payloads.build_setuid("attacks"), "/attacks-setuid", True)])
-    with staged_attempt(spec, "no_new_privs", step) as box:
+    spec = ContainerSpec(IMAGE, [SETUID_TARGET, "pause"], user="1000:1000", security=Security(no_new_privs=False),
+                         binds=[(payloads.build_setuid("attacks"), SETUID_TARGET, True)])
+    with staged_attempt(spec, "binds", step) as box:
         status = inspect.status(box.pid)
+        mount = next((m for m in inspect.mounts(box.pid) if m.mount_point == SETUID_TARGET), None)
     real, effective = status["Uid"].split()[:2]
+    if mount is None:
+        return [f"no mount at {SETUID_TARGET} in the container: the program ran from the image, if at all"]
+    options = mount.options.split(",")
     if effective != real:
-        problems.append(f"the setuid-root program ran with effective uid {effective} (real uid {real}): its "
-                        "execve still honoured the setuid bit")
-    if status.get("NoNewPrivs") != "1":
-        problems.append("NoNewPrivs is 0 in /proc/PID/status: nothing the command starts is held back either")
+        problems.append(f"the setuid-root program ran with effective uid {effective} (real uid {real}): the mount it "
+                        f"ran from honours setuid bits (its options: {mount.options})")
+    if "nosuid" not in options:
+        problems.append(f"the bind at {SETUID_TARGET} has options {mount.options}: no nosuid")
+    if "ro" not in options:
+        problems.append(f"the bind at {SETUID_TARGET} is writable ({mount.options}); it was to be read-only")
     return problems
 
 
@@ -72,11 +81,13 @@ EXERCISES = [
                     "kernel.CAPABILITIES gives the capabilities' names by number, and "
                     "/proc/sys/kernel/cap_last_cap the highest number this kernel has."),
              checker=lambda answer: check_bounding_set(_a_step(answer))),
-    Exercise("security-no-new-privs", "Write my_no_new_privs(ctx), run instead of the 'no_new_privs' step, so that a "
-             "setuid-root program the container's uid 1000 starts does not run as root.",
-             hints=("Nothing can strip the setuid bit from every file; but a process can promise the kernel that no "
-                    "execve, by it or by its children, will ever grant privileges again.",
-                    "prctl(2) has an option for that promise (`man 2 prctl` lists them): call kernel.prctl with "
-                    "the option's constant, which kernel names PR_ as the man page does."),
-             checker=lambda answer: check_no_new_privs(_a_step(answer))),
+    Exercise("security-nosuid-bind", "Write my_binds(ctx), run instead of the 'binds' step, so that the setuid-root "
+             "program bound into the container read-only does not run as root for its uid 1000, with no_new_privs "
+             "switched off.",
+             hints=("Whether a setuid bit counts is also the mount's decision, not only the file's: which mount "
+                    "option ignores it? And a bind mount is picky about when it takes options.",
+                    "kernel.mount(source, target, None, kernel.MS_BIND) makes the bind; its options (kernel.MS_NOSUID, "
+                    "kernel.MS_RDONLY) take a second call with kernel.MS_REMOUNT | kernel.MS_BIND: `man 8 mount`, "
+                    "'Bind mount operation', says why."),
+             checker=lambda answer: check_nosuid_bind(_a_step(answer))),
 ]

@@ -15,8 +15,14 @@ def my_bounding_set(ctx):
             kernel.prctl(kernel.PR_CAPBSET_DROP, bit)  # noqa: F821
 
 
-def my_no_new_privs(ctx):
-    kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)  # noqa: F821
+def my_binds(ctx):
+    for source, target, _read_only in ctx.spec.binds:
+        path = ctx.root + target
+        open(path, "a").close()  # a file to bind a file onto
+        kernel.mount(source, path, None, kernel.MS_BIND)  # noqa: F821
+        # A new bind ignores the other flags: they take a remount of the bind.
+        flags = kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY | kernel.MS_NOSUID  # noqa: F821
+        kernel.mount(None, path, None, flags)  # noqa: F821
 
 
 def only_permitted_and_effective(ctx):
@@ -25,30 +31,35 @@ def only_permitted_and_effective(ctx):
     security.set_capabilities(ctx.spec.security.kept)  # noqa: F821
 
 
-def ambient_cleared_instead(ctx):
-    """Clears the ambient set, which a setuid-root program never needed."""
-    kernel.prctl(kernel.PR_CAP_AMBIENT, kernel.PR_CAP_AMBIENT_CLEAR_ALL)  # noqa: F821
+def flags_on_the_bind_itself(ctx):
+    """Asks for nosuid and read-only in the bind's own call, which ignores them."""
+    for source, target, _read_only in ctx.spec.binds:
+        path = ctx.root + target
+        open(path, "a").close()
+        kernel.mount(source, path, None, kernel.MS_BIND | kernel.MS_RDONLY | kernel.MS_NOSUID)  # noqa: F821
 
 
 def blank_bounding_set(ctx):   # 5.1: runs in PID 1, as root, before seccomp and capset
     pass
 
 
-def blank_no_new_privs(ctx):   # 5.2: runs in PID 1, as uid 1000, just before the command
-    pass
+def blank_binds(ctx):   # 5.2: runs in PID 1, as root, before pivot_root
+    """For each (source, target, read_only) in ctx.spec.binds: source shown at ctx.root + target, read-only,
+    setuid bits ignored. A file is bound onto a file: make an empty one first (open(path, "a").close())."""
+    ...
 
 
 SOLVERS = {
     "security-bounding-set": my_bounding_set,
-    "security-no-new-privs": my_no_new_privs,
+    "security-nosuid-bind": my_binds,
 }
 
 WRONG = {
     "security-bounding-set": (lambda: only_permitted_and_effective, "gave them back from the bounding set"),
-    "security-no-new-privs": (lambda: ambient_cleared_instead, "still honoured the setuid bit"),
+    "security-nosuid-bind": (lambda: flags_on_the_bind_itself, "honours setuid bits"),
 }
 
 BLANK = {
     "security-bounding-set": blank_bounding_set,
-    "security-no-new-privs": blank_no_new_privs,
+    "security-nosuid-bind": blank_binds,
 }
