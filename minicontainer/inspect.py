@@ -239,13 +239,13 @@ if __name__ == "__main__":  # python -m minicontainer.inspect PID hostname|root|
     import socket
     import sys
 
-    from . import kernel
+    from . import kernel, security
     target, what = int(sys.argv[1]), sys.argv[2]
     kind, flag = {"hostname": ("uts", kernel.CLONE_NEWUTS), "root": ("mnt", kernel.CLONE_NEWNS),
                   "network": ("net", kernel.CLONE_NEWNET)}[what]
     # Outside the container's PID namespace, so invisible from inside; non-dumpable all the same, as every
-    # process of the runtime's that enters a container's namespaces (security.make_non_dumpable).
-    kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
+    # process of the runtime's that enters a container's namespaces.
+    security.make_non_dumpable()
     kernel.setns(os.open(f"/proc/{target}/ns/{kind}", os.O_RDONLY), flag)
     if what == "network":
         from . import network

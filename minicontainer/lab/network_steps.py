@@ -16,7 +16,7 @@ import textwrap
 from contextlib import contextmanager
 from dataclasses import asdict
 
-from .. import kernel, network
+from .. import kernel, network, security
 from ..errors import LabError
 from ..network import Lease, configure_inside, loopback_up
 from ..process import spawn
@@ -128,7 +128,7 @@ def run_learner(function, pid: int, lease: Lease, timeout: float = 30) -> None:
 def enter_net(pid: int) -> None:
     """setns(2) into pid's network namespace: from now on this process's netlink sockets, and its
     packets, are the container's. Sockets opened before keep the namespace they were opened in."""
-    kernel.prctl(kernel.PR_SET_DUMPABLE, 0)  # no reach into this host process from the container (05)
+    security.make_non_dumpable()  # no reach into this host process from the container (05)
     descriptor = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
     try:
         kernel.setns(descriptor, kernel.CLONE_NEWNET)
