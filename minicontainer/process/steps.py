@@ -342,7 +342,8 @@ STEPS: list[Step] = [
          s.security.devices, "unless rootless or switched off", restrict_devices, _devices, after=("cgroup",)),
     Step("fork intermediate", HELPER, "fork the process that will own the user namespace", _user,
          "with a user namespace", None),
-    Step("join cgroup", INTERMEDIATE, "write 0 to cgroup.procs: it and all it forks are counted there",
+    Step("join cgroup", INTERMEDIATE, "move itself into the container's group: it and all it forks are counted "
+         "there",
          lambda s: _user(s) and _cgroup(s), "with a user namespace, unless rootless", join_cgroup,
          after=("fork intermediate", "cgroup")),
     Step("user namespace", INTERMEDIATE, "unshare(CLONE_NEWUSER): uids and capabilities of its own", _user,
@@ -362,7 +363,8 @@ STEPS: list[Step] = [
          lambda s: not _user(s), "without a user namespace", None, after=("cgroup", "devices", "pid namespace")),
     Step("fork PID 1", INTERMEDIATE, "fork the container's first process, inside the user namespace",
          _user, "with a user namespace", None, after=("root in the user namespace", "pid namespace")),
-    Step("join cgroup", INIT, "write 0 to cgroup.procs: it and all it forks are counted there",
+    Step("join cgroup", INIT, "move itself into the container's group: it and all it forks are counted "
+         "there",
          lambda s: not _user(s) and _cgroup(s), "without a user namespace, unless rootless", join_cgroup,
          after=("fork PID 1", "cgroup")),
     *[Step(f"unshare {kind}", INIT, f"unshare({kernel.flag_names(namespaces.flags_for([kind]))}): its own "
@@ -421,8 +423,8 @@ STEPS: list[Step] = [
          "with a terminal", controlling_terminal),
     Step("rlimits", INIT, "setrlimit", lambda s: bool(s.rlimits), "with rlimits", set_rlimits,
          lambda ctx: ", ".join(ctx.spec.rlimits), after=("fork PID 1",), movable=True),
-    Step("bounding set", INIT, "PR_CAPBSET_DROP every capability not kept: no setuid or file-capability program can "
-         "add it back (the capabilities step empties the inheritable and ambient sets)",
+    Step("bounding set", INIT, "drop from the bounding set every capability not kept: no setuid or file-capability "
+         "program can add it back (the capabilities step empties the inheritable and ambient sets)",
          lambda s: s.security.capabilities is not None, "unless every capability is kept", drop_bounding_set,
          _security),
     Step("seccomp", INIT, "load the system call filters", lambda s: bool(s.security.seccomp), "unless off",
