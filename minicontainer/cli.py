@@ -1,15 +1,18 @@
-"""minicontainer: run / exec / stop / kill / ps / rootfs build / doctor / cleanup."""
+"""minicontainer: run / exec / stop / kill / ps / rootfs build / doctor / cleanup, and the OCI runtime's verbs
+(create / start / state / kill / delete / list / ps ID / features), as engines call runc."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import signal
 import sys
 import time
 
-from . import doctor, network, oci, rootfs, state, terminal
+from . import __version__ as VERSION
+from . import doctor, lifecycle, network, oci, rootfs, state, terminal
 from .cgroups.limits import format_size
 from .container import Container, cleanup, exec_command, list_containers, signal_container, stop_container
 from .errors import LabError
@@ -184,7 +187,60 @@ def parse_signal(text: str) -> int:
 
 
 def cmd_kill(args, _command) -> int:
-    signal_container(args.name, parse_signal(args.signal))
+    sig = parse_signal(args.signal)
+    info = state.read_state(state.dir_name(args.name)) if lifecycle._ID.match(args.name) else None
+    if info and info.get("mode") == "oci":
+        lifecycle.kill(args.name, sig, everyone=args.all)
+    else:
+        signal_container(args.name, sig)
+    return 0
+
+
+# -- the OCI runtime's verbs -------------------------------------------------------------------
+
+def cmd_create(args, _command) -> int:
+    for option, why in (("no_pivot", "minicontainer always switches root with pivot_root"),
+                        ("console_socket", "a terminal through a console socket is not implemented yet")):
+        if getattr(args, option):
+            raise LabError(f"--{option.replace('_', '-')} is not supported", why,
+                           "run without it, or use runc or crun for this container")
+    pid = lifecycle.create(args.id, args.bundle, pid_file=args.pid_file, keep_fds=args.preserve_fds,
+                           verbose=args.debug)
+    if args.debug:
+        say(f"created {args.id}: PID 1 is {pid}, waiting at its gate for `minicontainer start {args.id}`")
+    return 0
+
+
+def cmd_start(args, _command) -> int:
+    lifecycle.start(args.id)
+    return 0
+
+
+def cmd_state(args, _command) -> int:
+    print(json.dumps(lifecycle.oci_state(args.id), indent=2))
+    return 0
+
+
+def cmd_delete(args, _command) -> int:
+    lifecycle.delete(args.id, force=args.force)
+    return 0
+
+
+def cmd_list(args, _command) -> int:
+    rows = lifecycle.all_states()
+    if args.quiet:
+        print("\n".join(row["id"] for row in rows))
+    elif args.format == "json":
+        print(json.dumps(rows))
+    else:
+        print(f"{'ID':<24} {'PID':>7}  {'STATUS':<9} {'BUNDLE':<32} CREATED")
+        for row in rows:
+            print(f"{row['id']:<24} {row['pid']:>7}  {row['status']:<9} {row['bundle']:<32} {row['created']}")
+    return 0
+
+
+def cmd_features(args, _command) -> int:
+    print(json.dumps(oci.features(), indent=2))
     return 0
 
 
@@ -196,6 +252,10 @@ def cmd_stop(args, _command) -> int:
 
 
 def cmd_ps(args, _command) -> int:
+    if args.id:  # the OCI verb: the container's processes, by host PID
+        pids = lifecycle.processes(args.id)
+        print(json.dumps(pids) if args.format == "json" else "PID\n" + "\n".join(map(str, pids)))
+        return 0
     rows = list_containers()
     print(f"{'NAME':<16} {'PID':>7}  {'STATUS':<12} {'MEMORY':<8} COMMAND")
     for info in rows:
@@ -226,6 +286,14 @@ def cmd_cleanup(args, _command) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minicontainer", description="A small container runtime for learning.")
+    parser.add_argument("--version", action="version", version=f"minicontainer version {VERSION}\n"
+                        f"spec: {lifecycle.OCI_VERSION}")
+    parser.add_argument("--root", metavar="DIR", help=f"where containers' state is kept (default {state.STATE_ROOT})")
+    parser.add_argument("--log", metavar="FILE", help="also write errors to this file (as engines ask)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text", help="the format of --log")
+    parser.add_argument("--systemd-cgroup", action="store_true", help="refused: cgroups through systemd are not "
+                        "implemented (engines: --cgroup-manager cgroupfs)")
+    parser.add_argument("--debug", action="store_true", help="print each step of create")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a command in a new container", usage="minicontainer run [options] ROOTFS "
@@ -281,11 +349,41 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("name")
     stop.add_argument("-t", "--time", type=float, default=10.0, metavar="SECONDS", help="the grace period")
     stop.set_defaults(func=cmd_stop)
-    kill = sub.add_parser("kill", help="send a signal to a container's PID 1 (default KILL)")
-    kill.add_argument("name")
-    kill.add_argument("signal", nargs="?", default="KILL")
+    kill = sub.add_parser("kill", help="send a signal to a container's PID 1 (default TERM, as runc)")
+    kill.add_argument("name", metavar="NAME|ID")
+    kill.add_argument("signal", nargs="?", default="TERM")
+    kill.add_argument("-a", "--all", action="store_true", help="(OCI) every process of the container")
     kill.set_defaults(func=cmd_kill)
-    sub.add_parser("ps", help="list containers").set_defaults(func=cmd_ps)
+    ps = sub.add_parser("ps", help="list containers; with an OCI container's ID, its processes")
+    ps.add_argument("id", nargs="?", metavar="ID")
+    ps.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    ps.set_defaults(func=cmd_ps)
+
+    create = sub.add_parser("create", help="(OCI) build a container from a bundle up to its exec gate, and exit")
+    create.add_argument("id", metavar="ID")
+    create.add_argument("-b", "--bundle", default=".", help="the bundle: config.json and its root (default .)")
+    create.add_argument("--pid-file", metavar="FILE", help="write PID 1's pid there")
+    create.add_argument("--console-socket", metavar="SOCKET", help="refused for now: terminal containers")
+    create.add_argument("--preserve-fds", type=int, default=0, metavar="N", help="pass fds 3 .. 3+N-1 on")
+    create.add_argument("--no-pivot", action="store_true", help="refused: minicontainer always uses pivot_root")
+    create.add_argument("--no-new-keyring", action="store_true", help="accepted: minicontainer never makes "
+                        "a session keyring")
+    create.set_defaults(func=cmd_create)
+    start = sub.add_parser("start", help="(OCI) run a created container's command")
+    start.add_argument("id", metavar="ID")
+    start.set_defaults(func=cmd_start)
+    st = sub.add_parser("state", help="(OCI) a container's state, as JSON")
+    st.add_argument("id", metavar="ID")
+    st.set_defaults(func=cmd_state)
+    delete = sub.add_parser("delete", help="(OCI) remove a stopped container (--force: any)")
+    delete.add_argument("id", metavar="ID")
+    delete.add_argument("-f", "--force", action="store_true", help="kill it first if it runs")
+    delete.set_defaults(func=cmd_delete)
+    lst = sub.add_parser("list", help="(OCI) containers made by create")
+    lst.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    lst.add_argument("-q", "--quiet", action="store_true", help="only their ids")
+    lst.set_defaults(func=cmd_list)
+    sub.add_parser("features", help="(OCI) what this runtime supports, as JSON").set_defaults(func=cmd_features)
     rfs = sub.add_parser("rootfs", help="root filesystem images")
     rfs_sub = rfs.add_subparsers(dest="action", required=True)
     build = rfs_sub.add_parser("build", help="build the busybox image from Debian's busybox-static")
@@ -300,12 +398,33 @@ def main(argv: list[str] | None = None) -> int:
     options, command = split_command(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(options)
     try:
+        if args.root:
+            state.use_root(args.root)
+        if args.systemd_cgroup:
+            raise LabError("--systemd-cgroup is not supported", "minicontainer writes cgroupfs itself; cgroups made "
+                           "through systemd's D-Bus API are not implemented", "configure the engine for cgroupfs "
+                           "(podman --cgroup-manager cgroupfs; containerd's runc options SystemdCgroup = false)")
         return args.func(args, command)
     except LabError as e:
         print(f"minicontainer: {e}", file=sys.stderr)
-        return ERROR_EXIT
+        if args.log:
+            log_error(args.log, args.log_format, e)
+        return e.exit_code
     except KeyboardInterrupt:
         return 130
+
+
+def log_error(path: str, form: str, error: LabError) -> None:
+    """The error, appended to the engine's log file: one JSON object per line with --log-format json,
+    which is where conmon and containerd's shim read a runtime's reason from."""
+    when = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    line = (json.dumps({"level": "error", "msg": str(error).replace("\n", ";"), "time": when}) if form == "json"
+            else f"{when} error: {error}")
+    try:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    except OSError as e:
+        print(f"minicontainer: cannot write the log {path}: {e.strerror}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -266,9 +266,9 @@ def run(spec: ContainerSpec, timeout: float = 60.0, stdin: str | None = None) ->
 # -- containers by name (the CLI's view) --------------------------------------------------
 
 def running_state(name: str) -> dict:
-    info = state.read_state(name)
-    if not info or info.get("status") != "running" or not state.process_alive(info.get("init_pid"),
-                                                                                info.get("init_start")):
+    info = state.read_state(state.dir_name(name))
+    status = info and (state.oci_status(info) if info.get("mode") == "oci" else info.get("status"))
+    if status != "running" or not state.process_alive(info.get("init_pid"), info.get("init_start")):
         raise LabError(f"no running container named {name!r}", "it has exited, or the name is wrong",
                        "list running containers with `minicontainer ps`")
     return info
@@ -322,12 +322,18 @@ def exec_command(name: str, command: list[str]) -> list[str]:
 
 
 def list_containers() -> list[dict]:
-    """Every container with state on this host, marked running or stale."""
+    """Every container with state on this host: a supervised one marked stale once its helper is gone; one
+    made by OCI `create` with its status from the kernel (stale only if its creator died before the gate)."""
     rows = []
     for name in state.all_names():
         info = state.read_state(name) or {"name": name}
-        alive = state.process_alive(info.get("helper_pid"), info.get("helper_start"))
-        info["status"] = info.get("status", "unknown") if alive else "stale (its helper is gone)"
+        if info.get("mode") == "oci":
+            status = state.oci_status(info)
+            unfinished = status == "stopped" and info.get("status") == "creating"
+            info["status"] = "stale (its create was killed)" if unfinished else status
+        else:
+            alive = state.process_alive(info.get("helper_pid"), info.get("helper_start"))
+            info["status"] = info.get("status", "unknown") if alive else "stale (its helper is gone)"
         rows.append(info)
     return rows
 
@@ -339,7 +345,11 @@ def cleanup() -> list[str]:
     for info in list_containers():
         name = info["name"]
         if not info["status"].startswith("stale"):
-            live.add(name)
+            live.add(name)  # an OCI container, even stopped, is its engine's to delete
+            continue
+        if info.get("mode") == "oci":
+            from .lifecycle import teardown
+            removed += teardown(info)
             continue
         cgroup = Cgroup(name, dirs=info.get("cgroup")) if info.get("cgroup") else None
         if cgroup and cgroup.exists():

@@ -102,8 +102,9 @@ def _capability_problems(process: dict) -> list[str]:
     problems = []
     for name in ("effective", "permitted", "inheritable", "ambient"):
         wanted = set(caps.get(name, []))
-        if not root and wanted:
-            problems.append(f"process.capabilities.{name} for a non-root user (minicontainer gives it none)")
+        if not root:
+            if wanted:
+                problems.append(f"process.capabilities.{name} for a non-root user (minicontainer gives it none)")
         elif name in ("effective", "permitted") and name in caps and wanted != bounding:
             problems.append(f"process.capabilities.{name} other than the bounding set "
                             f"(minicontainer makes them equal): {sorted(wanted ^ bounding)}")
@@ -247,3 +248,23 @@ def to_config(spec: ContainerSpec) -> dict:
         config["linux"]["maskedPaths"], config["linux"]["readonlyPaths"] = MASKED_PATHS, READ_ONLY_PATHS
     namespaces.check_kinds(spec.namespaces)
     return config
+
+
+def features() -> dict:
+    """What `minicontainer features` answers (the runtime spec's features.md): only what is implemented."""
+    from .kernel import CAPABILITIES
+    return {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.0.2",
+        "hooks": [],
+        "mountOptions": ["ro", "rbind", "bind", "nosuid", "nodev", "noexec"],
+        "linux": {
+            "namespaces": sorted(NS_TYPES),
+            "capabilities": [f"CAP_{name.upper()}" for name in CAPABILITIES],
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
+            "seccomp": {"enabled": False},  # its own filters only: a config's linux.seccomp is refused
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+        },
+        "annotations": {"org.minicontainer.seccomp": "allowlist|denylist|off: the runtime's own filter"},
+    }

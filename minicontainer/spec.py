@@ -16,7 +16,7 @@ from .process import mcinit
 from .security import Security
 
 DEFAULT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "TERM": "xterm"}
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_+.-]{0,127}$")
 _HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
 
 
@@ -83,8 +83,9 @@ class ContainerSpec:
             self.security = Security(**self.security)
         if not self.name:
             self.name = "mc-" + secrets.token_hex(4)
-        if not self.hostname and "uts" in self.namespaces and "uts" not in self.join:
-            self.hostname = self.name
+        if self.hostname is None and "uts" in self.namespaces and "uts" not in self.join and \
+                _HOSTNAME.match(self.name):
+            self.hostname = self.name  # "": keep the copy of the host's name the UTS namespace starts with
         if self.rootless is None:
             self.rootless = os.geteuid() != 0
         if self.rootless and self.uid_map == ContainerSpec.uid_map:
@@ -101,7 +102,7 @@ class ContainerSpec:
                            "on the host needs root", "use network='none' when rootless")
         if not _NAME.match(self.name):
             raise LabError(f"container name {self.name!r} is not valid", "it becomes a cgroup directory name",
-                           "use letters, digits, '_', '.', '-' (at most 63)")
+                           "use letters, digits, '_', '+', '.', '-' (at most 128)")
         if self.hostname and not _HOSTNAME.match(self.hostname):
             raise LabError(f"hostname {self.hostname!r} is not valid",
                            "a hostname is letters, digits and '-', at most 63, not starting or ending with '-'",

@@ -1,11 +1,17 @@
-"""Per-container state on disk: /run/minicontainer/NAME/{state.json, upper/, work/, merged/}.
+"""Per-container state on disk: ROOT/NAME/{state.json, exec.fifo, upper/, work/, merged/}.
 
-The helper writes it when the container starts and removes it when it ends; a
-crashed helper leaves it for `minicontainer cleanup`.
+ROOT is /run/minicontainer for root, or what `--root` (use_root) or MINICONTAINER_STATE names.
+
+Two lifetimes share this layout. A supervised container (notebooks, `run`) has a helper that writes
+the state when it starts and removes it when the container ends; what a crashed helper leaves,
+`minicontainer cleanup` removes. An OCI container (`create`) outlives the process that made it: its
+state stays until `delete`, and its status is read from the kernel and the gate each time it is
+asked (oci_status), never stored, so it cannot go stale.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,11 +25,48 @@ def _default_root() -> str:
     return os.path.join(runtime, "minicontainer") if "XDG_RUNTIME_DIR" in os.environ else runtime
 
 
-STATE_ROOT = os.environ.get("MINICONTAINER_STATE") or _default_root()
+STATE_ROOT = os.environ.get("MINICONTAINER_STATE") or _default_root()  # the default; see root()
+_chosen_root: str | None = None
+
+# An OCI id may be 1024 characters; a directory name at most 255 bytes (NAME_MAX).
+LONGEST_DIR_NAME = 128
+GATE = "exec.fifo"  # init blocks opening it for writing until `start` opens it for reading
+
+
+def use_root(path: str) -> None:
+    """`--root`: where this process keeps and looks for containers' state, instead of the default."""
+    global _chosen_root
+    _chosen_root = os.path.abspath(path)
+
+
+def root() -> str:
+    return _chosen_root or STATE_ROOT
+
+
+def dir_name(container_id: str) -> str:
+    """A container's directory (and cgroup) name: its id, or for an id too long for one, a prefix and a
+    digest of the whole id (state.json keeps the id itself)."""
+    if len(container_id) <= LONGEST_DIR_NAME:
+        return container_id
+    return container_id[:64] + "-" + hashlib.sha256(container_id.encode()).hexdigest()[:32]
 
 
 def container_dir(name: str) -> str:
-    return os.path.join(STATE_ROOT, name)
+    return os.path.join(root(), name)
+
+
+def oci_status(info: dict) -> str:
+    """The OCI runtime spec's status of a container made by `create`, from the kernel and the gate:
+    creating (its creator still runs the steps), created (init waits at the gate), running (init has
+    passed it), stopped (init has exited, or its creator died before init reached the gate)."""
+    init_alive = process_alive(info.get("init_pid"), info.get("init_start"))
+    if info.get("status") == "creating":
+        creator_alive = process_alive(info.get("helper_pid"), info.get("helper_start"))
+        return "creating" if creator_alive else "stopped"
+    if not init_alive:
+        return "stopped"
+    gate = os.path.join(container_dir(info["name"]), GATE)
+    return "created" if os.path.exists(gate) else "running"
 
 
 def write_state(name: str, state: dict) -> None:
@@ -43,7 +86,7 @@ def read_state(name: str) -> dict | None:
 
 def all_names() -> list[str]:
     try:
-        return sorted(n for n in os.listdir(STATE_ROOT) if not n.startswith(".") and os.path.isdir(container_dir(n)))
+        return sorted(n for n in os.listdir(root()) if not n.startswith(".") and os.path.isdir(container_dir(n)))
     except FileNotFoundError:
         return []
 

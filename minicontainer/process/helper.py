@@ -44,7 +44,7 @@ from .channel import Channel
 
 def prepare_state(spec: ContainerSpec) -> dict:
     """The container's state dir and, with a rootfs, its overlay directories."""
-    os.makedirs(state.STATE_ROOT, exist_ok=True)
+    os.makedirs(state.root(), exist_ok=True)
     top = state.container_dir(spec.name)
     try:
         os.mkdir(top, 0o711)  # traversable: a user-namespaced root (an unprivileged uid) mounts from here
@@ -58,6 +58,19 @@ def prepare_state(spec: ContainerSpec) -> dict:
             paths[sub] = os.path.join(top, sub)
             os.mkdir(paths[sub], 0o755)
     return paths
+
+
+def make_gate(directory: str, uid_map: str | None) -> int:
+    """The exec gate: a FIFO that init opens for writing, blocking until `start` opens it for reading.
+    Returns an O_PATH fd of it for init, which after pivot_root cannot reach it by its path. Writable by
+    others (0622, as runc's), so that init may open it after it has become an unprivileged user."""
+    path = os.path.join(directory, state.GATE)
+    os.mkfifo(path, 0o600)
+    os.chmod(path, 0o622)  # past the umask
+    if uid_map:
+        outside = int(uid_map.split()[1])
+        os.chown(path, outside, outside)
+    return os.open(path, os.O_PATH | os.O_CLOEXEC)
 
 
 def chown_for_user_ns(paths: dict, uid_map: str) -> None:
@@ -77,8 +90,11 @@ class StageEnded(Exception):
 
 
 class Helper:
-    def __init__(self, caller: Channel):
+    def __init__(self, caller: Channel, detached: bool = False, recorded: dict | None = None):
         self.caller = caller
+        self.detached = detached             # OCI create: the container outlives us, behind its exec gate
+        self.recorded = recorded or {}       # more for state.json (the OCI id, bundle, creation time)
+        self.intermediate_pid = 0
         self.spec: ContainerSpec | None = None
         self.ctx: steps.Context | None = None
         self.cgroup: Cgroup | None = None
@@ -99,6 +115,8 @@ class Helper:
         self.cgroup = Cgroup(spec.name, dirs={} if spec.rootless else None)
         paths["cgroup_dirs"] = self.cgroup.directories
         self.ctx = steps.Context(spec, paths, self.cgroup)
+        if self.detached:
+            self.ctx.gate_fd = make_gate(paths["dir"], spec.uid_map if "user" in spec.namespaces else None)
         self.write_state("creating")
         if spec.rootless:
             # An unprivileged user may not make cgroups unless a subtree was delegated to it.
@@ -121,7 +139,8 @@ class Helper:
                                       "helper_start": state.start_time(os.getpid()), "cgroup": self.cgroup.dirs,
                                       "paths": {k: v for k, v in self.ctx.paths.items() if k != "cgroup_dirs"},
                                       "spec": spec.to_dict(), "status": status, "init_pid": self.init_pid,
-                                      "init_start": self._init_start(), "done": self.ctx.done})
+                                      "init_start": self._init_start(), "done": self.ctx.done,
+                                      **self.recorded})
 
     def _init_start(self):
         try:
@@ -174,7 +193,7 @@ class Helper:
         if step.process == steps.HELPER:
             if step.name == "fork intermediate":
                 self.fork(intermediate.serve)
-                self.child_process = steps.INTERMEDIATE
+                self.child_process, self.intermediate_pid = steps.INTERMEDIATE, self.child_pid
             elif step.name == "fork PID 1":
                 self.fork(init.serve)
                 self.know_init(self.child_pid)
@@ -291,6 +310,23 @@ class Helper:
             self.init_pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
             pass  # it died already: nothing left to signal
+        if self.detached:
+            self.write_state("creating")  # whoever cleans up after a killed `create` finds init here
+
+    def wait_at_gate(self) -> None:
+        """Detached (OCI create): every step but exec, then init goes to wait at the gate; we let go of it."""
+        for step in self.remaining():
+            if step.name != "exec":
+                self.run_one(step)
+        self.child.send(messages.RunStep("exec"))
+        self.await_step("exec")  # init's word that it waits at the gate (or its error)
+        self.child.close()
+        self.child = None
+        os.close(self.ctx.gate_fd)
+        if self.intermediate_pid:
+            os.waitpid(self.intermediate_pid, 0)  # it exits once PID 1 is forked
+            self.child_pid = 0
+        self.write_state("created")
 
     def connect_network(self) -> dict:
         from .. import network

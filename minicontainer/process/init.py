@@ -39,7 +39,9 @@ def serve(ctx: steps.Context, parent_pid: int) -> None:
             # First thing: until it execs, PID 1 is the host's Python in the container's PID namespace,
             # and no process there may open its /proc/1/exe (runc's CVE-2019-5736). None exists there yet.
             security.make_non_dumpable()
-        die_with_parent(parent_pid)
+        if ctx.gate_fd is None:
+            die_with_parent(parent_pid)
+        # Detached (OCI create), init outlives its creator: until the gate, the channel's EOF ends it.
         while True:
             message = ctx.channel.recv()
             if isinstance(message, messages.RunStep):
@@ -55,10 +57,51 @@ def serve(ctx: steps.Context, parent_pid: int) -> None:
 
 
 def run_named_step(ctx: steps.Context, name: str) -> None:
+    if name == "exec" and ctx.gate_fd is not None:
+        wait_at_gate(ctx)  # never returns
     if name == "exec":
         ctx.channel.send(messages.StepDone("exec", steps.report(steps.find(ctx.spec, "exec"), ctx), steps.INIT))
         exec_command(ctx)  # returns only by raising
     steps.run_and_report(ctx, name, steps.INIT)
+
+
+def wait_at_gate(ctx: steps.Context) -> None:
+    """OCI create: everything is ready but the command. Say so, let the creator go, and block until
+    `start` opens the gate for reading; then exec. The process survives its creator's exit: whoever
+    the caller made subreaper (conmon, containerd's shim) reaps it."""
+    program = find_program(ctx.spec)
+    if isinstance(program, LabError):  # as runc does, refuse at create, not at start
+        ctx.channel.send_error(program)
+        os._exit(127)
+    ctx.channel.send(messages.StepDone("exec", "waits at the gate for `start`", steps.INIT))
+    ctx.channel.close()
+    # The gate is reached through our own fd: after pivot_root its path is not in our tree.
+    gate = os.open(f"/proc/self/fd/{ctx.gate_fd}", os.O_WRONLY | os.O_CLOEXEC)  # blocks until start
+    os.close(ctx.gate_fd)
+    os.write(gate, b"0")
+    os.close(gate)
+    try:
+        os.execve(program, ctx.spec.command, ctx.spec.env)
+    except OSError as e:  # changed since create: nobody is listening now but the container's stderr
+        os.write(2, f"minicontainer: cannot execute {program}: {e.strerror}\n".encode())
+    os._exit(127)
+
+
+def find_program(spec) -> str | LabError:
+    """The command's path as execvpe would find it on the container's PATH, or why it cannot run."""
+    name = spec.command[0]
+    candidates = [name] if "/" in name else [os.path.join(d or ".", name)
+                                              for d in spec.env.get("PATH", os.defpath).split(":")]
+    found = [c for c in candidates if os.path.isfile(c)]
+    runnable = [c for c in found if os.access(c, os.X_OK)]
+    if runnable:
+        return runnable[0]
+    if found:
+        return LabError(f"command {name!r} is not executable", "it lacks the execute bit, or a noexec mount",
+                        "chmod +x it in the image", step="exec", exit_code=126)
+    return LabError(f"command {name!r} not found in the container", f"no such program on the container's PATH "
+                    f"({spec.env.get('PATH', '')})", "check the name; busybox's applets are in /bin and /sbin",
+                    step="exec", exit_code=127)
 
 
 def exec_command(ctx: steps.Context) -> None:
@@ -69,10 +112,10 @@ def exec_command(ctx: steps.Context) -> None:
     except FileNotFoundError:
         error = LabError(f"command {spec.command[0]!r} not found in the container",
                          f"no such program on the container's PATH ({spec.env.get('PATH', '')})",
-                         "check the name; busybox's applets are in /bin and /sbin", step="exec")
+                         "check the name; busybox's applets are in /bin and /sbin", step="exec", exit_code=127)
     except PermissionError:
         error = LabError(f"command {spec.command[0]!r} is not executable", "it lacks the execute bit, or a "
-                         "noexec mount", "chmod +x it in the image", step="exec")
+                         "noexec mount", "chmod +x it in the image", step="exec", exit_code=126)
     except OSError as e:  # ENOEXEC (a script without #!, another architecture), E2BIG, ELOOP...
         error = LabError(f"command {spec.command[0]!r} cannot be run: {e.strerror} ({learner.errno_name(e.errno)})",
                          "the kernel refused to execute it", "see execve(2) for this error", step="exec")

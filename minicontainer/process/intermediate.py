@@ -20,7 +20,8 @@ from . import init, learner, messages, steps
 def serve(ctx: steps.Context, helper_pid: int) -> None:
     """Child-side entry after the helper's fork. Never returns."""
     try:
-        init.die_with_parent(helper_pid)
+        if ctx.gate_fd is None:
+            init.die_with_parent(helper_pid)
         while True:
             message = ctx.channel.recv()
             if isinstance(message, messages.RunFunction):  # a learner's step in place of ours
@@ -48,6 +49,8 @@ def fork_init(ctx: steps.Context) -> None:
     ctx.channel.send(messages.InitPid(pid))
     ctx.channel.send(messages.StepDone("fork PID 1", f"PID {pid} on the host", steps.INTERMEDIATE))
     ctx.channel.close()  # the channel is PID 1's now
+    if ctx.gate_fd is not None:
+        os._exit(0)  # detached (OCI create): PID 1 is reaped by whoever the caller chose, not by us
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code < 0:

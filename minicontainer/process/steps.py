@@ -42,6 +42,8 @@ class Context:
     channel: object = None                      # init and intermediate: their channel to the helper
     in_user_ns: bool = False
     done: list[str] = field(default_factory=list)
+    gate_fd: int | None = None                  # OCI create: an O_PATH fd of the exec gate (state.GATE), and the
+                                                # container outlives its creator (detached); None: supervised
 
     @property
     def root(self) -> str:

@@ -1,0 +1,238 @@
+"""A container's life as the OCI runtime spec defines it: create, start, state, kill, delete.
+
+    create  -->  created  --start-->  running  --(init exits)-->  stopped  --delete-->  (gone)
+
+Each verb is a separate run of the runtime, as an engine calls runc: `create` runs every step of the
+start sequence in its own process (the helper's part, steps.py), leaves PID 1 blocked at the exec gate,
+records the container under the state root and exits. From then on the container's life is on disk and
+in the kernel, and any process may take the next step: `start` opens the gate, `kill` signals PID 1,
+`delete` tears it all down. The status is never stored but read each time (state.oci_status): PID 1's
+pid and start time, and whether the gate is still there.
+
+Nobody supervises such a container: the engine (conmon, containerd's shim) is its PID 1's subreaper,
+keeps its stdio and collects its exit code. So nothing here kills it when a caller dies; `delete --force`
+and `minicontainer cleanup` remove what a killed engine leaves.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import select
+import signal
+import sys
+import time
+
+from . import oci, state
+from .cgroups import Cgroup
+from .errors import LabError
+
+OCI_VERSION = "1.0.2"
+_ID = re.compile(r"^[A-Za-z0-9_+.-]{1,1024}$")
+
+
+def check_id(container_id: str) -> str:
+    if not _ID.match(container_id) or container_id in (".", ".."):
+        raise LabError(f"container id {container_id[:80]!r} is not valid", "an id is 1 to 1024 letters, digits and "
+                       "'_', '+', '.', '-'", "choose another id, as an engine does (a 64-digit hex string)")
+    return container_id
+
+
+def recorded(container_id: str) -> dict:
+    """A container's state.json, or a clear error if there is no container with that id."""
+    info = state.read_state(state.dir_name(check_id(container_id)))
+    if info is None or info.get("id") != container_id:
+        raise LabError(f"container {container_id!r} does not exist", f"no state under {state.root()} (another --root?)",
+                       "list them with `minicontainer list`")
+    return info
+
+
+# -- create ------------------------------------------------------------------------------------
+
+class _Reports:
+    """The helper's caller, when the caller is this very process: step reports go to a list (or stderr)."""
+
+    def __init__(self, verbose: bool = False):
+        self.verbose, self.steps = verbose, []
+
+    def send(self, message) -> bool:
+        if hasattr(message, "detail"):
+            self.steps.append((message.name, message.detail))
+            if self.verbose:
+                print(f"=> {message.name}: {message.detail}", file=sys.stderr, flush=True)
+        return True
+
+    def close(self) -> None:
+        pass  # nothing to close: its end is not a socket a forked child could hold open
+
+
+def create(container_id: str, bundle: str, *, pid_file: str | None = None, keep_fds: int = 0,
+           verbose: bool = False) -> int:
+    """Build the container from the bundle's config.json up to its exec gate; returns PID 1's pid."""
+    from .process.helper import Helper
+    check_id(container_id)
+    bundle = os.path.abspath(bundle)
+    spec = oci.load_bundle(bundle)
+    name = state.dir_name(container_id)
+    if os.path.lexists(state.container_dir(name)):
+        raise LabError(f"container {container_id!r} already exists", "an id is used once until `delete`",
+                       f"delete it first (minicontainer delete {container_id}), or choose another id")
+    spec.name = name
+    with open(os.path.join(bundle, "config.json")) as f:
+        config = json.load(f)
+    if not config.get("hostname"):
+        spec.hostname = ""  # the UTS namespace keeps its copy of the host's name, as runc leaves it
+    spec.security.keep_fds = list(range(3, 3 + keep_fds))  # --preserve-fds: passed on to the command
+    spec.tty = False
+    spec.validate()
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    helper = Helper(_Reports(verbose), detached=True, recorded={
+        "mode": "oci", "id": container_id, "bundle": bundle, "created": created,
+        "annotations": config.get("annotations", {})})
+    try:
+        helper.prepare(spec)
+        helper.wait_at_gate()
+    except BaseException:
+        helper.cleanup()
+        raise
+    if pid_file:
+        _write_atomically(pid_file, str(helper.init_pid))
+    return helper.init_pid
+
+
+def _write_atomically(path: str, text: str) -> None:
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+# -- start, state, kill ------------------------------------------------------------------------
+
+def start(container_id: str, timeout: float = 10.0) -> None:
+    """Open the gate: PID 1, blocked opening it for writing, writes one byte and execs the command."""
+    info = recorded(container_id)
+    status = state.oci_status(info)
+    if status != "created":
+        raise LabError(f"container {container_id!r} is {status}, not created", "start runs a created container's "
+                       "command, once", "create a new container to run it again" if status != "creating" else
+                       "wait for create to finish")
+    gate = os.path.join(state.container_dir(info["name"]), state.GATE)
+    # Non-blocking, so that a PID 1 killed meanwhile cannot hang us; poll then waits for its byte.
+    fd = os.open(gate, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        ready = select.poll()
+        ready.register(fd, select.POLLIN)
+        passed = bool(ready.poll(timeout * 1000)) and os.read(fd, 1) == b"0"
+    finally:
+        os.close(fd)
+    os.unlink(gate)
+    if not passed:
+        raise LabError(f"container {container_id!r} did not pass its gate", "its PID 1 was killed while it waited",
+                       f"delete it (minicontainer delete {container_id}) and create it again")
+
+
+def oci_state(container_id: str) -> dict:
+    """The runtime spec's state: ociVersion, id, status, pid (while created or running), bundle, annotations."""
+    info = recorded(container_id)
+    status = state.oci_status(info)
+    result = {"ociVersion": OCI_VERSION, "id": container_id, "status": status,
+              "pid": info.get("init_pid") or 0 if status in ("created", "running") else 0,
+              "bundle": info["bundle"], "rootfs": info["spec"].get("rootfs") or "", "created": info["created"],
+              "owner": ""}
+    if info.get("annotations"):
+        result["annotations"] = info["annotations"]
+    return result
+
+
+def kill(container_id: str, sig: int = signal.SIGTERM, everyone: bool = False) -> None:
+    """A signal to PID 1 of a created or running container (every process in its cgroup with `everyone`)."""
+    info = recorded(container_id)
+    status = state.oci_status(info)
+    if status not in ("created", "running"):
+        raise LabError(f"container {container_id!r} is {status}: there is no process to signal", "kill reaches a "
+                       "created or running container", f"delete it: minicontainer delete {container_id}")
+    if everyone:
+        cgroup = Cgroup(info["name"], dirs=info.get("cgroup") or {})
+        for pid in cgroup.procs() if cgroup.exists() else []:
+            _signal_pid(pid, sig)
+    _signal_pid(info["init_pid"], sig, info.get("init_start"))
+
+
+def _signal_pid(pid: int, sig: int, start_time: int | None = None) -> None:
+    try:
+        pidfd = os.pidfd_open(pid)  # this very process from here on, whatever later reuses its PID
+    except ProcessLookupError:
+        return
+    try:
+        if start_time is None or state.process_alive(pid, start_time):
+            signal.pidfd_send_signal(pidfd, sig)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
+
+
+def processes(container_id: str) -> list[int]:
+    """The host PIDs of the container's processes (its cgroup's), for `ps`."""
+    info = recorded(container_id)
+    cgroup = Cgroup(info["name"], dirs=info.get("cgroup") or {})
+    if cgroup.exists():
+        return sorted(cgroup.procs())
+    alive = state.process_alive(info.get("init_pid"), info.get("init_start"))
+    return [info["init_pid"]] if alive else []
+
+
+def all_states() -> list[dict]:
+    """state() of every OCI container under the state root."""
+    rows = []
+    for name in state.all_names():
+        info = state.read_state(name)
+        if info and info.get("mode") == "oci":
+            rows.append(oci_state(info["id"]))
+    return rows
+
+
+# -- delete ------------------------------------------------------------------------------------
+
+def delete(container_id: str, force: bool = False) -> None:
+    """Remove a stopped container: its processes' cgroup, its network, its state. --force kills it first."""
+    try:
+        info = recorded(container_id)
+    except LabError:
+        if force and _ID.match(container_id):
+            return  # as runc: forcing the delete of what is already gone is not an error
+        raise
+    status = state.oci_status(info)
+    if status != "stopped" and not force:
+        raise LabError(f"container {container_id!r} is {status}", "delete removes a stopped container",
+                       f"stop it first (minicontainer kill {container_id} KILL), or delete --force")
+    teardown(info)
+
+
+def teardown(info: dict, grace: float = 10.0) -> list[str]:
+    """Kill whatever of the container still runs, then remove its cgroup, network and state; what was
+    removed. Any process may call it: everything it needs is in state.json."""
+    name = info["name"]
+    cgroup = Cgroup(name, dirs=info.get("cgroup") or {}) if info.get("cgroup") else None
+    if cgroup is not None and cgroup.exists():
+        cgroup.kill_all()
+    _signal_pid(info.get("init_pid") or 0, signal.SIGKILL, info.get("init_start"))
+    helper_alive = info.get("status") == "creating" and state.process_alive(info.get("helper_pid"),
+                                                                             info.get("helper_start"))
+    if helper_alive:
+        _signal_pid(info["helper_pid"], signal.SIGKILL, info.get("helper_start"))
+    deadline = time.monotonic() + grace
+    while state.process_alive(info.get("init_pid"), info.get("init_start")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    removed = []
+    if info.get("network"):
+        from . import network
+        network.disconnect(name)
+        removed.append(f"network of {name}")
+    if cgroup is not None and cgroup.exists():
+        removed += [f"cgroup {d}" for d in cgroup.remove()]
+    if state.remove_dir(name):
+        removed.append(f"state {state.container_dir(name)}")
+    return removed

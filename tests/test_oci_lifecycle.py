@@ -1,0 +1,268 @@
+"""The OCI lifecycle, driven as an engine drives runc: create, state, start, kill, delete, each a separate
+run of the runtime, with a stand-in for conmon (tests/engine_shim.py) as the subreaper that reaps PID 1.
+
+Each lifecycle case runs under minicontainer and under runc in the same test, and the two are compared by
+what the kernel shows of their containers (/proc and cgroupfs), not by what either runtime says.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO
+
+from minicontainer import inspect, namespaces
+from minicontainer.lab.compare import kernel_view
+
+SHIM = os.path.join(REPO, "tests", "engine_shim.py")
+MINICONTAINER = [sys.executable, "-m", "minicontainer.cli"]
+ENV = dict(os.environ, PYTHONPATH=REPO)
+MEMORY = 64 << 20
+
+
+class Engine:
+    """One runtime (minicontainer or runc) with a state root of its own, called as engines call it."""
+
+    def __init__(self, runtime: list[str], root: str, workdir: str):
+        self.runtime, self.root, self.workdir = runtime, root, workdir
+        self.shims: list[subprocess.Popen] = []
+
+    def __call__(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+        return subprocess.run([*self.runtime, "--root", self.root, *args], capture_output=True, text=True,
+                              timeout=timeout, env=ENV, stdin=subprocess.DEVNULL)
+
+    def create(self, container_id: str, bundle: str) -> dict:
+        """`create` under the shim; its exit code and messages."""
+        shim = subprocess.Popen([sys.executable, SHIM, self.output(container_id), *self.runtime, "--root", self.root,
+                                 "create", "--bundle", bundle, container_id], stdout=subprocess.PIPE, text=True,
+                                env=ENV)
+        self.shims.append(shim)
+        return json.loads(shim.stdout.readline())
+
+    def output(self, container_id: str) -> str:
+        return os.path.join(self.workdir, f"{container_id[:64]}.out")
+
+    def reaped(self, timeout: float = 15) -> list[int]:
+        """The exit codes the shims collected, once every one of them has ended."""
+        codes = []
+        for shim in self.shims:
+            out, _ = shim.communicate(timeout=timeout)
+            codes += [json.loads(line)["code"] for line in out.splitlines()]
+        self.shims = []
+        return codes
+
+    def state(self, container_id: str) -> dict:
+        out = self("state", container_id)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    def cleanup(self) -> None:
+        for container_id in os.listdir(self.root) if os.path.isdir(self.root) else []:
+            if not container_id.startswith("."):
+                self("delete", "--force", container_id)
+        for shim in self.shims:
+            try:
+                shim.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                shim.kill()
+                shim.communicate()
+
+
+@pytest.fixture
+def engines(tmp_path):
+    if not shutil.which("runc"):
+        pytest.fail("runc is not installed (./lab test installs it from Debian's packages)")
+    made = {"minicontainer": Engine(MINICONTAINER, str(tmp_path / "mc-root"), str(tmp_path)),
+            "runc": Engine(["runc"], str(tmp_path / "runc-root"), str(tmp_path))}
+    yield made
+    for engine in made.values():
+        engine.cleanup()
+
+
+def make_bundle(tmp_path, image, args: list[str], **changes) -> str:
+    """runc's own default config.json (`runc spec`), with our image, a command, a 64 MiB limit and 20 pids."""
+    bundle = tmp_path / f"bundle-{len(list(tmp_path.glob('bundle-*')))}"
+    bundle.mkdir()
+    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
+    config = json.loads((bundle / "config.json").read_text())
+    config["root"] = {"path": image, "readonly": True}
+    config["process"].update(terminal=False, args=args)
+    config["linux"]["resources"].update(memory={"limit": MEMORY}, pids={"limit": 20})
+    for key, value in changes.items():
+        config[key] = value
+    (bundle / "config.json").write_text(json.dumps(config))
+    return str(bundle)
+
+
+def memory_limit(pid: int) -> int | None:
+    return inspect.cgroup_of(pid).stats()["memory_limit"]
+
+
+def command_line(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().decode().split("\0")[:-1]
+
+
+def test_create_start_kill_delete_as_runc_does(tmp_path, image, engines):
+    bundle = make_bundle(tmp_path, image, ["sh", "-c", "echo started; exec sleep 600"])
+    views = {}
+    for name, engine in engines.items():
+        created = engine.create("life", bundle)
+        assert created["create"] == 0, open(engine.output("life")).read()
+        state = engine.state("life")
+        assert state["status"] == "created" and state["id"] == "life" and state["bundle"] == bundle, state
+        pid = state["pid"]
+        # PID 1 exists, in its namespaces and cgroup, but the command has not run: the gate holds it.
+        assert "pid" in set(namespaces.identities(pid)) - set(namespaces.shared_with(pid)), name
+        assert memory_limit(pid) == MEMORY, name
+        assert command_line(pid)[-1] != "echo started; exec sleep 600", (name, command_line(pid))
+        assert os.path.getsize(engine.output("life")) == 0, name
+        out = engine("start", "life")
+        assert out.returncode == 0, out.stderr
+        deadline = time.monotonic() + 10
+        while command_line(pid) != ["sleep", "600"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert command_line(pid) == ["sleep", "600"], name  # the same process, now the command
+        assert engine.state("life")["status"] == "running"
+        assert open(engine.output("life")).read() == "started\n"
+        views[name] = kernel_view(pid)
+        cgroup_dirs = inspect.cgroup_of(pid).directories
+        assert engine("kill", "life", "KILL").returncode == 0
+        assert engine.reaped() == [-signal.SIGKILL], name  # the shim, not the runtime, collected PID 1
+        assert engine.state("life")["status"] == "stopped"
+        assert all(os.path.isdir(d) for d in cgroup_dirs), name  # stopped is not gone: delete removes it
+        assert engine("delete", "life").returncode == 0
+        gone = engine("state", "life")
+        assert gone.returncode != 0 and "does not exist" in gone.stderr, name
+        assert not any(os.path.isdir(d) for d in cgroup_dirs), name
+    same = ("own namespaces", "memory limit", "pids limit", "capabilities bounding", "capabilities effective",
+            "capabilities inheritable", "capabilities ambient", "no_new_privs", "root read-only", "hostname")
+    assert {k: views["minicontainer"][k] for k in same} == {k: views["runc"][k] for k in same}
+
+
+def lifecycle_of(engine: Engine, container_id: str) -> tuple[str, int]:
+    """(status, pid) from `state`, or ("gone", 0) where the runtime says it does not exist."""
+    out = engine("state", container_id)
+    if out.returncode != 0:
+        return "gone", 0
+    state = json.loads(out.stdout)
+    return state["status"], state["pid"]
+
+
+def test_wrong_verbs_are_refused_with_the_reason_and_change_nothing(tmp_path, image, engines):
+    engine = engines["minicontainer"]
+    bundle = make_bundle(tmp_path, image, ["sleep", "600"])
+    assert engine.create("busy", bundle)["create"] == 0
+    status, pid = lifecycle_of(engine, "busy")
+    cases = [  # (verb, what the message names); each while the container is created
+        (("delete", "busy"), "'busy' is created"),
+        (("create", "--bundle", bundle, "busy"), "already exists"),
+        (("create", "--bundle", bundle, "no/slash"), "is not valid"),
+        (("kill", "busy", "NOSUCH"), "'NOSUCH' is not a signal"),
+        (("start", "ghost"), "'ghost' does not exist"),
+    ]
+    for args, words in cases:
+        out = engine(*args)
+        assert out.returncode == 125 and words in out.stderr and "likely cause" in out.stderr, (args, out.stderr)
+        assert lifecycle_of(engine, "busy") == (status, pid) == ("created", pid), args
+    assert engine("start", "busy").returncode == 0
+    twice = engine("start", "busy")
+    assert twice.returncode == 125 and "is running, not created" in twice.stderr
+    assert engine("kill", "busy", "KILL").returncode == 0
+    assert engine.reaped() == [-signal.SIGKILL]
+    stopped = engine("kill", "busy", "KILL")
+    assert stopped.returncode == 125 and "is stopped: there is no process to signal" in stopped.stderr
+    assert engine("delete", "busy").returncode == 0
+    assert lifecycle_of(engine, "busy") == ("gone", 0)
+    assert engine("delete", "--force", "busy").returncode == 0  # already gone: as runc, not an error
+
+
+@pytest.mark.parametrize("change, words, code", [
+    ("not json", "is not valid JSON", 125),
+    ({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}, "linux.seccomp", 125),
+    ({"root": {"path": "/nonexistent/rootfs"}}, "/nonexistent/rootfs", 125),
+    ({"process": {"args": ["no-such-program"]}}, "'no-such-program' not found", 127),
+    ({"process": {"args": ["/etc/passwd"]}}, "'/etc/passwd' is not executable", 126),
+])
+def test_a_bundle_that_cannot_run_fails_create_and_leaves_nothing(tmp_path, image, engines, change, words, code):
+    engine = engines["minicontainer"]
+    bundle = make_bundle(tmp_path, image, ["true"])
+    path = os.path.join(bundle, "config.json")
+    if change == "not json":
+        with open(path, "a") as f:
+            f.write("}")
+    else:
+        config = json.load(open(path))
+        for key, value in change.items():
+            config[key] = {**config.get(key, {}), **value}
+        json.dump(config, open(path, "w"))
+    log = tmp_path / "runtime.log"
+    created = engine.create("bad", bundle) if code != 125 else None
+    out = created or {}
+    if created is None:
+        direct = subprocess.run([*MINICONTAINER, "--root", engine.root, "--log", str(log), "--log-format", "json",
+                                 "create", "--bundle", bundle, "bad"], capture_output=True, text=True, env=ENV,
+                                timeout=30)
+        out = {"create": direct.returncode}
+        assert words in direct.stderr, direct.stderr
+        entry = json.loads(log.read_text().splitlines()[-1])  # where conmon reads a runtime's reason
+        assert entry["level"] == "error" and words in entry["msg"]
+    else:
+        assert words in open(engine.output("bad")).read()
+        assert engine.reaped() == []  # no PID 1 was left behind for the shim
+    assert out["create"] == code
+    assert lifecycle_of(engine, "bad") == ("gone", 0)
+    assert (os.listdir(engine.root) if os.path.isdir(engine.root) else []) == []
+
+
+def test_kill_9_of_create_midway_leaves_what_cleanup_and_delete_remove(tmp_path, image, engines):
+    """create killed after its overlay step: PID 1 sees its channel close and exits, the shim reaps it; the
+    cgroup and the state are left, marked stale, and `cleanup` removes them."""
+    engine = engines["minicontainer"]
+    bundle = make_bundle(tmp_path, image, ["sleep", "600"])
+    shim = subprocess.Popen([sys.executable, SHIM, engine.output("x"), sys.executable, "-c", KILL_CREATE_AT_OVERLAY,
+                             engine.root, bundle], stdout=subprocess.PIPE, text=True, env=ENV)
+    lines, _ = shim.communicate(timeout=60)
+    reports = [json.loads(line) for line in lines.splitlines()]
+    assert reports[0] == {"create": 137}, open(engine.output("x")).read()
+    assert [r["code"] for r in reports[1:]] == [1]  # PID 1, on its channel's EOF
+    status, _ = lifecycle_of(engine, "midway")
+    assert status == "stopped"
+    listed = subprocess.run([*MINICONTAINER, "--root", engine.root, "ps"], capture_output=True, text=True, env=ENV)
+    assert "stale (its create was killed)" in listed.stdout
+    cleaned = subprocess.run([*MINICONTAINER, "--root", engine.root, "cleanup"], capture_output=True, text=True,
+                             env=ENV)
+    assert "removed cgroup" in cleaned.stdout and "removed state" in cleaned.stdout, cleaned.stdout
+    assert lifecycle_of(engine, "midway") == ("gone", 0)
+
+
+KILL_CREATE_AT_OVERLAY = """
+import subprocess, sys
+root, bundle = sys.argv[1:]
+create = subprocess.Popen([sys.executable, "-m", "minicontainer.cli", "--root", root, "--debug", "create",
+                           "--bundle", bundle, "midway"], stderr=subprocess.PIPE, text=True)
+for line in create.stderr:
+    if line.startswith("=> overlay"):
+        create.kill()
+        break
+sys.exit(137 if create.wait() == -9 else 1)  # 137: create was killed as asked
+"""
+
+
+def test_an_id_too_long_for_a_directory_name_still_names_its_container(tmp_path, image, engines):
+    engine = engines["minicontainer"]
+    long_id = "c" * 300  # past NAME_MAX (255): its state and cgroup take a shorter name with a digest
+    bundle = make_bundle(tmp_path, image, ["sleep", "600"])
+    assert engine.create(long_id, bundle)["create"] == 0, open(engine.output(long_id)).read()
+    status, pid = lifecycle_of(engine, long_id)
+    assert status == "created" and all(len(os.path.basename(d)) < 255 for d in inspect.cgroup_of(pid).directories)
+    assert engine("delete", "--force", long_id).returncode == 0
+    assert engine.reaped() == [-signal.SIGKILL]
+    assert lifecycle_of(engine, long_id) == ("gone", 0)
