@@ -38,8 +38,10 @@ SUPPORTED = {
     "linux.namespaces", "linux.resources", "linux.resources.memory", "linux.resources.memory.limit",
     "linux.resources.cpu", "linux.resources.cpu.quota", "linux.resources.cpu.period", "linux.resources.pids",
     "linux.resources.pids.limit", "linux.resources.devices", "linux.maskedPaths", "linux.readonlyPaths",
-    "annotations",
+    "annotations", "linux.cgroupsPath", "linux.seccomp", "linux.sysctl", "process.user.umask", "process.oomScoreAdj",
 }
+LEAVES = ("annotations", "linux.sysctl", "linux.seccomp")  # their keys are data, checked on their own
+JOINABLE = ("net", "ipc", "uts")  # namespaces a config may give by path (a pod's shared ones)
 
 
 def _keys(tree: dict, prefix: str = "") -> list[str]:
@@ -48,7 +50,7 @@ def _keys(tree: dict, prefix: str = "") -> list[str]:
     for key, value in tree.items():
         path = f"{prefix}{key}"
         paths.append(path)
-        if isinstance(value, dict) and path not in ("annotations",):
+        if isinstance(value, dict) and path not in LEAVES:
             paths += _keys(value, path + ".")
     return paths
 
@@ -60,8 +62,11 @@ def unsupported(config: dict) -> list[str]:
     for ns in linux.get("namespaces", []):
         if ns.get("type") not in NS_TYPES:
             problems.append(f"linux.namespaces type {ns.get('type')!r}")
-        if "path" in ns:
-            problems.append(f"linux.namespaces {ns['type']} path (joining an existing namespace)")
+        if "path" in ns and NS_TYPES.get(ns.get("type")) not in JOINABLE:
+            problems.append(f"linux.namespaces {ns['type']} path (only {', '.join(JOINABLE)} can be joined)")
+    if linux.get("seccomp"):
+        from .seccomp import oci_profile_problems
+        problems += oci_profile_problems(linux["seccomp"])
     rules = linux.get("resources", {}).get("devices", [])
     # Deny all (runc's default, to which runc adds its standard devices), optionally followed by
     # exactly our standard list: both are what minicontainer's device cgroup applies.
@@ -74,12 +79,19 @@ def unsupported(config: dict) -> list[str]:
         if KNOWN_MOUNTS.get(destination) == kind:
             continue
         if kind == "bind" or "bind" in mount.get("options", []) or "rbind" in mount.get("options", []):
+            odd = [o for o in mount.get("options", []) if o not in BIND_OPTIONS]
+            if odd:
+                problems.append(f"mount {destination} option(s) {', '.join(odd)}")
             continue
         problems.append(f"mount {destination} ({kind})")
     return problems
 
 
 DENY_ALL = {"allow": False, "access": "rwm"}
+# What a bind may ask for: the flags the runtime applies, and propagation (every mount in the container
+# is private already: the mounts-private step) and atime choices, which change no access.
+BIND_OPTIONS = ("bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "private", "rprivate", "slave",
+                "rslave", "relatime", "norelatime", "strictatime", "noatime")
 
 
 def device_rules() -> list[dict]:
@@ -162,7 +174,10 @@ def from_config(config: dict, bundle: str, command: list[str] | None = None) -> 
     binds = [(os.path.join(bundle, m["source"]) if not m["source"].startswith("/") else m["source"],
               m["destination"], "ro" in m.get("options", []))
              for m in mounts if m.get("type") == "bind" or "rbind" in m.get("options", [])]
-    kinds = tuple(NS_TYPES[ns["type"]] for ns in linux.get("namespaces", []))
+    kinds = tuple(NS_TYPES[ns["type"]] for ns in linux.get("namespaces", []) if "path" not in ns)
+    joined = {NS_TYPES[ns["type"]]: ns["path"] for ns in linux.get("namespaces", []) if "path" in ns}
+    bind_options = {m["destination"]: [o for o in m.get("options", []) if o in ("nosuid", "nodev", "noexec")]
+                    for m in mounts if m.get("type") == "bind" or "rbind" in m.get("options", [])}
     return ContainerSpec(
         rootfs=rootfs,
         command=command or args or ["/bin/sh"],
@@ -181,12 +196,19 @@ def from_config(config: dict, bundle: str, command: list[str] | None = None) -> 
         security=Security(capabilities=[c.lower().removeprefix("cap_") for c in caps],
                           no_new_privs=bool(process.get("noNewPrivileges")),
                           masked_paths=bool(linux.get("maskedPaths") or linux.get("readonlyPaths")),
-                          seccomp=_seccomp_annotation(annotations),
+                          seccomp=None if linux.get("seccomp") else _seccomp_annotation(annotations),
+                          oci_seccomp=linux.get("seccomp") or None,
                           new_namespaces=ours and annotations.get("org.minicontainer.seccomp.namespaces") == "allowed",
                           # A foreign bundle without device rules still gets the device cgroup; our
                           # own export has none only when it was switched off.
                           devices=bool(resources.get("devices")) or not ours),
         init=init,
+        join=joined,
+        cgroup_path=linux.get("cgroupsPath") or None,
+        sysctl=dict(linux.get("sysctl", {})),
+        umask=user.get("umask"),
+        oom_score_adj=process.get("oomScoreAdj"),
+        bind_options={target: options for target, options in bind_options.items() if options},
     )
 
 

@@ -215,8 +215,12 @@ def mount_dev(root: str, use_bind: bool = False, shm_size: int | None = None) ->
     os.symlink("/proc/self/fd", os.path.join(dev, "fd"))
 
 
-def bind_mount(root: str, source: str, target: str, read_only: bool = True) -> None:
-    """Make a host file or directory appear at target inside the container (a volume, a payload)."""
+BIND_FLAGS = {"nosuid": kernel.MS_NOSUID, "nodev": kernel.MS_NODEV, "noexec": kernel.MS_NOEXEC}
+
+
+def bind_mount(root: str, source: str, target: str, read_only: bool = True, options=()) -> None:
+    """Make a host file or directory appear at target inside the container (a volume, a payload);
+    options: any of nosuid, nodev, noexec, as an OCI config's mounts[] give them."""
     path = os.path.join(root, target.lstrip("/"))
     if os.path.isdir(source):
         os.makedirs(path, exist_ok=True)
@@ -224,8 +228,9 @@ def bind_mount(root: str, source: str, target: str, read_only: bool = True) -> N
         os.makedirs(os.path.dirname(path), exist_ok=True)
         open(path, "a").close()
     kernel.mount(source, path, None, kernel.MS_BIND | kernel.MS_REC)
-    if read_only:  # a bind mount takes its flags only from a second, remounting call
-        kernel.mount(None, path, None, kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY)
+    flags = (kernel.MS_RDONLY if read_only else 0) | sum(BIND_FLAGS[o] for o in options if o in BIND_FLAGS)
+    if flags:  # a bind mount takes its flags only from a second, remounting call
+        kernel.mount(None, path, None, kernel.MS_REMOUNT | kernel.MS_BIND | flags)
 
 
 def chroot_into(new_root: str) -> None:

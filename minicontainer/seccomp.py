@@ -287,3 +287,82 @@ def load(profile: str = "allowlist", refuse_namespaces: bool = True, also_allowe
     lib = libseccomp()
     for default, rules in filters(profile, refuse_namespaces, also_allowed):
         lib.load(lib.build(default, rules))
+
+
+# -- an OCI config's own profile (linux.seccomp), as engines send it --------------------------------
+
+OCI_ACTIONS = {"SCMP_ACT_KILL": 0x00000000, "SCMP_ACT_KILL_THREAD": 0x00000000, "SCMP_ACT_KILL_PROCESS": 0x80000000,
+               "SCMP_ACT_TRAP": 0x00030000, "SCMP_ACT_ERRNO": 0x00050000, "SCMP_ACT_TRACE": 0x7FF00000,
+               "SCMP_ACT_LOG": 0x7FFC0000, "SCMP_ACT_ALLOW": 0x7FFF0000}
+WITH_DATA = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")  # the low 16 bits carry an errno, or a tracer's message
+OCI_OPERATORS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5,
+                 "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}
+OCI_ARCHES = {"SCMP_ARCH_X86_64": "x86_64", "SCMP_ARCH_X86": "x86", "SCMP_ARCH_X32": "x32",
+              "SCMP_ARCH_AARCH64": "aarch64", "SCMP_ARCH_ARM": "arm"}
+
+
+def oci_profile_problems(profile: dict) -> list[str]:
+    """What in a linux.seccomp this runtime cannot compile, one entry each (empty: it can)."""
+    problems = [f"linux.seccomp.{k}" for k in profile if k not in ("defaultAction", "defaultErrnoRet",
+                                                                   "architectures", "syscalls")]
+    actions = [profile.get("defaultAction")] + [s.get("action") for s in profile.get("syscalls", [])]
+    problems += [f"seccomp action {a}" for a in sorted(set(map(str, actions))) if a not in OCI_ACTIONS]
+    for call in profile.get("syscalls", []):
+        problems += [f"seccomp operator {a.get('op')}" for a in call.get("args") or []
+                     if a.get("op") not in OCI_OPERATORS]
+    problems += [f"seccomp architecture {a}" for a in profile.get("architectures") or [] if a not in OCI_ARCHES]
+    return problems
+
+
+def _oci_action(name: str, errno_ret: int | None) -> int:
+    code = OCI_ACTIONS[name]
+    if name == "SCMP_ACT_ERRNO":
+        return code | (errno.EPERM if errno_ret is None else errno_ret)
+    return code
+
+
+def load_oci(profile: dict) -> None:
+    """Compile an OCI config's profile with libseccomp and load it into this process."""
+    lib = libseccomp().lib
+    for name in ("seccomp_arch_add", "seccomp_arch_resolve_name"):
+        getattr(lib, name).restype = ctypes.c_int
+    lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
+    lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+    default = _oci_action(profile["defaultAction"], profile.get("defaultErrnoRet"))
+    ctx = lib.seccomp_init(default)
+    if not ctx:
+        raise LabError("seccomp_init failed", "libseccomp could not make a filter", "report it")
+    try:
+        lib.seccomp_attr_set(ctx, LibSeccomp.FLTATR_CTL_NNP, 0)  # no_new_privs is its own step
+        for arch in profile.get("architectures") or []:
+            token = lib.seccomp_arch_resolve_name(OCI_ARCHES[arch].encode())
+            added = lib.seccomp_arch_add(ctx, token)
+            if added not in (0, -errno.EEXIST):  # the native one is there already
+                raise LabError(f"seccomp_arch_add({arch}) failed: {errno.errorcode.get(-added, added)}",
+                               "libseccomp does not know this architecture", "drop it from the profile")
+        for call in profile.get("syscalls", []):
+            action = _oci_action(call["action"], call.get("errnoRet"))
+            if action == default:
+                continue  # libseccomp refuses a rule that repeats the default; it changes nothing
+            args = call.get("args") or []
+            comparisons = [_ArgCmp(a["index"], OCI_OPERATORS[a["op"]], a.get("value", 0), a.get("valueTwo", 0))
+                           for a in args]
+            indexes = [a["index"] for a in args]
+            # Conditions on different arguments all hold together (one rule); several on the same argument
+            # are alternatives (a rule each), as runc reads them.
+            groups = [comparisons] if len(set(indexes)) == len(indexes) else [[c] for c in comparisons]
+            for name in call.get("names", []):
+                number = libseccomp().resolve(name)
+                if number < 0:
+                    continue  # no such call on this architecture
+                for group in groups:
+                    array = (_ArgCmp * len(group))(*group) if group else None
+                    added = lib.seccomp_rule_add_array(ctx, action, number, len(group), array)
+                    if added != 0:
+                        raise LabError(f"seccomp rule for {name} refused: {errno.errorcode.get(-added, added)}",
+                                       "libseccomp rejected the profile's rule", "check the profile's args")
+        if lib.seccomp_load(ctx) != 0:
+            raise LabError("loading the config's seccomp filter failed", "the kernel refused it", "check the profile")
+    finally:
+        lib.seccomp_release(ctx)

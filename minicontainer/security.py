@@ -56,6 +56,7 @@ class Security:
     devices: bool = True                 # the device cgroup (needs a cgroup: not in rootless mode)
     close_fds: bool = True
     keep_fds: list[int] = field(default_factory=list)
+    oci_seccomp: dict | None = None      # an OCI config's linux.seccomp, compiled and loaded instead of ours
     tmpfs_size: int | None = 64 << 20    # bytes ("64m" when made) of /dev/shm and /tmp; None: unlimited (half
                                          # of RAM) and /tmp on disk
     non_dumpable: bool = True            # the runtime's processes in the container, until exec (see above);
@@ -177,7 +178,10 @@ def set_no_new_privs() -> None:
 
 
 def load_seccomp(security: Security) -> None:
-    """The allow-list (or deny-list) filter, and the argument rules (seccomp.py)."""
+    """The allow-list (or deny-list) filter, and the argument rules (seccomp.py); or an OCI config's own."""
+    if security.oci_seccomp is not None:
+        seccomp.load_oci(security.oci_seccomp)
+        return
     seccomp.load(security.seccomp, security.refuses_namespaces, security.allow_syscalls)
 
 
@@ -208,3 +212,45 @@ def switch_user(user: str | None) -> None:
     os.setgroups([])
     os.setgid(int(gid or uid))
     os.setuid(int(uid))
+
+
+# Sysctls that belong to a namespace, by the kind that holds them (as runc allows them): writing one
+# in the container's own namespace changes only that copy. Every other sysctl is the host's, and refused.
+NAMESPACED_SYSCTLS = {
+    "ipc": ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+            "kernel.shmmni", "kernel.shm_rmid_forced", "fs.mqueue."),
+    "net": ("net.",),
+    "uts": ("kernel.hostname", "kernel.domainname"),
+}
+
+
+def sysctl_namespace(key: str) -> str | None:
+    """The namespace kind that holds this sysctl, or None for a host-global one."""
+    for kind, names in NAMESPACED_SYSCTLS.items():
+        if any(key == n or (n.endswith(".") and key.startswith(n)) for n in names):
+            return kind
+    return None
+
+
+def check_sysctls(sysctls: dict, own_kinds) -> None:
+    """Refuse a sysctl that would be written to the host's copy: a global one, or one whose namespace the
+    container does not have of its own."""
+    for key in sysctls:
+        if "/" in key or ".." in key or not key:
+            raise LabError(f"sysctl {key!r} is not a sysctl name", "names are dotted, like net.ipv4.ip_forward",
+                           "fix the name")
+        kind = sysctl_namespace(key)
+        if kind is None:
+            raise LabError(f"sysctl {key} is not namespaced", "writing it from a container would change the host",
+                           "drop it from the config, or set it on the host itself")
+        if kind not in own_kinds:
+            raise LabError(f"sysctl {key} needs the container's own {kind} namespace", "in the host's it would "
+                           "change the host's setting", f"add the {kind} namespace, or drop the sysctl")
+
+
+def set_sysctls(sysctls: dict) -> None:
+    """Write each one under /proc/sys: the copy of the namespace this process is in, so PID 1 writes them after
+    it has unshared (or joined) the namespaces that hold them."""
+    for key, value in sysctls.items():
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(str(value))

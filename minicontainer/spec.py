@@ -9,7 +9,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
-from . import namespaces
+from . import namespaces, security
 from .cgroups.limits import parse_cpus, parse_pids, parse_size
 from .errors import LabError
 from .process import mcinit
@@ -63,7 +63,14 @@ class ContainerSpec:
     read_only_root: bool = False            # / remounted read-only (docker --read-only); /tmp stays a tmpfs
     rlimits: dict = field(default_factory=dict)  # {"RLIMIT_NOFILE": (soft, hard)}
     extra_mounts: tuple = ()                # "mqueue" (/dev/mqueue), "cgroup" (/sys/fs/cgroup, read-only, v2)
-    join: dict = field(default_factory=dict)  # {"net": PID}: enter that process's namespace, as pods share one
+    join: dict = field(default_factory=dict)  # {"net": PID}: enter that process's namespace, as pods share one;
+                                              # or a path to it (an OCI config's namespace path)
+    cgroup_path: str | None = None          # OCI linux.cgroupsPath: absolute from each hierarchy's root, or
+                                            # relative to the runtime's own cgroup; None: our base dir + name
+    sysctl: dict = field(default_factory=dict)  # {"net.ipv4.ping_group_range": "0 0"}: namespaced ones only
+    umask: int | None = None                # the command's umask; None: the runtime's own (022)
+    oom_score_adj: int | None = None        # /proc/self/oom_score_adj of PID 1 (children inherit it)
+    bind_options: dict = field(default_factory=dict)  # bind target -> mount flags beyond ro: nosuid, nodev, noexec
     init: bool = False                      # a small init as PID 1 runs the command as PID 2: passes signals
                                             # on, reaps orphans (process/mcinit.c; docker run --init)
     rootless: bool | None = None            # started by an unprivileged user (root inside is that user
@@ -145,18 +152,21 @@ class ContainerSpec:
                 raise LabError(f"unknown rlimit {name!r}", "limits are named as in getrlimit(2)",
                                "use e.g. RLIMIT_NOFILE or RLIMIT_NPROC")
         for kind, pid in self.join.items():
+            where = pid if isinstance(pid, str) else f"/proc/{pid}/ns/{kind}"
             if kind not in ("net", "ipc", "uts"):
                 raise LabError(f"cannot join a {kind} namespace", "a container may share only the net, ipc and uts "
                                "namespaces of another (as the containers of a Kubernetes pod do)",
                                "join one of net, ipc, uts")
-            if not os.path.exists(f"/proc/{pid}/ns/{kind}"):
-                raise LabError(f"no process {pid} to join", "it has exited", "give the PID of a running container")
+            if not os.path.exists(where):
+                raise LabError(f"no {kind} namespace at {where} to join", "its process has exited, or the path is "
+                               "wrong", "give the PID of a running container, or a namespace's path")
             if kind == "uts" and self.hostname:
                 raise LabError("a hostname and joining a UTS namespace conflict", "the hostname belongs to the "
                                "namespace joined", "drop the hostname")
             if kind == "net" and self.network == "bridge":
                 raise LabError("joining a network namespace and network='bridge' conflict",
                                "the joined namespace already has its network", "drop network='bridge'")
+        security.check_sysctls(self.sysctl, set(self.namespaces) | set(self.join))
         unknown = [m for m in self.extra_mounts if m not in ("mqueue", "cgroup")]
         if unknown:
             raise LabError(f"unknown extra mount(s) {unknown}", "only mqueue and cgroup are known",
@@ -180,7 +190,7 @@ class ContainerSpec:
         data["binds"] = [list(b) for b in self.binds]
         data["publish"] = [list(p) for p in self.publish]
         data["extra_mounts"] = list(self.extra_mounts)
-        data["join"] = {k: int(v) for k, v in self.join.items()}
+        data["join"] = {k: v if isinstance(v, str) else int(v) for k, v in self.join.items()}
         data["rlimits"] = {k: list(v) for k, v in self.rlimits.items()}
         return data
 

@@ -43,13 +43,13 @@ def test_a_runc_spec_bundle_runs(runc_bundle):
 def test_unsupported_fields_are_listed(runc_bundle):
     config = json.loads((runc_bundle / "config.json").read_text())
     config["process"]["apparmorProfile"] = "docker-default"
-    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW"}
-    config["linux"]["namespaces"].append({"type": "network", "path": "/run/netns/x"})
+    config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock"}
+    config["linux"]["namespaces"].append({"type": "mount", "path": "/proc/1/ns/mnt"})
     (runc_bundle / "config.json").write_text(json.dumps(config))
     with pytest.raises(LabError) as caught:
         oci.load_bundle(str(runc_bundle))
     message = str(caught.value)
-    for words in ("process.apparmorProfile", "linux.seccomp", "network path"):
+    for words in ("process.apparmorProfile", "linux.seccomp.listenerPath", "mount path (only net, ipc, uts"):
         assert words in message
 
 

@@ -186,7 +186,8 @@ def test_wrong_verbs_are_refused_with_the_reason_and_change_nothing(tmp_path, im
 
 @pytest.mark.parametrize("change, words, code", [
     ("not json", "is not valid JSON", 125),
-    ({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ERRNO"}}}, "linux.seccomp", 125),
+    ({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_NOTIFY"}}}, "seccomp action SCMP_ACT_NOTIFY", 125),
+    ({"linux": {"sysctl": {"kernel.core_pattern": "|/tmp/x"}}}, "sysctl kernel.core_pattern is not namespaced", 125),
     ({"root": {"path": "/nonexistent/rootfs"}}, "/nonexistent/rootfs", 125),
     ({"process": {"args": ["no-such-program"]}}, "'no-such-program' not found", 127),
     ({"process": {"args": ["/etc/passwd"]}}, "'/etc/passwd' is not executable", 126),
@@ -266,3 +267,34 @@ def test_an_id_too_long_for_a_directory_name_still_names_its_container(tmp_path,
     assert engine("delete", "--force", long_id).returncode == 0
     assert engine.reaped() == [-signal.SIGKILL]
     assert lifecycle_of(engine, long_id) == ("gone", 0)
+
+
+def run_to_the_end(engine: Engine, container_id: str, bundle: str) -> tuple[int, str]:
+    """create, start, and wait for the command to exit: (exit code, its output); then delete."""
+    created = engine.create(container_id, bundle)
+    assert created["create"] == 0, open(engine.output(container_id)).read()
+    assert engine("start", container_id).returncode == 0
+    codes = engine.reaped(timeout=30)
+    assert engine("delete", container_id).returncode == 0
+    return codes[-1], open(engine.output(container_id)).read()
+
+
+def test_the_configs_seccomp_profile_and_namespaced_sysctls_apply_as_under_runc(tmp_path, image, engines):
+    """A config's own seccomp profile (mkdir refused with EACCES, everything else allowed) is compiled and
+    loaded; a namespaced sysctl is written into the container's own network namespace, not the host's."""
+    host_range = open("/proc/sys/net/ipv4/ping_group_range").read()
+    profile = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86",
+                                                                   "SCMP_ARCH_AARCH64"],
+               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}
+    script = ("mkdir /dev/shm/d 2>&1; grep Seccomp: /proc/self/status; cat /proc/sys/net/ipv4/ping_group_range; "
+              "touch /dev/shm/f && echo touched")
+    config = json.loads(open(os.path.join(make_bundle(tmp_path, image, ["true"]), "config.json")).read())
+    linux = {**config["linux"], "seccomp": profile, "sysctl": {"net.ipv4.ping_group_range": "0 0"}}
+    bundle = make_bundle(tmp_path, image, ["sh", "-c", script], linux=linux)
+    seen = {name: run_to_the_end(engine, "filtered", bundle) for name, engine in engines.items()}
+    code, out = seen["minicontainer"]
+    assert "Permission denied" in out, out              # EACCES: the profile's errnoRet, not EPERM or ENOSYS
+    assert "Seccomp:\t2" in out and "touched" in out    # filtering, and only what the profile names
+    assert "0\t0" in out.splitlines()[2], out            # the container's own copy of the sysctl
+    assert open("/proc/sys/net/ipv4/ping_group_range").read() == host_range  # the host's, untouched
+    assert seen["runc"] == seen["minicontainer"]

@@ -148,6 +148,28 @@ class Cgroup:
             dirs = {c.name: os.path.join(base_dir(self.layout, c), name)
                     for c in self.layout.controllers.values()}
         self.dirs = dirs  # controller -> directory
+        self.engine_path = False  # at an OCI config's cgroupsPath (at_path), not below our base dir
+
+    @classmethod
+    def at_path(cls, name: str, path: str, layout: Layout | None = None) -> Cgroup:
+        """An OCI config's linux.cgroupsPath: absolute, from each hierarchy's root (an engine's choice, e.g.
+        Podman's /libpod_parent/libpod-ID); relative, below the runtime's own cgroup, as runc reads it."""
+        layout = layout or detect()
+        if ":" in path:
+            raise LabError(f"cgroupsPath {path!r} is in systemd's slice:prefix:name form", "minicontainer writes "
+                           "cgroupfs itself and does not ask systemd for a scope", "configure the engine for "
+                           "cgroupfs (podman --cgroup-manager cgroupfs)")
+        dirs = {}
+        for controller in layout.controllers.values():
+            top = controller.mount if path.startswith("/") else controller.own_dir
+            directory = os.path.normpath(os.path.join(top, path.lstrip("/")))
+            if directory == controller.mount or not directory.startswith(controller.mount + "/"):
+                raise LabError(f"cgroupsPath {path!r} leads out of the cgroup tree", "it names the root or "
+                               "climbs out with ..", "give a path below the hierarchy's root")
+            dirs[controller.name] = directory
+        made = cls(name, dirs=dirs, layout=layout)
+        made.engine_path = True
+        return made
 
     # -- where things are -------------------------------------------------
     @property
@@ -183,7 +205,7 @@ class Cgroup:
                     base = os.path.dirname(directory)
                     os.makedirs(base, exist_ok=True)
                     if v2_ctrls and base.startswith(self.layout.v2_mount or "\0"):
-                        self._delegate(base, v2_ctrls)
+                        self._delegate_down_to(base, v2_ctrls)
                     os.mkdir(directory)
                     created.append(directory)
                 return self
@@ -200,6 +222,18 @@ class Cgroup:
                                "not root, or cgroupfs is mounted read-only here",
                                "run as root on a host with writable cgroupfs (`minicontainer doctor`)") from None
         raise LabError(f"cannot create cgroup {self.name}", "its parent kept disappearing", "try again")
+
+    def _delegate_down_to(self, base: str, controllers: list[str]) -> None:
+        """An engine's cgroupsPath may sit several levels below the last cgroup that has the controllers:
+        enable them in each cgroup from there down to `base`, as runc does. Our own default path keeps the
+        one-level check, with its advice on delegation."""
+        if not self.engine_path:
+            return self._delegate(base, controllers)
+        chain = [base]
+        while chain[-1] != self.layout.v2_mount and not set(controllers) <= v2.available(chain[-1]):
+            chain.append(os.path.dirname(chain[-1]))
+        for directory in reversed(chain):
+            v2.enable_controllers(directory, controllers)
 
     def _delegate(self, base: str, controllers: list[str]) -> None:
         parent = os.path.dirname(base)

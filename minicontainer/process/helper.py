@@ -112,7 +112,10 @@ class Helper:
     def prepare(self, spec: ContainerSpec) -> None:
         paths = prepare_state(spec)  # refuses a name in use: then nothing of that container is touched
         self.spec, self.owns_state = spec, True
-        self.cgroup = Cgroup(spec.name, dirs={} if spec.rootless else None)
+        if spec.cgroup_path and not spec.rootless:
+            self.cgroup = Cgroup.at_path(spec.name, spec.cgroup_path)
+        else:
+            self.cgroup = Cgroup(spec.name, dirs={} if spec.rootless else None)
         paths["cgroup_dirs"] = self.cgroup.directories
         self.ctx = steps.Context(spec, paths, self.cgroup)
         if self.detached:
@@ -128,7 +131,7 @@ class Helper:
                        "and the filesystems it mounts are nodev (only the host's own /dev nodes are bound in)")
         elif "user" in spec.namespaces:
             chown_for_user_ns(paths, spec.uid_map)
-        if spec.security.seccomp:
+        if spec.security.seccomp or spec.security.oci_seccomp is not None:
             seccomp.libseccomp()  # loaded here, so that init has it after pivot_root
 
     def write_state(self, status: str) -> None:

@@ -170,8 +170,11 @@ def unshare_kind(kind: str) -> Callable[[Context], None]:
 
 def join_namespaces(ctx: Context) -> None:
     """setns into another container's namespaces (as the containers of a pod share net, ipc, uts)."""
-    for kind, pid in ctx.spec.join.items():
-        namespaces.enter(namespaces.open_namespaces(pid, [kind]))
+    for kind, where in ctx.spec.join.items():
+        if isinstance(where, str):  # a namespace's path: /proc/PID/ns/KIND, or a bind of it (/run/netns/NAME)
+            namespaces.enter([(kind, os.open(where, os.O_RDONLY | os.O_CLOEXEC))])
+        else:
+            namespaces.enter(namespaces.open_namespaces(where, [kind]))
 
 
 def mounts_private(ctx: Context) -> None:
@@ -220,7 +223,7 @@ def put_init_first(ctx: Context) -> None:
 
 def bind_mounts(ctx: Context) -> None:
     for source, target, read_only in ctx.spec.binds:
-        rootfs.bind_mount(ctx.root, source, target, read_only)
+        rootfs.bind_mount(ctx.root, source, target, read_only, ctx.spec.bind_options.get(target, ()))
 
 
 def mount_proc(ctx: Context) -> None:
@@ -246,6 +249,19 @@ def mount_sys(ctx: Context) -> None:
 def extra_mounts(ctx: Context) -> None:
     for kind in ctx.spec.extra_mounts:
         rootfs.mount_extra(ctx.root, kind)
+
+
+def set_sysctls(ctx: Context) -> None:
+    security.set_sysctls(ctx.spec.sysctl)
+
+
+def set_umask(ctx: Context) -> None:
+    os.umask(ctx.spec.umask)
+
+
+def adjust_oom_score(ctx: Context) -> None:
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write(str(ctx.spec.oom_score_adj))
 
 
 def mask_paths(ctx: Context) -> None:
@@ -330,6 +346,9 @@ def _security(ctx: Context) -> str:
 
 def _seccomp(ctx: Context) -> str:
     sec = ctx.spec.security
+    if sec.oci_seccomp is not None:
+        return f"the config's own profile: {len(sec.oci_seccomp.get('syscalls', []))} rules, default " \
+               f"{sec.oci_seccomp['defaultAction']}"
     return sec.seccomp + ("; namespaces and mounts refused" if sec.refuses_namespaces else "")
 
 
@@ -383,12 +402,12 @@ STEPS: list[Step] = [
     Step("network", INIT, "the helper makes a veth pair and moves one end in; init names it eth0, gives it its "
          "address and a default route", lambda s: s.network == "bridge", "with network='bridge'",
          connect_network, after=("unshare net",)),
+    Step("sysctl", INIT, "write the namespaced sysctls asked for (net.*, ipc's kernel.*) into its own namespaces",
+         lambda s: bool(s.sysctl), "with sysctl", set_sysctls, lambda ctx: ", ".join(ctx.spec.sysctl),
+         after=("unshare net", "unshare ipc", "unshare uts", "join namespaces")),
     Step("overlay", INIT, "mount the image read-only below and the container's own upper dir above",
          _rootfs, "with a rootfs", mount_overlay,
          lambda ctx: f"lower={ctx.spec.rootfs} upper={ctx.paths.get('upper')}", after=("mounts private",)),
-    Step("binds", INIT, "bind-mount host files or directories in (volumes, payloads)",
-         lambda s: _rootfs(s) and bool(s.binds), "with binds", bind_mounts,
-         lambda ctx: ", ".join(f"{s} -> {t}" for s, t, _ in ctx.spec.binds), after=("overlay",)),
     Step("proc", INIT, "a fresh procfs: the processes of its own PID namespace", _rootfs, "with a rootfs",
          mount_proc, after=("overlay",)),
     Step("dev", INIT, "a tmpfs /dev with null zero full random urandom tty, its own devpts, /dev/shm",
@@ -405,6 +424,9 @@ STEPS: list[Step] = [
     Step("extra mounts", INIT, "mqueue on /dev/mqueue, cgroup2 read-only on /sys/fs/cgroup",
          lambda s: _rootfs(s) and bool(s.extra_mounts), "when asked", extra_mounts,
          lambda ctx: ", ".join(ctx.spec.extra_mounts), after=("overlay",)),
+    Step("binds", INIT, "bind-mount host files or directories in (volumes, payloads)",
+         lambda s: _rootfs(s) and bool(s.binds), "with binds", bind_mounts,
+         lambda ctx: ", ".join(f"{s} -> {t}" for s, t, _ in ctx.spec.binds), after=("overlay", "dev", "sys")),
     Step("mask paths", INIT, "/proc/kcore, /proc/keys... under /dev/null; /proc/sys and others read-only",
          lambda s: _rootfs(s) and s.security.masked_paths, "with a rootfs and masked_paths", mask_paths,
          after=("proc", "dev", "sys")),
@@ -421,6 +443,10 @@ STEPS: list[Step] = [
          "without a rootfs, with mnt and pid", fresh_proc, after=("mounts private",)),
     Step("cwd", INIT, "chdir to the working directory", _always, "always", change_dir,
          lambda ctx: ctx.spec.cwd),
+    Step("umask", INIT, "umask: the mode bits new files lose", lambda s: s.umask is not None, "with umask",
+         set_umask, lambda ctx: f"{ctx.spec.umask:04o}"),
+    Step("oom score", INIT, "oom_score_adj: how readily the OOM killer picks it", lambda s: s.oom_score_adj is not None,
+         "with oomScoreAdj", adjust_oom_score, lambda ctx: str(ctx.spec.oom_score_adj)),
     Step("terminal", INIT, "a new session with its pty as the controlling terminal", lambda s: s.tty,
          "with a terminal", controlling_terminal),
     Step("rlimits", INIT, "setrlimit", lambda s: bool(s.rlimits), "with rlimits", set_rlimits,
@@ -429,7 +455,8 @@ STEPS: list[Step] = [
          "program can add it back (the capabilities step empties the inheritable and ambient sets)",
          lambda s: s.security.capabilities is not None, "unless every capability is kept", drop_bounding_set,
          _security),
-    Step("seccomp", INIT, "load the system call filters", lambda s: bool(s.security.seccomp), "unless off",
+    Step("seccomp", INIT, "load the system call filters", lambda s: bool(s.security.seccomp) or
+         s.security.oci_seccomp is not None, "unless off",
          load_seccomp, _seccomp),
     Step("user", INIT, "setgroups, setgid, setuid to the user asked for", lambda s: bool(s.user), "with a user",
          switch_user, lambda ctx: ctx.spec.user),
