@@ -171,6 +171,13 @@ def cmd_run(args, command: list[str]) -> int:
 
 
 def cmd_exec(args, command: list[str]) -> int:
+    command = command or args.args
+    info = state.read_state(state.dir_name(args.name)) if lifecycle._ID.match(args.name) else None
+    if info and info.get("mode") == "oci":
+        if args.console_socket or args.tty:
+            raise LabError("a terminal for exec is not implemented yet", "it needs the console socket",
+                           "exec without -t / --tty")
+        return lifecycle.exec_in(args.name, command, args.process, detach=args.detach, pid_file=args.pid_file)
     if not command:
         raise LabError("no command given to exec", "exec runs a command inside a running container",
                        f"write it like: minicontainer exec {args.name} -- ps")
@@ -341,8 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="print each start step")
     run.set_defaults(func=cmd_run)
 
-    exe = sub.add_parser("exec", help="run a command in a running container", usage="minicontainer exec NAME -- CMD")
-    exe.add_argument("name")
+    exe = sub.add_parser("exec", help="run a command in a running container",
+                         usage="minicontainer exec NAME -- CMD  |  minicontainer exec [--process F] [-d] ID [CMD...]")
+    exe.add_argument("name", metavar="NAME|ID")
+    exe.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    exe.add_argument("-p", "--process", metavar="FILE", help="(OCI) the process to run, as JSON (process.json)")
+    exe.add_argument("-d", "--detach", action="store_true", help="(OCI) return once it runs")
+    exe.add_argument("--pid-file", metavar="FILE", help="(OCI) write its pid there")
+    exe.add_argument("-t", "--tty", action="store_true", help="(OCI) refused for now")
+    exe.add_argument("--console-socket", metavar="SOCKET", help="(OCI) refused for now")
+    exe.add_argument("--preserve-fds", type=int, default=0, metavar="N", help=argparse.SUPPRESS)
     exe.set_defaults(func=cmd_exec)
 
     stop = sub.add_parser("stop", help="SIGTERM to a container's PID 1, then kill it after a grace period")

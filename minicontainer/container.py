@@ -329,8 +329,11 @@ def list_containers() -> list[dict]:
         info = state.read_state(name) or {"name": name}
         if info.get("mode") == "oci":
             status = state.oci_status(info)
-            unfinished = status == "stopped" and info.get("status") == "creating"
-            info["status"] = "stale (its create was killed)" if unfinished else status
+            if status == "stopped" and info.get("status") == "creating":
+                status = "stale (its create was killed)"
+            elif status == "stopped" and not os.path.isdir(info.get("bundle", "")):
+                status = "stale (its engine removed the bundle without `delete`)"  # e.g. its conmon was killed
+            info["status"] = status
         else:
             alive = state.process_alive(info.get("helper_pid"), info.get("helper_start"))
             info["status"] = info.get("status", "unknown") if alive else "stale (its helper is gone)"

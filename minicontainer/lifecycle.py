@@ -236,3 +236,42 @@ def teardown(info: dict, grace: float = 10.0) -> list[str]:
     if state.remove_dir(name):
         removed.append(f"state {state.container_dir(name)}")
     return removed
+
+
+# -- exec --------------------------------------------------------------------------------------
+
+def exec_in(container_id: str, command: list[str], process_file: str | None = None, *, detach: bool = False,
+            pid_file: str | None = None) -> int:
+    """Run a process in a running container (`exec`, as runc's): its args, env, cwd and user from the
+    engine's process.json if given; the container's own defences (capabilities, seccomp, no_new_privs)."""
+    from .process.enter import enter_and_exec
+    info = recorded(container_id)
+    status = state.oci_status(info)
+    if status != "running":
+        raise LabError(f"container {container_id!r} is {status}, not running", "exec enters a running "
+                       "container's namespaces", f"start it first: minicontainer start {container_id}")
+    spec = dict(info["spec"])
+    cwd = spec["cwd"]
+    if process_file:
+        try:
+            with open(process_file) as f:
+                process = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise LabError(f"cannot read the process file {process_file}: {e}", "the engine writes it for exec",
+                           "check the path") from None
+        if process.get("terminal"):
+            raise LabError("a terminal for exec is not implemented yet", "it needs the console socket",
+                           "exec without -t / --tty")
+        command = process.get("args") or command
+        spec["env"] = dict(e.split("=", 1) for e in process.get("env", [])) or spec["env"]
+        cwd = process.get("cwd", cwd)
+        user = process.get("user", {})
+        uid, gid = user.get("uid", 0), user.get("gid", 0)
+        spec["user"] = f"{uid}:{gid}" if uid or gid else None
+    if not command:
+        raise LabError("no command given to exec", "exec runs a command inside a running container",
+                       f"write it like: minicontainer exec {container_id} ps")
+    request = {"name": container_id, "pid": info["init_pid"], "cgroup": sorted(set((info.get("cgroup") or {})
+                                                                                      .values())),
+               "command": command, "cwd": cwd, "spec": spec}
+    return enter_and_exec(request, detach=detach, pid_file=pid_file)

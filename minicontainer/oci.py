@@ -36,7 +36,8 @@ SUPPORTED = {
     "process.capabilities.ambient", "process.capabilities.inheritable",
     "process.noNewPrivileges", "root", "root.path", "root.readonly", "hostname", "mounts", "linux",
     "linux.namespaces", "linux.resources", "linux.resources.memory", "linux.resources.memory.limit",
-    "linux.resources.cpu", "linux.resources.cpu.quota", "linux.resources.cpu.period", "linux.resources.pids",
+    "linux.resources.memory.swap", "linux.resources.cpu", "linux.resources.cpu.quota", "linux.resources.cpu.period",
+    "linux.resources.pids",
     "linux.resources.pids.limit", "linux.resources.devices", "linux.maskedPaths", "linux.readonlyPaths",
     "annotations", "linux.cgroupsPath", "linux.seccomp", "linux.sysctl", "process.user.umask", "process.oomScoreAdj",
 }
@@ -77,6 +78,12 @@ def unsupported(config: dict) -> list[str]:
     for mount in config.get("mounts", []):
         destination, kind = mount.get("destination"), mount.get("type")
         if KNOWN_MOUNTS.get(destination) == kind:
+            continue
+        if kind == "tmpfs":
+            odd = [o for o in mount.get("options", []) if o not in BIND_OPTIONS and o.split("=", 1)[0] not in
+                   ("size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "tmpcopyup")]
+            if odd:
+                problems.append(f"mount {destination} option(s) {', '.join(odd)}")
             continue
         if kind == "bind" or "bind" in mount.get("options", []) or "rbind" in mount.get("options", []):
             odd = [o for o in mount.get("options", []) if o not in BIND_OPTIONS]
@@ -203,13 +210,25 @@ def from_config(config: dict, bundle: str, command: list[str] | None = None) -> 
                           # own export has none only when it was switched off.
                           devices=bool(resources.get("devices")) or not ours),
         init=init,
+        swap=_swap(resources.get("memory", {})),
         join=joined,
         cgroup_path=linux.get("cgroupsPath") or None,
         sysctl=dict(linux.get("sysctl", {})),
         umask=user.get("umask"),
         oom_score_adj=process.get("oomScoreAdj"),
         bind_options={target: options for target, options in bind_options.items() if options},
+        tmpfs={m["destination"]: list(m.get("options", [])) for m in mounts
+               if m.get("type") == "tmpfs" and KNOWN_MOUNTS.get(m.get("destination")) != "tmpfs"},
     )
+
+
+def _swap(memory: dict) -> bool | int:
+    """OCI's memory.swap is memory and swap together: equal to the limit (or absent) means no swap, -1 no
+    limit on swap, more than the limit that much in all."""
+    total, limit = memory.get("swap"), memory.get("limit")
+    if total is None or total == limit:
+        return False
+    return True if total == -1 else int(total)
 
 
 def to_config(spec: ContainerSpec) -> dict:

@@ -233,6 +233,28 @@ def bind_mount(root: str, source: str, target: str, read_only: bool = True, opti
         kernel.mount(None, path, None, kernel.MS_REMOUNT | kernel.MS_BIND | flags)
 
 
+TMPFS_DATA = ("size", "mode", "uid", "gid", "nr_inodes", "nr_blocks")
+
+
+def mount_tmpfs(root: str, target: str, options=()) -> None:
+    """A tmpfs at target (an engine's --tmpfs, or the writable /run of a --read-only container): options
+    are mount flags (ro, nosuid, nodev, noexec) and tmpfs's own settings (size=, mode=, uid=, gid=).
+    tmpcopyup (Podman's, for /run of a read-only root): the image's files there are copied in."""
+    path = os.path.join(root, target.lstrip("/"))
+    os.makedirs(path, exist_ok=True)
+    flags = sum(BIND_FLAGS[o] for o in options if o in BIND_FLAGS)
+    data = ",".join(o for o in options if o.split("=", 1)[0] in TMPFS_DATA)
+    below = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # still reaches what the tmpfs covers
+    try:
+        kernel.mount("tmpfs", path, "tmpfs", flags, data or None)
+        if "tmpcopyup" in options:
+            shutil.copytree(f"/proc/self/fd/{below}", path, symlinks=True, dirs_exist_ok=True)
+    finally:
+        os.close(below)
+    if "ro" in options:  # after the copy: a remount makes it read-only
+        kernel.mount(None, path, None, kernel.MS_REMOUNT | kernel.MS_RDONLY | flags, data or None)
+
+
 def chroot_into(new_root: str) -> None:
     """chroot(2): change only this process's idea of /. The old root stays mounted and reachable:
     a root process can climb out (see the lesson on the double-chroot escape)."""

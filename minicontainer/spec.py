@@ -47,7 +47,7 @@ class ContainerSpec:
     memory: int | None = None               # bytes ("64M" when made); swap is off unless swap=True
     cpus: float | None = None               # 0.5 = half a CPU's time per period
     pids: int | None = None
-    swap: bool = False
+    swap: bool | int = False                # True: unlimited; a number: memory and swap together (OCI)
     cwd: str = "/"
     name: str = ""                          # also the cgroup's directory name
     uid_map: str = "0 100000 65536"         # with the user namespace: inside outside count
@@ -71,6 +71,7 @@ class ContainerSpec:
     umask: int | None = None                # the command's umask; None: the runtime's own (022)
     oom_score_adj: int | None = None        # /proc/self/oom_score_adj of PID 1 (children inherit it)
     bind_options: dict = field(default_factory=dict)  # bind target -> mount flags beyond ro: nosuid, nodev, noexec
+    tmpfs: dict = field(default_factory=dict)  # target -> options ("size=64m", "nosuid"...): tmpfs mounts asked for
     init: bool = False                      # a small init as PID 1 runs the command as PID 2: passes signals
                                             # on, reaps orphans (process/mcinit.c; docker run --init)
     rootless: bool | None = None            # started by an unprivileged user (root inside is that user

@@ -264,7 +264,7 @@ class Cgroup:
                 continue
         return []
 
-    def set_limits(self, memory=None, cpus=None, pids=None, swap: bool = False) -> None:
+    def set_limits(self, memory=None, cpus=None, pids=None, swap: bool | int = False) -> None:
         """Apply limits given as text or numbers ("64M", 0.5, 32); None leaves a limit alone."""
         if memory is not None:
             self._module("memory").set_memory(self._dir("memory", "limit memory"), parse_size(memory), swap)

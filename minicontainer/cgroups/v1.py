@@ -19,11 +19,14 @@ CPU_PERIOD_US = 100_000
 UNLIMITED = 1 << 62  # v1 reports "no limit" as a huge page-aligned number
 
 
-def set_memory(directory: str, limit: int | None, swap: bool) -> None:
+def set_memory(directory: str, limit: int | None, swap: bool | int) -> None:
+    """swap: False (none), True (unlimited), or a number: memory and swap together, in bytes (OCI's
+    memory.swap, which is v1's memsw.limit_in_bytes)."""
     write_file(os.path.join(directory, "memory.limit_in_bytes"), "-1" if limit is None else str(limit))
     memsw = os.path.join(directory, "memory.memsw.limit_in_bytes")
-    if not swap and os.path.exists(memsw):  # exists only with swap accounting on
-        write_file(memsw, "-1" if limit is None else str(limit))
+    if os.path.exists(memsw) and swap is not True:  # exists only with swap accounting on
+        total = limit if swap is False else swap
+        write_file(memsw, "-1" if total is None else str(total))
     if not swap:
         # v1 has no memory.swap.max; swappiness 0 keeps the hog in RAM so the OOM killer acts.
         write_file(os.path.join(directory, "memory.swappiness"), "0")

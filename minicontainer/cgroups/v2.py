@@ -33,11 +33,14 @@ def available(directory: str) -> set[str]:
     return set(read_file(os.path.join(directory, "cgroup.controllers")).split())
 
 
-def set_memory(directory: str, limit: int | None, swap: bool) -> None:
+def set_memory(directory: str, limit: int | None, swap: bool | int) -> None:
+    """swap: False (none), True (unlimited), or a number: memory and swap together, in bytes (OCI's
+    memory.swap; v2 limits swap alone, so it gets the difference)."""
     write_file(os.path.join(directory, "memory.max"), "max" if limit is None else str(limit))
     if os.path.exists(os.path.join(directory, "memory.swap.max")):
         # No swap unless asked: a memory hog must be OOM-killed, not slowly paged out.
-        write_file(os.path.join(directory, "memory.swap.max"), "max" if swap else "0")
+        alone = "max" if swap is True else "0" if swap is False or limit is None else str(max(0, swap - limit))
+        write_file(os.path.join(directory, "memory.swap.max"), alone)
     # The container is one workload: on OOM kill all of it, not one process that
     # leaves a half-working container behind.
     write_file(os.path.join(directory, "memory.oom.group"), "1")

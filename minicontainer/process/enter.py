@@ -20,8 +20,9 @@ from . import steps
 from .init import die_with_parent
 
 
-def enter_and_exec(request: dict) -> int:
-    """Enter the container's namespaces and cgroup, run the command, return its exit code."""
+def enter_and_exec(request: dict, detach: bool = False, pid_file: str | None = None) -> int:
+    """Enter the container's namespaces and cgroup, run the command, return its exit code. detach (OCI
+    exec --detach): return 0 once it runs, and leave it to the caller's subreaper, as runc does."""
     spec = ContainerSpec.from_dict(request["spec"])
     if spec.security.non_dumpable:
         # Before setns: the child forked below is, until its execve, the host's Python in the
@@ -34,15 +35,19 @@ def enter_and_exec(request: dict) -> int:
         raise LabError(f"container {request.get('name', '')!r} ended before the command could join its cgroup",
                        "its PID 1 exited (or was stopped) just now",
                        "list running containers with `minicontainer ps`; start it again") from None
-    if spec.security.seccomp:
+    if spec.security.seccomp or spec.security.oci_seccomp is not None:
         seccomp.libseccomp()  # before setns into the mount namespace hides the host's library
-    namespaces.enter(namespaces.open_namespaces(request["pid"], spec.namespaces))
+    # The engine's pid file is a host path: open it while host paths still resolve.
+    pid_fd = os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644) if pid_file else None
+    kinds = list(spec.namespaces) + [k for k in spec.join if k not in spec.namespaces]  # a pod's shared ones too
+    namespaces.enter(namespaces.open_namespaces(request["pid"], kinds))
     me = os.getpid()
     child = os.fork()
     if child == 0:
         command, env = request["command"], spec.env
         try:
-            die_with_parent(me)
+            if not detach:
+                die_with_parent(me)
             if "user" in spec.namespaces:
                 become_root_inside(spec)
             for fd in procs_fds:
@@ -65,6 +70,11 @@ def enter_and_exec(request: dict) -> int:
         os._exit(127)
     for fd in procs_fds:
         os.close(fd)
+    if pid_fd is not None:
+        os.write(pid_fd, str(child).encode())
+        os.close(pid_fd)
+    if detach:
+        return 0
     _, status = os.waitpid(child, 0)
     return os.waitstatus_to_exitcode(status)
 

@@ -251,6 +251,11 @@ def extra_mounts(ctx: Context) -> None:
         rootfs.mount_extra(ctx.root, kind)
 
 
+def mount_tmpfs(ctx: Context) -> None:
+    for target, options in ctx.spec.tmpfs.items():
+        rootfs.mount_tmpfs(ctx.root, target, options)
+
+
 def set_sysctls(ctx: Context) -> None:
     security.set_sysctls(ctx.spec.sysctl)
 
@@ -424,6 +429,9 @@ STEPS: list[Step] = [
     Step("extra mounts", INIT, "mqueue on /dev/mqueue, cgroup2 read-only on /sys/fs/cgroup",
          lambda s: _rootfs(s) and bool(s.extra_mounts), "when asked", extra_mounts,
          lambda ctx: ", ".join(ctx.spec.extra_mounts), after=("overlay",)),
+    Step("tmpfs mounts", INIT, "a tmpfs at each place asked for (an engine's --tmpfs; /run of a read-only root)",
+         lambda s: _rootfs(s) and bool(s.tmpfs), "with tmpfs", mount_tmpfs, lambda ctx: ", ".join(ctx.spec.tmpfs),
+         after=("overlay", "dev", "sys")),
     Step("binds", INIT, "bind-mount host files or directories in (volumes, payloads)",
          lambda s: _rootfs(s) and bool(s.binds), "with binds", bind_mounts,
          lambda ctx: ", ".join(f"{s} -> {t}" for s, t, _ in ctx.spec.binds), after=("overlay", "dev", "sys")),

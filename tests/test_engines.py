@@ -1,0 +1,213 @@
+"""Real engines drive minicontainer as they drive runc: Podman with conmon.
+
+Each case runs the same `podman run` twice, once with `--runtime minicontainer` and once with runc, and
+compares the two containers by what the kernel shows of them (/proc and cgroupfs), besides what Podman
+reports. Podman keeps its images and state in a directory of the test's own, writes cgroupfs below the
+test's own cgroup (--cgroup-parent: never libpod_parent/ at a hierarchy's root), and leaves its firewall
+and network alone (--network none).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+
+import pytest
+from conftest import REPO
+
+from minicontainer.lab.compare import kernel_view
+
+RUNTIMES = ("minicontainer", "runc")
+# Podman's defaults exceed this sandbox's hard limits; these fit everywhere.
+ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+
+def cgroup_parent() -> str:
+    """A cgroup path below this process's own cgroup in every hierarchy (hybrid hosts have one per
+    controller, not all at the same depth): the deepest of them, where every other is a prefix."""
+    own = []
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            path = line.rstrip("\n").split(":", 2)[2]
+            own.append(path.rstrip("/"))
+    deepest = max(own, key=len)
+    assert all(deepest.startswith(p) for p in own), f"no path lies below our cgroup in every hierarchy: {own}"
+    return f"{deepest}/podman-test-{os.getpid()}"
+
+
+def hierarchies() -> set[str]:
+    """Every mounted cgroup hierarchy (Podman and runc use those minicontainer has no use for: cpuset...)."""
+    with open("/proc/self/mountinfo") as f:
+        return {line.split()[4] for line in f if line.split(" - ")[1].split()[0] in ("cgroup", "cgroup2")}
+
+
+def cgroup_dirs(path: str) -> list[str]:
+    """Every directory at or below `path` in every mounted hierarchy, deepest first."""
+    found = []
+    for top in hierarchies():
+        base = os.path.join(top, path.lstrip("/"))
+        for where, dirs, _ in os.walk(base):
+            found += [os.path.join(where, d) for d in dirs]
+        if os.path.isdir(base):
+            found.append(base)
+    return sorted(found, key=lambda d: -d.count("/"))
+
+
+class Podman:
+    def __init__(self, workdir: str):
+        self.workdir = workdir
+        self.parent = cgroup_parent()
+        executable = os.path.join(os.path.dirname(sys.executable), "minicontainer")
+        self.confs = {}
+        for runtime in RUNTIMES:  # one per default runtime: a pod's infra container takes the default
+            self.confs[runtime] = os.path.join(workdir, f"containers-{runtime}.conf")
+            with open(self.confs[runtime], "w") as f:
+                # runtime_supports_json: only runtimes named here get --log-format json (their errors then
+                # reach `podman` as text it can show).
+                f.write('[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
+                        f'[engine]\nruntime = "{runtime}"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
+                        'runtime_supports_json = ["minicontainer", "runc"]\n'
+                        f'[engine.runtimes]\nminicontainer = ["{executable}"]\n')
+        self.base = ["podman", "--root", os.path.join(workdir, "storage"), "--runroot", os.path.join(workdir, "run"),
+                     "--storage-driver", "vfs", "--tmpdir", os.path.join(workdir, "tmp")]
+
+    def __call__(self, *args: str, timeout: float = 60, check: bool = True,
+                 runtime: str = "minicontainer") -> subprocess.CompletedProcess:
+        out = subprocess.run([*self.base, *args], capture_output=True, text=True, timeout=timeout,
+                             stdin=subprocess.DEVNULL,
+                             env=dict(os.environ, CONTAINERS_CONF=self.confs[runtime], PYTHONPATH=REPO))
+        if check:
+            assert out.returncode == 0, f"podman {' '.join(args)}: {out.returncode}\n{out.stderr}"
+        return out
+
+    def run(self, runtime: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        return self("run", "--runtime", runtime, "--network", "none", "--cgroup-parent", self.parent, *ULIMITS,
+                    *args, runtime=runtime, **kwargs)
+
+    def remove_everything(self) -> None:
+        self("pod", "rm", "--all", "--force", check=False)
+        self("rm", "--all", "--force", "--time", "0", check=False)
+        self("rmi", "--all", "--force", check=False)
+        for directory in cgroup_dirs(self.parent):
+            os.rmdir(directory)
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory, image):
+    if not shutil.which("podman") or not shutil.which("conmon"):
+        pytest.fail("podman and conmon are not installed (./lab test installs them from Debian's packages)")
+    workdir = str(tmp_path_factory.mktemp("podman"))
+    engine = Podman(workdir)
+    archive = os.path.join(workdir, "rootfs.tar")
+    with tarfile.open(archive, "w") as tar:
+        tar.add(image, arcname=".")
+    engine("import", archive, "localhost/busybox:lab")
+    yield engine
+    engine.remove_everything()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_podman_run_rm_passes_output_and_exit_code(podman):
+    for runtime in RUNTIMES:
+        out = podman.run(runtime, "--rm", "localhost/busybox:lab", "sh", "-c", "echo out; echo err >&2; exit 3",
+                         check=False)
+        assert (out.returncode, out.stdout) == (3, "out\n"), (runtime, out.stderr)
+        assert "err" in out.stderr
+
+
+def test_podman_detached_exec_stop_and_rm_see_the_same_kernel_state_as_under_runc(podman):
+    views = {}
+    for runtime in RUNTIMES:
+        name = f"detached-{runtime}"
+        podman.run(runtime, "-d", "--name", name, "--pids-limit", "50", "--cap-drop", "net_raw", "--read-only",
+                   "localhost/busybox:lab", "sh", "-c", "echo hello; exec sleep 600")
+        pid = int(podman("inspect", "--format", "{{.State.Pid}}", name).stdout)
+        views[runtime] = kernel_view(pid)
+        assert podman("exec", name, "cat", "/proc/1/cmdline").stdout.split("\0")[:2] == ["sleep", "600"]
+        assert podman("exec", name, "sh", "-c", "echo x > /x", check=False).returncode != 0  # --read-only
+        deadline = time.monotonic() + 5
+        while "hello" not in podman("logs", name).stdout and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert podman("logs", name).stdout == "hello\n"
+        podman("stop", "--time", "1", name)
+        assert podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip() == "exited"
+        assert not os.path.exists(f"/proc/{pid}")
+        podman("rm", name)
+    same = ("own namespaces", "pids limit", "capabilities bounding", "capabilities effective",
+            "capabilities permitted", "capabilities inheritable", "capabilities ambient", "no_new_privs",
+            "root read-only", "seccomp filters")
+    ours, theirs = views["minicontainer"], views["runc"]
+    assert "CAP_NET_RAW" not in ours["capabilities bounding"] and ours["pids limit"] == 50
+    assert {k: ours[k] for k in same} == {k: theirs[k] for k in same}
+
+
+def test_podman_memory_limit_and_oom_kill_as_under_runc(podman):
+    """--memory 32m: the limit in the container's cgroup, and a 64 MiB hog killed (137), reported by Podman
+    the same way for both runtimes (on cgroup v1 conmon does not flag it as an OOM kill for either)."""
+    seen = {}
+    for runtime in RUNTIMES:
+        name = f"hog-{runtime}"
+        podman.run(runtime, "-d", "--name", name, "--memory", "32m", "localhost/busybox:lab", "sh", "-c",
+                   "sleep 1; head -c 64m /dev/zero | tail")
+        pid = int(podman("inspect", "--format", "{{.State.Pid}}", name).stdout)
+        limit = kernel_view(pid)["memory limit"]
+        podman("wait", name, timeout=60)
+        report = podman("inspect", "--format", "{{.State.ExitCode}} {{.State.OOMKilled}}", name).stdout.split()
+        seen[runtime] = (limit, report)
+        podman("rm", name)
+    assert seen["minicontainer"][0] == 32 << 20
+    assert seen["minicontainer"][1][0] == "137"
+    assert seen["minicontainer"] == seen["runc"]
+
+
+def test_a_podman_pod_shares_the_infra_containers_namespaces(podman):
+    """A pod's containers join its infra (pause) container's net, ipc and uts namespaces by path, and
+    keep a PID and mount namespace of their own."""
+    seen = {}
+    for runtime in RUNTIMES:
+        pod = f"pod-{runtime}"
+        podman("pod", "create", "--name", pod, "--network", "none", "--cgroup-parent", podman.parent, runtime=runtime)
+        podman("run", "-d", "--pod", pod, "--name", f"member-{pod}", "localhost/busybox:lab", "sleep", "600",
+               runtime=runtime)
+        infra = int(podman("pod", "inspect", "--format", "{{.InfraContainerID}}", pod, runtime=runtime).stdout
+                    and podman("inspect", "--format", "{{.State.Pid}}",
+                               podman("pod", "inspect", "--format", "{{.InfraContainerID}}", pod).stdout.strip()
+                               ).stdout)
+        member = int(podman("inspect", "--format", "{{.State.Pid}}", f"member-{pod}").stdout)
+        seen[runtime] = {kind: os.readlink(f"/proc/{infra}/ns/{kind}") == os.readlink(f"/proc/{member}/ns/{kind}")
+                         for kind in ("net", "ipc", "uts", "pid", "mnt")}
+        assert podman("exec", f"member-{pod}", "hostname").stdout.strip() == pod
+        podman("pod", "rm", "--force", pod, runtime=runtime)
+    assert seen["minicontainer"] == {"net": True, "ipc": True, "uts": True, "pid": False, "mnt": False}
+    assert seen["minicontainer"] == seen["runc"]
+
+
+def test_kill_9_of_conmon_then_podman_rm_force_and_cleanup_leave_nothing(podman):
+    """The engine's monitor dies; the container keeps running (nobody supervised it but conmon). podman rm
+    --force still reaches it through the runtime (kill), but, waiting in vain for conmon's word that it
+    exited, never calls delete: the runtime's state and cgroup stay, and `minicontainer cleanup` removes
+    them, as its engine removed its bundle. PID 1 stays a zombie of the machine's init, which reaps it
+    (conmon, its subreaper, is gone)."""
+    podman.run("minicontainer", "-d", "--name", "orphan", "localhost/busybox:lab", "sleep", "600")
+    pid = int(podman("inspect", "--format", "{{.State.Pid}}", "orphan").stdout)
+    conmon = int(podman("inspect", "--format", "{{.State.ConmonPid}}", "orphan").stdout)
+    cgroups = [line.split(":", 2)[2] for line in open(f"/proc/{pid}/cgroup").read().splitlines()]
+    os.kill(conmon, 9)
+    time.sleep(0.5)
+    assert os.path.exists(f"/proc/{pid}")  # PID 1 outlives its monitor
+    podman("rm", "--force", "--time", "0", "orphan")
+    cleaned = subprocess.run([os.path.join(os.path.dirname(sys.executable), "minicontainer"), "cleanup"],
+                             capture_output=True, text=True, timeout=60)
+    assert "removed state" in cleaned.stdout, cleaned.stdout + cleaned.stderr
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z" and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    leaf = next(c for c in cgroups if "libpod-" in c)
+    left = [os.path.join(top, leaf.lstrip("/")) for top in hierarchies()]
+    assert not [d for d in left if os.path.isdir(d)], "the container's cgroup is gone from every hierarchy"
