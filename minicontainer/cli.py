@@ -206,13 +206,11 @@ def cmd_kill(args, _command) -> int:
 # -- the OCI runtime's verbs -------------------------------------------------------------------
 
 def cmd_create(args, _command) -> int:
-    for option, why in (("no_pivot", "minicontainer always switches root with pivot_root"),
-                        ("console_socket", "a terminal through a console socket is not implemented yet")):
-        if getattr(args, option):
-            raise LabError(f"--{option.replace('_', '-')} is not supported", why,
-                           "run without it, or use runc or crun for this container")
+    if args.no_pivot:
+        raise LabError("--no-pivot is not supported", "minicontainer always switches root with pivot_root",
+                       "run without it, or use runc or crun for this container")
     pid = lifecycle.create(args.id, args.bundle, pid_file=args.pid_file, keep_fds=args.preserve_fds,
-                           verbose=args.debug)
+                           console_socket=args.console_socket, verbose=args.debug)
     if args.debug:
         say(f"created {args.id}: PID 1 is {pid}, waiting at its gate for `minicontainer start {args.id}`")
     return 0
@@ -378,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("id", metavar="ID")
     create.add_argument("-b", "--bundle", default=".", help="the bundle: config.json and its root (default .)")
     create.add_argument("--pid-file", metavar="FILE", help="write PID 1's pid there")
-    create.add_argument("--console-socket", metavar="SOCKET", help="refused for now: terminal containers")
+    create.add_argument("--console-socket", metavar="SOCKET", help="where the engine waits for the terminal's "
+                        "master side (with process.terminal)")
     create.add_argument("--preserve-fds", type=int, default=0, metavar="N", help="pass fds 3 .. 3+N-1 on")
     create.add_argument("--no-pivot", action="store_true", help="refused: minicontainer always uses pivot_root")
     create.add_argument("--no-new-keyring", action="store_true", help="accepted: minicontainer never makes "

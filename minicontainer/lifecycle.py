@@ -69,7 +69,7 @@ class _Reports:
 
 
 def create(container_id: str, bundle: str, *, pid_file: str | None = None, keep_fds: int = 0,
-           verbose: bool = False) -> int:
+           console_socket: str | None = None, verbose: bool = False) -> int:
     """Build the container from the bundle's config.json up to its exec gate; returns PID 1's pid."""
     from .process.helper import Helper
     check_id(container_id)
@@ -85,8 +85,15 @@ def create(container_id: str, bundle: str, *, pid_file: str | None = None, keep_
     if not config.get("hostname"):
         spec.hostname = ""  # the UTS namespace keeps its copy of the host's name, as runc leaves it
     spec.security.keep_fds = list(range(3, 3 + keep_fds))  # --preserve-fds: passed on to the command
-    spec.tty = False
+    terminal = bool(config.get("process", {}).get("terminal"))
+    if terminal != bool(console_socket):
+        raise LabError("process.terminal and --console-socket go together" if terminal else
+                       "--console-socket without process.terminal", "the runtime makes the container's terminal "
+                       "and hands its master side to whoever listens on the console socket", "give both, or neither")
+    spec.tty = terminal
     spec.validate()
+    if console_socket:
+        spec.console_fd = _connect(console_socket)
     created = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
     helper = Helper(_Reports(verbose), detached=True, recorded={
         "mode": "oci", "id": container_id, "bundle": bundle, "created": created,
@@ -100,6 +107,19 @@ def create(container_id: str, bundle: str, *, pid_file: str | None = None, keep_
     if pid_file:
         _write_atomically(pid_file, str(helper.init_pid))
     return helper.init_pid
+
+
+def _connect(path: str) -> int:
+    """The engine's console socket, connected now, while its path is in reach: PID 1 sends on it."""
+    import socket
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise LabError(f"cannot connect to the console socket {path}: {e.strerror}", "the engine listens there "
+                       "for the terminal's master side", "check the path, and that the engine still runs") from None
+    return sock.detach()
 
 
 def _write_atomically(path: str, text: str) -> None:

@@ -32,6 +32,26 @@ def copy_window_size(from_fd: int, to_fd: int) -> None:
     fcntl.ioctl(to_fd, termios.TIOCSWINSZ, size)
 
 
+TIOCGPTN, TIOCSPTLCK = 0x80045430, 0x40045431  # the pty's number; its lock (new ptys start locked)
+
+
+def open_pty_in(devpts: str) -> tuple[int, int, str]:
+    """A pty pair from one devpts instance (the container's own, so that the slave is /dev/pts/N in it):
+    (master, slave, the slave's path)."""
+    master = os.open(os.path.join(devpts, "ptmx"), os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
+    number = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, struct.pack("I", 0)))[0]
+    path = os.path.join(devpts, str(number))
+    return master, os.open(path, os.O_RDWR | os.O_NOCTTY), path
+
+
+def send_console(sock_fd: int, master: int) -> None:
+    """OCI's console socket: the pty's master side, to the engine (conmon), which keeps the terminal."""
+    import socket
+    with socket.socket(fileno=sock_fd) as sock:
+        socket.send_fds(sock, [b"/dev/ptmx"], [master])
+
+
 def take_controlling_terminal(fd: int = 0) -> None:
     """In the container's init: a new session, with this pty slave as its controlling terminal."""
     os.setsid()

@@ -211,3 +211,15 @@ def test_kill_9_of_conmon_then_podman_rm_force_and_cleanup_leave_nothing(podman)
     leaf = next(c for c in cgroups if "libpod-" in c)
     left = [os.path.join(top, leaf.lstrip("/")) for top in hierarchies()]
     assert not [d for d in left if os.path.isdir(d)], "the container's cgroup is gone from every hierarchy"
+
+
+def test_podman_run_t_gets_a_terminal_through_the_console_socket(podman):
+    """-t: the runtime makes a pty in the container's own devpts, makes its slave PID 1's stdio and
+    controlling terminal, and sends its master to conmon over the console socket (SCM_RIGHTS)."""
+    seen = {}
+    for runtime in RUNTIMES:
+        out = podman.run(runtime, "--rm", "-t", "localhost/busybox:lab", "sh", "-c",
+                         "tty; readlink /proc/self/fd/1; ps -o pid,tty | grep '^ *1 '")
+        seen[runtime] = out.stdout.replace("\r", "").split()
+    assert seen["minicontainer"] == ["/dev/pts/0", "/dev/pts/0", "1", "136,0"], seen  # PID 1's controlling tty
+    assert seen["minicontainer"] == seen["runc"]

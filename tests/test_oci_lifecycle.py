@@ -189,6 +189,7 @@ def test_wrong_verbs_are_refused_with_the_reason_and_change_nothing(tmp_path, im
     ({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_NOTIFY"}}}, "seccomp action SCMP_ACT_NOTIFY", 125),
     ({"linux": {"sysctl": {"kernel.core_pattern": "|/tmp/x"}}}, "sysctl kernel.core_pattern is not namespaced", 125),
     ({"root": {"path": "/nonexistent/rootfs"}}, "/nonexistent/rootfs", 125),
+    ({"process": {"terminal": True}}, "process.terminal and --console-socket go together", 125),
     ({"process": {"args": ["no-such-program"]}}, "'no-such-program' not found", 127),
     ({"process": {"args": ["/etc/passwd"]}}, "'/etc/passwd' is not executable", 126),
 ])

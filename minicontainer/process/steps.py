@@ -238,8 +238,20 @@ def mount_tmp(ctx: Context) -> None:
     security.mount_tmp(ctx.root, ctx.spec.security.tmpfs_size)
 
 
+def console_to_engine(ctx: Context) -> None:
+    """The container's terminal, made in its own devpts: the slave becomes its stdio, the master goes to
+    the engine through the console socket."""
+    master, slave, ctx.paths["pty"] = terminal.open_pty_in(os.path.join(ctx.root, "dev", "pts"))
+    terminal.send_console(ctx.spec.console_fd, master)
+    os.close(master)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    os.close(slave)
+
+
 def bind_console(ctx: Context) -> None:
-    rootfs.bind_console(ctx.root, os.ttyname(0))
+    # ttyname(3) finds only a pty of the host's devpts; ours is the container's.
+    rootfs.bind_console(ctx.root, ctx.paths.get("pty") or os.ttyname(0))
 
 
 def mount_sys(ctx: Context) -> None:
@@ -423,6 +435,9 @@ STEPS: list[Step] = [
     Step("tmp", INIT, "a size-limited tmpfs on /tmp (and /dev/shm)", lambda s: _rootfs(s) and
          bool(s.security.tmpfs_size), "with a rootfs and tmpfs_size", mount_tmp,
          lambda ctx: format_size(ctx.spec.security.tmpfs_size), after=("dev",)),
+    Step("pty", INIT, "a pty from its own devpts: the slave its stdio, the master to the engine's console socket",
+         lambda s: _rootfs(s) and s.console_fd is not None, "with a console socket (OCI)", console_to_engine,
+         after=("dev",)),
     Step("console", INIT, "bind its pty on /dev/console", lambda s: _rootfs(s) and s.tty, "with a terminal",
          bind_console, after=("dev",)),
     Step("sys", INIT, "sysfs read-only", _rootfs, "with a rootfs", mount_sys, after=("overlay",)),
