@@ -37,7 +37,7 @@ SUPPORTED = {
     "process.noNewPrivileges", "root", "root.path", "root.readonly", "hostname", "mounts", "linux",
     "linux.namespaces", "linux.resources", "linux.resources.memory", "linux.resources.memory.limit",
     "linux.resources.memory.swap", "linux.resources.cpu", "linux.resources.cpu.quota", "linux.resources.cpu.period",
-    "linux.resources.pids",
+    "linux.resources.pids", "linux.resources.cpu.shares",
     "linux.resources.pids.limit", "linux.resources.devices", "linux.maskedPaths", "linux.readonlyPaths",
     "annotations", "linux.cgroupsPath", "linux.seccomp", "linux.sysctl", "process.user.umask", "process.oomScoreAdj",
 }
@@ -69,11 +69,12 @@ def unsupported(config: dict) -> list[str]:
         from .seccomp import oci_profile_problems
         problems += oci_profile_problems(linux["seccomp"])
     rules = linux.get("resources", {}).get("devices", [])
-    # Deny all (runc's default, to which runc adds its standard devices), optionally followed by
-    # exactly our standard list: both are what minicontainer's device cgroup applies.
-    if rules and rules not in ([DENY_ALL], [DENY_ALL] + device_rules()):
-        odd = [f"linux.resources.devices rule {d}" for d in rules if d != DENY_ALL and d not in device_rules()]
-        problems += odd or ["linux.resources.devices other than deny-all, or deny-all and the standard devices"]
+    # Deny all first (runc adds its standard devices to that alone), then only rules that allow a
+    # character or block device: what both the v1 controller and our v2 BPF program express.
+    if rules and not _is_deny_all(rules[0]):
+        problems.append("linux.resources.devices not starting with deny-all")
+    problems += [f"linux.resources.devices rule {d}" for d in rules[1:]
+                 if not d.get("allow") or d.get("type") not in ("c", "b") or not set(d.get("access", "")) <= set("rwm")]
     problems += _capability_problems(config.get("process", {}))
     for mount in config.get("mounts", []):
         destination, kind = mount.get("destination"), mount.get("type")
@@ -99,6 +100,20 @@ DENY_ALL = {"allow": False, "access": "rwm"}
 # is private already: the mounts-private step) and atime choices, which change no access.
 BIND_OPTIONS = ("bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "private", "rprivate", "slave",
                 "rslave", "relatime", "norelatime", "strictatime", "noatime")
+
+
+def _is_deny_all(rule: dict) -> bool:
+    return not rule.get("allow") and rule.get("type", "a") == "a" and set(rule.get("access", "rwm")) == set("rwm") \
+        and rule.get("major") in (None, -1) and rule.get("minor") in (None, -1)
+
+
+def _allowed_devices(rules: list[dict]) -> list | None:
+    """A config's allow rules as [type, major, minor, access] (-1 or absent: any); None where the config leaves
+    the choice to the runtime (no rules, or deny-all alone: runc adds its standard devices then)."""
+    if len(rules) <= 1 or rules == [DENY_ALL] + device_rules():
+        return None
+    number = lambda n: None if n in (None, -1) else int(n)  # noqa: E731
+    return [[r["type"], number(r.get("major")), number(r.get("minor")), r.get("access", "rwm")] for r in rules[1:]]
 
 
 def device_rules() -> list[dict]:
@@ -211,6 +226,8 @@ def from_config(config: dict, bundle: str, command: list[str] | None = None) -> 
                           devices=bool(resources.get("devices")) or not ours),
         init=init,
         swap=_swap(resources.get("memory", {})),
+        cpu_shares=cpu.get("shares"),
+        device_rules=_allowed_devices(resources.get("devices", [])),
         join=joined,
         cgroup_path=linux.get("cgroupsPath") or None,
         sysctl=dict(linux.get("sysctl", {})),

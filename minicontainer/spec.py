@@ -72,6 +72,9 @@ class ContainerSpec:
     oom_score_adj: int | None = None        # /proc/self/oom_score_adj of PID 1 (children inherit it)
     bind_options: dict = field(default_factory=dict)  # bind target -> mount flags beyond ro: nosuid, nodev, noexec
     console_fd: int | None = None           # OCI create --console-socket: a connected socket; tty=True then
+    cpu_shares: int | None = None           # OCI cpu.shares: a weight against sibling cgroups
+    device_rules: list | None = None        # OCI: the devices a config allows, [type, major, minor, access];
+                                            # None: the runtime's own list (devices.ALLOWED)
     tmpfs: dict = field(default_factory=dict)  # target -> options ("size=64m", "nosuid"...): tmpfs mounts asked for
     init: bool = False                      # a small init as PID 1 runs the command as PID 2: passes signals
                                             # on, reaps orphans (process/mcinit.c; docker run --init)

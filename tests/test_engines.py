@@ -223,3 +223,95 @@ def test_podman_run_t_gets_a_terminal_through_the_console_socket(podman):
         seen[runtime] = out.stdout.replace("\r", "").split()
     assert seen["minicontainer"] == ["/dev/pts/0", "/dev/pts/0", "1", "136,0"], seen  # PID 1's controlling tty
     assert seen["minicontainer"] == seen["runc"]
+
+
+# -- containerd, as Docker and the kubelet (through CRI) reach a runtime -----------------------------
+
+class Containerd:
+    """A containerd of the test's own (its root, state and socket in a temporary directory; its CRI plugin,
+    which wants CNI, off), driven with ctr. Its runc shim (containerd-shim-runc-v2) runs the runtime named
+    by --runc-binary; the shim keeps that runtime's state under /run/containerd/runc/NAMESPACE."""
+
+    SHIM_ROOT = "/run/containerd/runc/minicontainer-test"
+
+    def __init__(self, workdir: str):
+        self.workdir, self.socket = workdir, os.path.join(workdir, "containerd.sock")
+        config = os.path.join(workdir, "config.toml")
+        with open(config, "w") as f:
+            f.write(f'version = 2\nroot = "{workdir}/root"\nstate = "{workdir}/state"\n'
+                    f'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "{self.socket}"\n')
+        self.had_run_containerd = os.path.isdir("/run/containerd")
+        self.log = open(os.path.join(workdir, "containerd.log"), "w")
+        self.daemon = subprocess.Popen(["containerd", "--config", config], stdout=self.log, stderr=self.log,
+                                       start_new_session=True)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(self.socket) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.parent = cgroup_parent()
+
+    def __call__(self, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
+        out = subprocess.run(["ctr", "--address", self.socket, "--namespace", "minicontainer-test", *args],
+                             capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                             env=dict(os.environ, PYTHONPATH=REPO))
+        if check:
+            assert out.returncode == 0, f"ctr {' '.join(args)}: {out.returncode}\n{out.stderr}"
+        return out
+
+    def run(self, runtime: str, image: str, name: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        binary = os.path.join(os.path.dirname(sys.executable), "minicontainer") if runtime == "minicontainer" \
+            else shutil.which(runtime)
+        return self("run", "--rootfs", "--runc-binary", binary, "--cgroup", f"{self.parent}/{name}", *args[:-1],
+                    image, name, *args[-1], **kwargs)
+
+    def stop(self) -> None:
+        for name in self("task", "ls", "--quiet", check=False).stdout.split():
+            self("task", "kill", "--signal", "KILL", name, check=False)
+            self("task", "delete", "--force", name, check=False)
+        for name in self("container", "ls", "--quiet", check=False).stdout.split():
+            self("container", "delete", name, check=False)
+        self.daemon.terminate()
+        self.daemon.wait(timeout=30)
+        self.log.close()
+        for directory in cgroup_dirs(self.parent):
+            os.rmdir(directory)
+        # Its shims' sockets, fifos and runtime roots: empty directories once every task is deleted.
+        top = "/run/containerd" if not self.had_run_containerd else self.SHIM_ROOT
+        for where, _, _ in sorted(os.walk(top), key=lambda entry: -entry[0].count("/")):
+            if not os.listdir(where):
+                os.rmdir(where)
+
+
+@pytest.fixture(scope="module")
+def containerd(tmp_path_factory):
+    if not shutil.which("containerd") or not shutil.which("ctr"):
+        pytest.fail("containerd is not installed (./lab test installs it from Debian's packages)")
+    engine = Containerd(str(tmp_path_factory.mktemp("containerd")))
+    yield engine
+    engine.stop()
+
+
+def test_containerd_runs_minicontainer_through_its_runc_shim_as_it_runs_runc(containerd, image):
+    """ctr run --runc-binary: containerd starts its runc shim, which calls the runtime's create, start,
+    state, ps, kill and delete. Output and exit code pass through; the containers compare by /proc."""
+    seen, views = {}, {}
+    for runtime in RUNTIMES:
+        out = containerd.run(runtime, image, f"once-{runtime}", "--rm", ["/bin/sh", "-c", "echo from ctr; exit 4"],
+                             check=False)
+        seen[runtime] = (out.returncode, out.stdout)
+        name = f"long-{runtime}"
+        containerd.run(runtime, image, name, "-d", ["/bin/sleep", "600"])  # ctr --rootfs sets no PATH
+        pid = int(containerd("task", "ls").stdout.split(name)[1].split()[0])
+        assert containerd("task", "ps", name).stdout.split()[2] == str(pid)  # the runtime's ps --format json
+        views[runtime] = kernel_view(pid)
+        containerd("task", "kill", "--signal", "KILL", name)
+        deadline = time.monotonic() + 10
+        while "STOPPED" not in containerd("task", "ls").stdout.split(name)[1].split("\n")[0] and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        containerd("task", "delete", name)
+        containerd("container", "delete", name)
+    assert seen["minicontainer"] == (4, "from ctr\n")
+    assert seen["minicontainer"] == seen["runc"]
+    same = ("own namespaces", "capabilities bounding", "capabilities effective", "no_new_privs", "root read-only")
+    assert {k: views["minicontainer"][k] for k in same} == {k: views["runc"][k] for k in same}
+    assert not os.listdir(Containerd.SHIM_ROOT), "delete removed the runtime's state"

@@ -273,9 +273,9 @@ class Cgroup:
         if pids is not None:
             self._module("pids").set_pids(self._dir("pids", "limit processes"), parse_pids(pids))
 
-    def restrict_devices(self) -> None:
-        """Refuse every device but the standard few (devices.ALLOWED): v1's devices controller, or
-        a BPF program attached to the v2 cgroup."""
+    def restrict_devices(self, rules=None) -> None:
+        """Refuse every device but the standard few (devices.ALLOWED), or those `rules` allow (an OCI
+        config's): v1's devices controller, or a BPF program attached to the v2 cgroup."""
         from .. import devices  # devices.py uses cgroups.files: imported here, not at the top
         if "devices" not in self.dirs:
             why = self.layout.unavailable.get("devices", "no devices controller and no cgroup2 tree")
@@ -284,10 +284,20 @@ class Cgroup:
                            "program to is mounted",
                            "mount one (the lab VM has cgroup v2), or run without it: "
                            "Security(devices=False) and drop mknod from the capabilities")
+        rules = devices.ALLOWED if rules is None else rules
         if self.layout.version_of("devices") == 2:
-            devices.attach_program(self.dirs["devices"])
+            devices.attach_program(self.dirs["devices"], rules)
         else:
-            devices.write_v1_rules(self.dirs["devices"])
+            devices.write_v1_rules(self.dirs["devices"], rules)
+
+    def set_cpu_shares(self, shares: int) -> None:
+        """A relative weight against the sibling cgroups (OCI's cpu.shares, v1's number, 2 to 262144): v2's
+        cpu.weight (1 to 10000) gets it converted as runc converts it."""
+        if self.layout.version_of("cpu") == 2:
+            write_file(os.path.join(self._dir("cpu", "weigh CPU"), "cpu.weight"),
+                       str(1 + ((shares - 2) * 9999) // 262142))
+        else:
+            write_file(os.path.join(self._dir("cpu", "weigh CPU"), "cpu.shares"), str(shares))
 
     def set_io(self, device: str, **rates) -> None:
         """Throttle a block device ("MAJ:MIN") with rbps/wbps/riops/wiops."""

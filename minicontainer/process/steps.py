@@ -93,10 +93,15 @@ def create_cgroup(ctx: Context) -> None:
 def set_limits(ctx: Context) -> None:
     spec = ctx.spec
     ctx.cgroup.set_limits(spec.memory, spec.cpus, spec.pids, spec.swap)
+    if spec.cpu_shares is not None:
+        ctx.cgroup.set_cpu_shares(spec.cpu_shares)
 
 
 def restrict_devices(ctx: Context) -> None:
-    ctx.cgroup.restrict_devices()
+    from ..devices import DeviceRule
+    rules = ctx.spec.device_rules
+    ctx.cgroup.restrict_devices(None if rules is None else [DeviceRule(*r, "asked for by the config")
+                                                            for r in rules])
 
 
 def write_id_maps(ctx: Context) -> None:
@@ -374,7 +379,8 @@ STEPS: list[Step] = [
          "controllers down to it)", _cgroup, "unless rootless", create_cgroup,
          lambda ctx: ", ".join(ctx.cgroup.directories) if ctx.cgroup else ""),
     Step("limits", HELPER, "write its limits: memory.max, cpu.max, pids.max (v1: their v1 names)",
-         lambda s: _cgroup(s) and bool(s.memory or s.cpus or s.pids), "with memory, cpus or pids", set_limits,
+         lambda s: _cgroup(s) and bool(s.memory or s.cpus or s.pids or s.cpu_shares), "with memory, cpus, pids "
+         "or cpu shares", set_limits,
          _limits, after=("cgroup",)),
     Step("devices", HELPER, "the device cgroup: which device nodes may be opened", lambda s: _cgroup(s) and
          s.security.devices, "unless rootless or switched off", restrict_devices, _devices, after=("cgroup",)),
