@@ -144,13 +144,18 @@ def start(container_id: str, timeout: float = 10.0) -> None:
     try:
         ready = select.poll()
         ready.register(fd, select.POLLIN)
-        passed = bool(ready.poll(timeout * 1000)) and os.read(fd, 1) == b"0"
+        word = os.read(fd, 4096) if ready.poll(timeout * 1000) else b""
     finally:
         os.close(fd)
     os.unlink(gate)
-    if not passed:
+    if word[:1] == b"1":  # a startContainer hook failed: PID 1 says why, and ends
+        raise LabError(f"container {container_id!r} did not start: {word[1:].decode(errors='replace')}",
+                       "a startContainer hook of its config failed", f"delete it: minicontainer delete {container_id}")
+    if word[:1] != b"0":
         raise LabError(f"container {container_id!r} did not pass its gate", "its PID 1 was killed while it waited",
                        f"delete it (minicontainer delete {container_id}) and create it again")
+    from . import hooks
+    hooks.run("poststart", info["spec"].get("hooks", {}), {**oci_state(container_id), "status": "running"})
 
 
 def oci_state(container_id: str) -> dict:
@@ -228,7 +233,10 @@ def delete(container_id: str, force: bool = False) -> None:
     if status != "stopped" and not force:
         raise LabError(f"container {container_id!r} is {status}", "delete removes a stopped container",
                        f"stop it first (minicontainer kill {container_id} KILL), or delete --force")
+    last_state = {**oci_state(container_id), "status": "stopped", "pid": 0}
     teardown(info)
+    from . import hooks
+    hooks.run("poststop", info["spec"].get("hooks", {}), last_state)
 
 
 def teardown(info: dict, grace: float = 10.0) -> list[str]:

@@ -16,6 +16,7 @@ import os
 
 from . import devices, namespaces
 from .errors import LabError
+from .hooks import KINDS as HOOK_KINDS
 from .process import mcinit
 from .security import MASKED_PATHS, READ_ONLY_PATHS, Security
 from .spec import ContainerSpec
@@ -39,9 +40,10 @@ SUPPORTED = {
     "linux.resources.memory.swap", "linux.resources.cpu", "linux.resources.cpu.quota", "linux.resources.cpu.period",
     "linux.resources.pids", "linux.resources.cpu.shares",
     "linux.resources.pids.limit", "linux.resources.devices", "linux.maskedPaths", "linux.readonlyPaths",
-    "annotations", "linux.cgroupsPath", "linux.seccomp", "linux.sysctl", "process.user.umask", "process.oomScoreAdj",
+    "annotations", "hooks", "linux.cgroupsPath", "linux.seccomp", "linux.sysctl", "process.user.umask",
+    "process.oomScoreAdj",
 }
-LEAVES = ("annotations", "linux.sysctl", "linux.seccomp")  # their keys are data, checked on their own
+LEAVES = ("annotations", "linux.sysctl", "linux.seccomp", "hooks")  # their keys are data, checked on their own
 JOINABLE = ("net", "ipc", "uts")  # namespaces a config may give by path (a pod's shared ones)
 
 
@@ -65,6 +67,9 @@ def unsupported(config: dict) -> list[str]:
             problems.append(f"linux.namespaces type {ns.get('type')!r}")
         if "path" in ns and NS_TYPES.get(ns.get("type")) not in JOINABLE:
             problems.append(f"linux.namespaces {ns['type']} path (only {', '.join(JOINABLE)} can be joined)")
+    if config.get("hooks"):
+        from .hooks import check
+        problems += check(config["hooks"])
     if linux.get("seccomp"):
         from .seccomp import oci_profile_problems
         problems += oci_profile_problems(linux["seccomp"])
@@ -113,7 +118,10 @@ def _allowed_devices(rules: list[dict]) -> list | None:
     if len(rules) <= 1 or rules == [DENY_ALL] + device_rules():
         return None
     number = lambda n: None if n in (None, -1) else int(n)  # noqa: E731
-    return [[r["type"], number(r.get("major")), number(r.get("minor")), r.get("access", "rwm")] for r in rules[1:]]
+    # mknod of any device stays allowed, as in the runtime's own list and Docker's: the /dev step makes its
+    # nodes after the rules are in place, and a node the rules do not allow cannot be opened anyway.
+    return [[r["type"], number(r.get("major")), number(r.get("minor")), r.get("access", "rwm")] for r in rules[1:]] \
+        + [["c", None, None, "m"], ["b", None, None, "m"]]
 
 
 def device_rules() -> list[dict]:
@@ -234,6 +242,7 @@ def from_config(config: dict, bundle: str, command: list[str] | None = None) -> 
         umask=user.get("umask"),
         oom_score_adj=process.get("oomScoreAdj"),
         bind_options={target: options for target, options in bind_options.items() if options},
+        hooks={kind: list(entries) for kind, entries in config.get("hooks", {}).items() if entries},
         tmpfs={m["destination"]: list(m.get("options", [])) for m in mounts
                if m.get("type") == "tmpfs" and KNOWN_MOUNTS.get(m.get("destination")) != "tmpfs"},
     )
@@ -311,16 +320,18 @@ def to_config(spec: ContainerSpec) -> dict:
 def features() -> dict:
     """What `minicontainer features` answers (the runtime spec's features.md): only what is implemented."""
     from .kernel import CAPABILITIES
+    from .seccomp import OCI_ACTIONS, OCI_ARCHES, OCI_OPERATORS
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.0.2",
-        "hooks": [],
-        "mountOptions": ["ro", "rbind", "bind", "nosuid", "nodev", "noexec"],
+        "hooks": list(HOOK_KINDS),
+        "mountOptions": sorted(set(BIND_OPTIONS) | {"tmpcopyup"}),
         "linux": {
             "namespaces": sorted(NS_TYPES),
             "capabilities": [f"CAP_{name.upper()}" for name in CAPABILITIES],
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
-            "seccomp": {"enabled": False},  # its own filters only: a config's linux.seccomp is refused
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
+            "seccomp": {"enabled": True, "actions": sorted(OCI_ACTIONS), "operators": sorted(OCI_OPERATORS),
+                        "archs": sorted(OCI_ARCHES)},
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
         },

@@ -75,6 +75,7 @@ class ContainerSpec:
     cpu_shares: int | None = None           # OCI cpu.shares: a weight against sibling cgroups
     device_rules: list | None = None        # OCI: the devices a config allows, [type, major, minor, access];
                                             # None: the runtime's own list (devices.ALLOWED)
+    hooks: dict = field(default_factory=dict)  # OCI hooks by kind (hooks.py); only create, start and delete run them
     tmpfs: dict = field(default_factory=dict)  # target -> options ("size=64m", "nosuid"...): tmpfs mounts asked for
     init: bool = False                      # a small init as PID 1 runs the command as PID 2: passes signals
                                             # on, reaps orphans (process/mcinit.c; docker run --init)

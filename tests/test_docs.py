@@ -76,3 +76,22 @@ def test_the_readmes_python_example_runs_as_written(image):
                          timeout=100, cwd="/", env=dict(os.environ, PYTHONPATH=REPO))
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("0 lab")
+
+
+@pytest.mark.timeout(120)
+def test_the_readmes_oci_verbs_run_as_written(image):
+    """The second shell block: create, state, start, list, kill, delete by hand. Run under a subreaper, as an
+    engine's monitor would be, so that the PID 1 that create leaves behind is reaped here."""
+    text = open(os.path.join(REPO, "README.md")).read()
+    block = text.split("```sh\n")[2].split("```", 1)[0]
+    script = "\n".join(["set -e", block]).replace("sudo ", "").replace(
+        ".venv/bin/minicontainer", f"{sys.executable} -m minicontainer.cli")
+    reaper = ("import ctypes, os, subprocess, sys\nctypes.CDLL(None).prctl(36, 1)\n"
+              "code = subprocess.run(['bash', '-c', sys.argv[1]], cwd=sys.argv[2]).returncode\n"
+              "while True:\n    try:\n        os.wait()\n    except ChildProcessError:\n        break\n"
+              "sys.exit(code)\n")
+    out = subprocess.run([sys.executable, "-c", reaper, script, REPO], capture_output=True, text=True, timeout=100,
+                         env=dict(os.environ, PYTHONPATH=REPO))
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert '"status": "created"' in out.stdout and "demo" in out.stdout and "running" in out.stdout
+    assert not os.path.exists("/tmp/bundle")

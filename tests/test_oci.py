@@ -56,13 +56,12 @@ def test_unsupported_fields_are_listed(runc_bundle):
 def test_capability_sets_and_devices_minicontainer_cannot_reproduce_are_refused(runc_bundle):
     config = json.loads((runc_bundle / "config.json").read_text())
     config["process"]["capabilities"]["ambient"].append("CAP_SYS_ADMIN")  # beyond the bounding set
-    config["linux"]["resources"]["devices"].append({"allow": True, "type": "b", "major": 8, "minor": 0,
-                                                    "access": "rwm"})
+    config["linux"]["resources"]["devices"].append({"allow": True, "type": "a", "access": "rwm"})  # every device
     (runc_bundle / "config.json").write_text(json.dumps(config))
     with pytest.raises(LabError) as caught:
         oci.load_bundle(str(runc_bundle))
     assert "ambient beyond the bounding set: ['CAP_SYS_ADMIN']" in str(caught.value)
-    assert "'major': 8" in str(caught.value)
+    assert "'type': 'a'" in str(caught.value)
 
 
 def test_export_round_trips(image, tmp_path):

@@ -299,3 +299,80 @@ def test_the_configs_seccomp_profile_and_namespaced_sysctls_apply_as_under_runc(
     assert "0\t0" in out.splitlines()[2], out            # the container's own copy of the sysctl
     assert open("/proc/sys/net/ipv4/ping_group_range").read() == host_range  # the host's, untouched
     assert seen["runc"] == seen["minicontainer"]
+
+
+# The runtime spec's fields, with their JSON types: state (runtime.md, "State") and features (features.md).
+STATE_FIELDS = {"ociVersion": str, "id": str, "status": str, "pid": int, "bundle": str}
+FEATURES_FIELDS = {"ociVersionMin": str, "ociVersionMax": str, "hooks": list, "mountOptions": list, "linux": dict}
+LINUX_FEATURES = {"namespaces": list, "capabilities": list, "cgroup": dict, "seccomp": dict, "apparmor": dict,
+                  "selinux": dict}
+
+
+def test_state_and_features_carry_every_field_the_runtime_spec_requires(tmp_path, image, engines):
+    engine = engines["minicontainer"]
+    bundle = make_bundle(tmp_path, image, ["sleep", "600"], annotations={"org.example.purpose": "test"})
+    assert engine.create("fields", bundle)["create"] == 0
+    for expected in ("created", "running", "stopped"):
+        state = engine.state("fields")
+        assert {k: type(state.get(k)) for k in STATE_FIELDS} == STATE_FIELDS, state
+        assert state["status"] == expected and os.path.isabs(state["bundle"])
+        assert (state["pid"] > 0) == (expected != "stopped")  # required while created or running
+        assert state["annotations"] == {"org.example.purpose": "test"}
+        if expected == "created":
+            engine("start", "fields")
+        elif expected == "running":
+            engine("kill", "fields", "KILL")
+            assert engine.reaped() == [-signal.SIGKILL]
+    engine("delete", "fields")
+    features = json.loads(engine("features").stdout)
+    assert {k: type(features.get(k)) for k in FEATURES_FIELDS} == FEATURES_FIELDS
+    assert {k: type(features["linux"].get(k)) for k in LINUX_FEATURES} == LINUX_FEATURES
+    assert set(features["linux"]["namespaces"]) == {"pid", "network", "ipc", "uts", "mount", "user", "cgroup",
+                                                    "time"}
+    assert "SCMP_ACT_ERRNO" in features["linux"]["seccomp"]["actions"]
+
+
+def test_hooks_run_where_and_when_the_runtime_spec_says_as_under_runc(tmp_path, image, engines):
+    """createRuntime on the host, createContainer in the container's mount namespace before / moves,
+    startContainer inside the container before the command, poststart and poststop on the host; each gets
+    the state on stdin. The same bundle under runc writes the same record."""
+    def host_hook(name: str) -> dict:  # the state it was given, and the mount namespace it ran in
+        return {"path": "/bin/sh", "args": ["sh", "-c", f'cat > {tmp_path}/$0.{name}.json; '
+                                           f'readlink /proc/self/ns/mnt > {tmp_path}/$0.{name}.ns', "RUNTIME"]}
+    hooks = {"createRuntime": [host_hook("createRuntime")], "createContainer": [host_hook("createContainer")],
+             "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "cat > /dev/shm/start-state"]}],
+             "poststart": [host_hook("poststart")], "poststop": [host_hook("poststop")]}
+    records = {}
+    for name, engine in engines.items():
+        for kind in ("createRuntime", "createContainer", "poststart", "poststop"):
+            hook = hooks[kind][0]
+            hook["args"][-1] = name  # $0: which runtime ran it
+        bundle = make_bundle(tmp_path, image, ["sh", "-c", "cat /dev/shm/start-state"], hooks=hooks)
+        code, out = run_to_the_end(engine, "hooked", bundle)
+        record = {"exit": code, "startContainer saw": json.loads(out)["status"]}
+        for kind in ("createRuntime", "createContainer", "poststart", "poststop"):
+            state = json.load(open(tmp_path / f"{name}.{kind}.json"))
+            in_host_mnt = open(tmp_path / f"{name}.{kind}.ns").read().strip() == os.readlink("/proc/self/ns/mnt")
+            record[kind] = (state["id"], state["status"], in_host_mnt)
+        records[name] = record
+    assert records["minicontainer"] == {
+        "exit": 0, "startContainer saw": "created",
+        "createRuntime": ("hooked", "creating", True), "createContainer": ("hooked", "creating", False),
+        "poststart": ("hooked", "running", True), "poststop": ("hooked", "stopped", True)}
+    # runc (1.1) still says "created" to poststart hooks; the command runs by then, and we say so.
+    records["runc"]["poststart"] = records["runc"]["poststart"][:1] + ("running",) + records["runc"]["poststart"][2:]
+    assert records["minicontainer"] == records["runc"]
+
+
+def test_a_configs_device_rules_are_what_the_kernel_enforces(tmp_path, image, engines):
+    """A config that allows /dev/null (1:3) but not /dev/zero (1:5): the device cgroup (v1's controller, or
+    v2's BPF program) lets the one open and refuses the other, though both nodes exist in /dev."""
+    config = json.loads(open(os.path.join(make_bundle(tmp_path, image, ["true"]), "config.json")).read())
+    linux = config["linux"]
+    linux["resources"]["devices"] = [{"allow": False, "access": "rwm"},
+                                     {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]
+    bundle = make_bundle(tmp_path, image, ["sh", "-c", "echo > /dev/null && echo null-ok; "
+                                                       "head -c1 /dev/zero >/dev/null 2>&1 || echo zero-refused"],
+                         linux=linux)
+    code, out = run_to_the_end(engines["minicontainer"], "devices", bundle)
+    assert (code, out) == (0, "null-ok\nzero-refused\n")

@@ -297,6 +297,11 @@ class Helper:
                     return
             elif isinstance(message, messages.InitPid):
                 self.know_init(message.pid)
+            elif isinstance(message, messages.NeedHooks):
+                try:
+                    self.child.send(messages.HookState(self.run_create_hooks()))
+                except LabError as e:
+                    self.child.send(messages.Error.of(e))
             elif isinstance(message, messages.NeedNetwork):
                 try:
                     self.child.send(messages.Network(self.connect_network()))
@@ -306,6 +311,18 @@ class Helper:
                 raise message.exception()
             elif message is None:
                 raise StageEnded(f"the container's init died during step {name!r}")
+
+    def run_create_hooks(self) -> dict:
+        """prestart and createRuntime hooks, here in the runtime's namespaces; the state they were given."""
+        from .. import hooks
+        if not self.detached:
+            raise LabError("hooks run only under create, start and delete", "they belong to an engine's calls",
+                           "run the bundle with `minicontainer create` and `start`, or drop its hooks")
+        state = {"ociVersion": "1.0.2", "id": self.recorded["id"], "status": "creating", "pid": self.init_pid,
+                 "bundle": self.recorded["bundle"], "annotations": self.recorded.get("annotations", {})}
+        for kind in ("prestart", "createRuntime"):
+            hooks.run(kind, self.spec.hooks, state)
+        return state
 
     def know_init(self, pid: int) -> None:
         self.init_pid = pid

@@ -78,6 +78,13 @@ def wait_at_gate(ctx: steps.Context) -> None:
     # The gate is reached through our own fd: after pivot_root its path is not in our tree.
     gate = os.open(f"/proc/self/fd/{ctx.gate_fd}", os.O_WRONLY | os.O_CLOEXEC)  # blocks until start
     os.close(ctx.gate_fd)
+    try:
+        if ctx.spec.hooks.get("startContainer"):
+            from .. import hooks
+            hooks.run("startContainer", ctx.spec.hooks, {**ctx.paths["hook_state"], "status": "created"})
+    except LabError as e:  # `start` reads why from the gate, and the container ends here
+        os.write(gate, b"1" + str(e).encode()[:4000])
+        os._exit(127)
     os.write(gate, b"0")
     os.close(gate)
     try:

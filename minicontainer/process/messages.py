@@ -147,6 +147,17 @@ class Network:
 
 
 @dataclass
+class NeedHooks:
+    """The init's namespaces exist: run the config's createRuntime (and prestart) hooks on the host."""
+
+
+@dataclass
+class HookState:
+    """Those hooks have run: the state they were given, for the hooks that run inside the container."""
+    state: dict
+
+
+@dataclass
 class RunStep:
     """Staged: the init runs this one step and reports StepDone (or Error), then waits again."""
     name: str
@@ -154,7 +165,7 @@ class RunStep:
 
 MESSAGES = {cls.__name__: cls for cls in (Create, Advance, RunFunction, Start, Signal, Stop, StepDone, Staged,
                                           Paused, Created, Started, Exited, FunctionResult, Error, InitPid,
-                                          NeedNetwork, Network, RunStep)}
+                                          NeedNetwork, Network, NeedHooks, HookState, RunStep)}
 
 
 def encode(message) -> dict:

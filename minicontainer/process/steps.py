@@ -268,6 +268,19 @@ def extra_mounts(ctx: Context) -> None:
         rootfs.mount_extra(ctx.root, kind)
 
 
+def run_create_hooks(ctx: Context) -> None:
+    """The helper runs createRuntime (and prestart) on the host; then createContainer here, inside."""
+    from .. import hooks
+    ctx.channel.send(messages.NeedHooks())
+    reply = ctx.channel.recv()
+    if isinstance(reply, messages.Error):
+        raise reply.exception()
+    if not isinstance(reply, messages.HookState):
+        os._exit(1)  # the helper is gone
+    ctx.paths["hook_state"] = reply.state
+    hooks.run("createContainer", ctx.spec.hooks, reply.state)
+
+
 def mount_tmpfs(ctx: Context) -> None:
     for target, options in ctx.spec.tmpfs.items():
         rootfs.mount_tmpfs(ctx.root, target, options)
@@ -456,6 +469,9 @@ STEPS: list[Step] = [
     Step("binds", INIT, "bind-mount host files or directories in (volumes, payloads)",
          lambda s: _rootfs(s) and bool(s.binds), "with binds", bind_mounts,
          lambda ctx: ", ".join(f"{s} -> {t}" for s, t, _ in ctx.spec.binds), after=("overlay", "dev", "sys")),
+    Step("create hooks", INIT, "the config's createRuntime hooks on the host, then its createContainer hooks in "
+         "here: the namespaces exist, / has not moved yet", lambda s: bool(s.hooks), "with hooks (OCI create)",
+         run_create_hooks, lambda ctx: ", ".join(k for k in ctx.spec.hooks if ctx.spec.hooks[k])),
     Step("mask paths", INIT, "/proc/kcore, /proc/keys... under /dev/null; /proc/sys and others read-only",
          lambda s: _rootfs(s) and s.security.masked_paths, "with a rootfs and masked_paths", mask_paths,
          after=("proc", "dev", "sys")),

@@ -19,7 +19,8 @@ EXAMPLES = {
     "Created": {"pid": 7, "cgroup": {"memory": "/sys/fs/cgroup/x"}}, "Started": {"pid": 7},
     "Exited": {"code": -9, "stats": {"oom_kills": 1}}, "FunctionResult": {"value": [1, "two"]},
     "Error": {"error": {"what": "w", "cause": "c", "fix": "f", "step": "s"}, "ended": True},
-    "InitPid": {"pid": 8}, "Network": {"lease": {"address": "10.0.0.2"}}, "RunStep": {"name": "exec"},
+    "InitPid": {"pid": 8}, "Network": {"lease": {"address": "10.0.0.2"}},
+    "HookState": {"state": {"id": "x", "status": "creating", "pid": 8}}, "RunStep": {"name": "exec"},
 }
 
 

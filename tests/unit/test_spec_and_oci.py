@@ -69,11 +69,15 @@ def test_a_foreign_bundle_without_device_rules_still_gets_the_device_cgroup():
     assert oci.from_config(config, "/bundle").security.devices
 
 
-def test_oci_refuses_a_device_minicontainer_would_not_allow():
+def test_a_configs_device_rules_are_taken_and_what_they_cannot_say_is_refused():
     config = oci.to_config(ContainerSpec("/img", ["true"], name="oci-unit"))
-    config["linux"]["resources"]["devices"].append({"allow": True, "type": "b", "major": 8, "minor": 0,
-                                                    "access": "rwm"})
-    assert any("'major': 8" in p for p in oci.unsupported(config))
+    devices = config["linux"]["resources"]["devices"]
+    devices.append({"allow": True, "type": "b", "major": 8, "minor": 0, "access": "rwm"})
+    assert not oci.unsupported(config)
+    assert ["b", 8, 0, "rwm"] in oci._allowed_devices(devices)  # a config's own rule is the config's to give
+    devices.append({"allow": False, "type": "c", "major": 1, "minor": 3, "access": "rwm"})  # a deny after allows
+    assert any("'allow': False" in p for p in oci.unsupported(config))
+    assert oci._allowed_devices([oci.DENY_ALL]) is None  # deny-all alone: the runtime's standard list
 
 
 @pytest.mark.parametrize("euid, egid, lines", [
