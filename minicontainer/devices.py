@@ -40,6 +40,7 @@ class DeviceRule:
     minor: int | None
     access: str          # any of "r", "w", "m" (mknod)
     name: str
+    allow: bool = True   # False: takes that access away again (an OCI config's deny after its allows)
 
     def v1(self) -> str:
         star = lambda n: "*" if n is None else str(n)  # noqa: E731
@@ -65,8 +66,8 @@ ALLOWED = [
 def write_v1_rules(directory: str, rules: list[DeviceRule] = ALLOWED) -> None:
     """devices.deny "a", then one devices.allow line per rule."""
     write_file(os.path.join(directory, "devices.deny"), "a")
-    for rule in rules:
-        write_file(os.path.join(directory, "devices.allow"), rule.v1())
+    for rule in rules:  # in order: a later deny takes back what an earlier allow gave
+        write_file(os.path.join(directory, "devices.allow" if rule.allow else "devices.deny"), rule.v1())
 
 
 # -- cgroup v2: the BPF program ---------------------------------------------------------------
@@ -98,7 +99,10 @@ class Insn:
 
 
 def program(rules: list[DeviceRule] = ALLOWED) -> list[Insn | str]:
-    """The device program as instructions and labels: one block per rule, first match allows."""
+    """The device program as instructions and labels: one block per rule, first match allows. With deny rules
+    (an OCI config's), the last rule that matches decides, as v1's files do: the blocks go last rule first."""
+    denies = any(not rule.allow for rule in rules)
+    rules = list(reversed(rules)) if denies else rules
     out: list[Insn | str] = [
         Insn(LDX_MEM_W, 2, 1, 0, text="r2 = ctx->access_type"),
         Insn(MOV64_REG, 3, 2, text="r3 = r2"),
@@ -116,6 +120,12 @@ def program(rules: list[DeviceRule] = ALLOWED) -> list[Insn | str]:
             out.append(Insn(JNE_IMM, 4, off=skip, imm=rule.major, text=f"if r4 != {rule.major} goto {skip}"))
         if rule.minor is not None:
             out.append(Insn(JNE_IMM, 5, off=skip, imm=rule.minor, text=f"if r5 != {rule.minor} goto {skip}"))
+        if not rule.allow:  # matches if any access asked for is one it takes away
+            out += [Insn(MOV64_REG, 6, 2, text="r6 = r2"),
+                    Insn(AND64_IMM, 6, imm=sum(ACCESS[a] for a in rule.access), text="r6 &= what it denies"),
+                    Insn(JNE_IMM, 6, off="deny", imm=0, text="if r6 != 0 goto deny")]
+            out.append(Insn(JA, off=skip, text=f"goto {skip}"))
+            continue
         not_granted = 7 & ~sum(ACCESS[a] for a in rule.access)
         if not_granted:
             out += [Insn(MOV64_REG, 6, 2, text="r6 = r2"),
@@ -123,7 +133,7 @@ def program(rules: list[DeviceRule] = ALLOWED) -> list[Insn | str]:
                                                              "more than the rule grants?"),
                     Insn(JNE_IMM, 6, off=skip, imm=0, text=f"if r6 != 0 goto {skip}")]
         out.append(Insn(JA, off="allow", text="goto allow"))
-    out += [f"rule{len(rules)}",
+    out += [f"rule{len(rules)}"] + (["deny"] if denies else []) + [
             Insn(MOV64_IMM, 0, imm=0, text="r0 = 0                ; no rule matched: refuse (EPERM)"),
             Insn(EXIT, text="exit"),
             "allow",

@@ -41,7 +41,8 @@ SUPPORTED = {
     "linux.resources.pids", "linux.resources.cpu.shares",
     "linux.resources.pids.limit", "linux.resources.devices", "linux.maskedPaths", "linux.readonlyPaths",
     "annotations", "hooks", "linux.cgroupsPath", "linux.seccomp", "linux.sysctl", "process.user.umask",
-    "process.oomScoreAdj",
+    "process.oomScoreAdj", "process.user.additionalGids", "linux.resources.memory.disableOOMKiller",
+    "linux.resources.blockIO", "linux.resources.blockIO.weight",  # only 0, Docker's "unset" (refused below)
 }
 LEAVES = ("annotations", "linux.sysctl", "linux.seccomp", "hooks")  # their keys are data, checked on their own
 JOINABLE = ("net", "ipc", "uts")  # namespaces a config may give by path (a pod's shared ones)
@@ -79,7 +80,12 @@ def unsupported(config: dict) -> list[str]:
     if rules and not _is_deny_all(rules[0]):
         problems.append("linux.resources.devices not starting with deny-all")
     problems += [f"linux.resources.devices rule {d}" for d in rules[1:]
-                 if not d.get("allow") or d.get("type") not in ("c", "b") or not set(d.get("access", "")) <= set("rwm")]
+                 if d.get("type") not in ("c", "b") or not set(d.get("access", "")) <= set("rwm")]
+    memory = linux.get("resources", {}).get("memory", {})
+    if memory.get("disableOOMKiller"):
+        problems.append("linux.resources.memory.disableOOMKiller true (the OOM killer stays on)")
+    if linux.get("resources", {}).get("blockIO", {}).get("weight"):
+        problems.append("linux.resources.blockIO.weight")
     problems += _capability_problems(config.get("process", {}))
     for mount in config.get("mounts", []):
         destination, kind = mount.get("destination"), mount.get("type")
@@ -120,8 +126,9 @@ def _allowed_devices(rules: list[dict]) -> list | None:
     number = lambda n: None if n in (None, -1) else int(n)  # noqa: E731
     # mknod of any device stays allowed, as in the runtime's own list and Docker's: the /dev step makes its
     # nodes after the rules are in place, and a node the rules do not allow cannot be opened anyway.
-    return [[r["type"], number(r.get("major")), number(r.get("minor")), r.get("access", "rwm")] for r in rules[1:]] \
-        + [["c", None, None, "m"], ["b", None, None, "m"]]
+    return [["c", None, None, "m", True], ["b", None, None, "m", True]] + \
+        [[r["type"], number(r.get("major")), number(r.get("minor")), r.get("access", "rwm"), bool(r.get("allow"))]
+         for r in rules[1:]]
 
 
 def device_rules() -> list[dict]:
@@ -240,6 +247,7 @@ def from_config(config: dict, bundle: str, command: list[str] | None = None) -> 
         cgroup_path=linux.get("cgroupsPath") or None,
         sysctl=dict(linux.get("sysctl", {})),
         umask=user.get("umask"),
+        groups=[int(g) for g in user["additionalGids"]] if "additionalGids" in user else None,
         oom_score_adj=process.get("oomScoreAdj"),
         bind_options={target: options for target, options in bind_options.items() if options},
         hooks={kind: list(entries) for kind, entries in config.get("hooks", {}).items() if entries},

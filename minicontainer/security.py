@@ -204,12 +204,16 @@ def make_non_dumpable() -> None:
     kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
 
 
-def switch_user(user: str | None) -> None:
-    """Become UID[:GID] (numbers): groups dropped first, then gid, then uid (the reverse fails)."""
+def switch_user(user: str | None, groups: list[int] | None = None) -> None:
+    """Become UID[:GID] (numbers): supplementary groups first (none, or those given: OCI's additionalGids),
+    then gid, then uid (the reverse fails)."""
+    if groups is not None:
+        os.setgroups(groups)
     if not user:
         return
     uid, _, gid = str(user).partition(":")
-    os.setgroups([])
+    if groups is None:
+        os.setgroups([])
     os.setgid(int(gid or uid))
     os.setuid(int(uid))
 

@@ -315,3 +315,84 @@ def test_containerd_runs_minicontainer_through_its_runc_shim_as_it_runs_runc(con
     same = ("own namespaces", "capabilities bounding", "capabilities effective", "no_new_privs", "root read-only")
     assert {k: views["minicontainer"][k] for k in same} == {k: views["runc"][k] for k in same}
     assert not os.listdir(Containerd.SHIM_ROOT), "delete removed the runtime's state"
+
+
+# -- Docker: dockerd -> containerd -> runc shim -> the runtime ----------------------------------------
+
+class Docker:
+    """A dockerd of the test's own: its data and exec roots and socket in a temporary directory, and every
+    switch that would change the host off (no iptables rules, no bridge, ip_forward left alone), cgroups
+    below the test's own, the runtime named with --add-runtime."""
+
+    def __init__(self, workdir: str):
+        self.socket, self.parent = os.path.join(workdir, "docker.sock"), cgroup_parent()
+        runtime = os.path.join(os.path.dirname(sys.executable), "minicontainer")
+        self.log = open(os.path.join(workdir, "dockerd.log"), "w")
+        self.daemon = subprocess.Popen(
+            ["dockerd", "--data-root", f"{workdir}/data", "--exec-root", f"{workdir}/exec", "--pidfile",
+             f"{workdir}/docker.pid", "-H", f"unix://{self.socket}", "--iptables=false", "--ip6tables=false",
+             "--ip-forward=false", "--ip-masq=false", "--bridge=none", "--userland-proxy=false",
+             "--storage-driver", "vfs", "--exec-opt", "native.cgroupdriver=cgroupfs", "--cgroup-parent",
+             self.parent, "--add-runtime", f"minicontainer={runtime}", "--default-ulimit", "nofile=1024:1024",
+             "--default-ulimit", "nproc=1024:1024"], stdout=self.log, stderr=self.log, start_new_session=True,
+            env=dict(os.environ, PYTHONPATH=REPO))
+        deadline = time.monotonic() + 60
+        while self("version", check=False).returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+    def __call__(self, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
+        out = subprocess.run(["docker", "-H", f"unix://{self.socket}", *args], capture_output=True, text=True,
+                             timeout=timeout, stdin=subprocess.DEVNULL)
+        if check:
+            assert out.returncode == 0, f"docker {' '.join(args)}: {out.returncode}\n{out.stderr}"
+        return out
+
+    def stop(self) -> None:
+        self("rm", "--force", *self("ps", "-aq", check=False).stdout.split(), check=False)
+        self.daemon.terminate()
+        self.daemon.wait(timeout=60)
+        self.log.close()
+        for directory in cgroup_dirs(self.parent):
+            os.rmdir(directory)
+
+
+@pytest.fixture(scope="module")
+def docker(tmp_path_factory, image):
+    if not shutil.which("dockerd") or not shutil.which("docker"):
+        pytest.fail("docker.io is not installed (./lab test installs it from Debian's packages)")
+    workdir = str(tmp_path_factory.mktemp("docker"))
+    engine = Docker(workdir)
+    archive = os.path.join(workdir, "rootfs.tar")
+    with tarfile.open(archive, "w") as tar:
+        tar.add(image, arcname=".")
+    engine("import", archive, "busybox:lab")
+    yield engine
+    engine.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_docker_run_with_runtime_minicontainer_as_with_runc(docker):
+    """docker run --runtime: dockerd hands the container to containerd, whose runc shim calls the runtime
+    (with Docker's own seccomp profile, supplementary groups, device rules and a prestart hook of its
+    own). Output, exit code and the container's kernel view compare with runc's."""
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        forward = f.read()
+    seen, views = {}, {}
+    for runtime in RUNTIMES:
+        out = docker("run", "--rm", "--runtime", runtime, "--network", "none", "busybox:lab", "sh", "-c",
+                     "echo hi; id; exit 5", check=False)
+        seen[runtime] = (out.returncode, out.stdout)
+        name = f"long-{runtime}"
+        docker("run", "-d", "--name", name, "--runtime", runtime, "--network", "none", "--memory", "48m",
+               "busybox:lab", "sleep", "600")
+        pid = int(docker("inspect", "--format", "{{.State.Pid}}", name).stdout)
+        views[runtime] = kernel_view(pid)
+        assert docker("exec", name, "cat", "/proc/1/cmdline").stdout.split("\0")[0] == "sleep"
+        docker("rm", "--force", name)
+    assert seen["minicontainer"][0] == 5 and seen["minicontainer"][1].startswith("hi\nuid=0(root) gid=0(root)")
+    assert seen["minicontainer"] == seen["runc"]
+    same = ("own namespaces", "memory limit", "capabilities bounding", "capabilities effective", "no_new_privs",
+            "seccomp filters", "root read-only")
+    assert {k: views["minicontainer"][k] for k in same} == {k: views["runc"][k] for k in same}
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        assert f.read() == forward  # dockerd was told to leave the host's forwarding alone

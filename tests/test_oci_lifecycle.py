@@ -376,3 +376,14 @@ def test_a_configs_device_rules_are_what_the_kernel_enforces(tmp_path, image, en
                          linux=linux)
     code, out = run_to_the_end(engines["minicontainer"], "devices", bundle)
     assert (code, out) == (0, "null-ok\nzero-refused\n")
+
+
+def test_a_created_container_with_a_user_outlives_create(tmp_path, image, engines):
+    """A uid change clears the death signal and the runtime sets it again, in supervised mode; a PID 1 made
+    by create must not get it back, or it dies with create (found under Docker, whose configs set groups)."""
+    config = json.loads(open(os.path.join(make_bundle(tmp_path, image, ["true"]), "config.json")).read())
+    process = {**config["process"], "user": {"uid": 1000, "gid": 1000, "additionalGids": [10]},
+               "capabilities": {"bounding": config["process"]["capabilities"]["bounding"]}}
+    bundle = make_bundle(tmp_path, image, ["id"], process={**process, "args": ["id"]})
+    code, out = run_to_the_end(engines["minicontainer"], "user", bundle)
+    assert (code, out) == (0, "uid=1000 gid=1000 groups=10\n"), out

@@ -49,13 +49,13 @@ def enter_and_exec(request: dict, detach: bool = False, pid_file: str | None = N
             if not detach:
                 die_with_parent(me)
             if "user" in spec.namespaces:
-                become_root_inside(spec)
+                become_root_inside(spec, die_with_parent=not detach)
             for fd in procs_fds:
                 os.write(fd, b"0")
                 os.close(fd)  # the host's cgroupfs: nothing the container's process may keep
             os.chdir(request.get("cwd", "/"))
             # The same capabilities, seccomp filters, user and no_new_privs as the container's init.
-            ctx = steps.Context(spec)
+            ctx = steps.Context(spec, detached=detach)
             for step in steps.plan(spec):
                 if step.name in steps.PROCESS_DEFENCES:
                     steps.run_step(step, ctx)
@@ -79,7 +79,7 @@ def enter_and_exec(request: dict, detach: bool = False, pid_file: str | None = N
     return os.waitstatus_to_exitcode(status)
 
 
-def become_root_inside(spec: ContainerSpec) -> None:
+def become_root_inside(spec: ContainerSpec, die_with_parent: bool = True) -> None:
     """After setns into a user namespace our ids are the host's, which it does not map: they show
     as the overflow id (65534) inside. Take the namespace's root, as its init did (and nsenter -U
     does); the spec's user, if any, follows with the other defences."""
@@ -88,7 +88,7 @@ def become_root_inside(spec: ContainerSpec) -> None:
             os.setgroups([])
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
-    steps.rearm_after_credentials_change(spec)
+    steps.rearm_after_credentials_change(spec, die_with_parent)
 
 
 def main() -> None:

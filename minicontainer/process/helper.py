@@ -118,6 +118,7 @@ class Helper:
             self.cgroup = Cgroup(spec.name, dirs={} if spec.rootless else None)
         paths["cgroup_dirs"] = self.cgroup.directories
         self.ctx = steps.Context(spec, paths, self.cgroup)
+        self.ctx.detached = self.detached
         if self.detached:
             self.ctx.gate_fd = make_gate(paths["dir"], spec.uid_map if "user" in spec.namespaces else None)
         self.write_state("creating")

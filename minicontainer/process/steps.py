@@ -42,6 +42,7 @@ class Context:
     channel: object = None                      # init and intermediate: their channel to the helper
     in_user_ns: bool = False
     done: list[str] = field(default_factory=list)
+    detached: bool = False                      # to outlive its parent: OCI create's PID 1, exec --detach
     gate_fd: int | None = None                  # OCI create: an O_PATH fd of the exec gate (state.GATE), and the
                                                 # container outlives its creator (detached); None: supervised
 
@@ -100,7 +101,7 @@ def set_limits(ctx: Context) -> None:
 def restrict_devices(ctx: Context) -> None:
     from ..devices import DeviceRule
     rules = ctx.spec.device_rules
-    ctx.cgroup.restrict_devices(None if rules is None else [DeviceRule(*r, "asked for by the config")
+    ctx.cgroup.restrict_devices(None if rules is None else [DeviceRule(*r[:4], "asked for by the config", *r[4:])
                                                             for r in rules])
 
 
@@ -154,14 +155,15 @@ def become_root_in_user_ns(ctx: Context) -> None:
     """After the maps exist, uid 0 inside is a real uid: take it before making PID 1."""
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
-    rearm_after_credentials_change(ctx.spec)
+    rearm_after_credentials_change(ctx.spec, die_with_parent=not ctx.detached)
 
 
-def rearm_after_credentials_change(spec: ContainerSpec) -> None:
+def rearm_after_credentials_change(spec: ContainerSpec, die_with_parent: bool = True) -> None:
     """A change of uid or gid clears PR_SET_PDEATHSIG and resets dumpable to fs.suid_dumpable (which
     may be 1): set both again, so the helper's death still ends us and the container still cannot
-    reach into us."""
-    kernel.prctl(kernel.PR_SET_PDEATHSIG, 9)  # SIGKILL
+    reach into us. die_with_parent=False where the process is to outlive its parent (OCI create, exec -d)."""
+    if die_with_parent:
+        kernel.prctl(kernel.PR_SET_PDEATHSIG, 9)  # SIGKILL
     if spec.security.non_dumpable:
         security.make_non_dumpable()
 
@@ -342,8 +344,8 @@ def load_seccomp(ctx: Context) -> None:
 
 
 def switch_user(ctx: Context) -> None:
-    security.switch_user(ctx.spec.user)
-    rearm_after_credentials_change(ctx.spec)
+    security.switch_user(ctx.spec.user, ctx.spec.groups)
+    rearm_after_credentials_change(ctx.spec, die_with_parent=not ctx.detached)
 
 
 def set_capabilities(ctx: Context) -> None:
@@ -503,8 +505,10 @@ STEPS: list[Step] = [
     Step("seccomp", INIT, "load the system call filters", lambda s: bool(s.security.seccomp) or
          s.security.oci_seccomp is not None, "unless off",
          load_seccomp, _seccomp),
-    Step("user", INIT, "setgroups, setgid, setuid to the user asked for", lambda s: bool(s.user), "with a user",
-         switch_user, lambda ctx: ctx.spec.user),
+    Step("user", INIT, "setgroups, setgid, setuid to the user asked for", lambda s: bool(s.user) or
+         s.groups is not None, "with a user or groups", switch_user,
+         lambda ctx: " ".join(filter(None, (ctx.spec.user, ctx.spec.groups is not None and
+                                             f"groups {','.join(map(str, ctx.spec.groups))}")))),
     Step("capabilities", INIT, "capset: effective and permitted the kept list, inheritable and ambient empty",
          _always, "always", set_capabilities, _security),
     Step("no_new_privs", INIT, "PR_SET_NO_NEW_PRIVS: execve never adds privileges again",

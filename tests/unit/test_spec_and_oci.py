@@ -74,9 +74,11 @@ def test_a_configs_device_rules_are_taken_and_what_they_cannot_say_is_refused():
     devices = config["linux"]["resources"]["devices"]
     devices.append({"allow": True, "type": "b", "major": 8, "minor": 0, "access": "rwm"})
     assert not oci.unsupported(config)
-    assert ["b", 8, 0, "rwm"] in oci._allowed_devices(devices)  # a config's own rule is the config's to give
+    assert ["b", 8, 0, "rwm", True] in oci._allowed_devices(devices)  # a config's own rule is the config's to give
     devices.append({"allow": False, "type": "c", "major": 1, "minor": 3, "access": "rwm"})  # a deny after allows
-    assert any("'allow': False" in p for p in oci.unsupported(config))
+    assert not oci.unsupported(config) and oci._allowed_devices(devices)[-1] == ["c", 1, 3, "rwm", False]
+    devices.append({"allow": True, "type": "a", "access": "rwm"})
+    assert any("'type': 'a'" in p for p in oci.unsupported(config))
     assert oci._allowed_devices([oci.DENY_ALL]) is None  # deny-all alone: the runtime's standard list
 
 
