@@ -14,6 +14,7 @@ import tempfile
 
 from . import kernel
 from .errors import LabError
+from .paths import path_in
 
 DEFAULT_ROOTFS = os.environ.get("MINICONTAINER_ROOTFS", "/var/lib/minicontainer/rootfs/busybox")
 PACKAGE_CACHE = "/var/cache/minicontainer"
@@ -221,7 +222,7 @@ BIND_FLAGS = {"nosuid": kernel.MS_NOSUID, "nodev": kernel.MS_NODEV, "noexec": ke
 def bind_mount(root: str, source: str, target: str, read_only: bool = True, options=()) -> None:
     """Make a host file or directory appear at target inside the container (a volume, a payload);
     options: any of nosuid, nodev, noexec, as an OCI config's mounts[] give them."""
-    path = os.path.join(root, target.lstrip("/"))
+    path = path_in(root, target)
     if os.path.isdir(source):
         os.makedirs(path, exist_ok=True)
     else:
@@ -240,7 +241,7 @@ def mount_tmpfs(root: str, target: str, options=()) -> None:
     """A tmpfs at target (an engine's --tmpfs, or the writable /run of a --read-only container): options
     are mount flags (ro, nosuid, nodev, noexec) and tmpfs's own settings (size=, mode=, uid=, gid=).
     tmpcopyup (Podman's, for /run of a read-only root): the image's files there are copied in."""
-    path = os.path.join(root, target.lstrip("/"))
+    path = path_in(root, target)
     os.makedirs(path, exist_ok=True)
     flags = sum(BIND_FLAGS[o] for o in options if o in BIND_FLAGS)
     data = ",".join(o for o in options if o.split("=", 1)[0] in TMPFS_DATA)

@@ -35,6 +35,7 @@ from . import kernel, seccomp
 from .cgroups.limits import parse_size
 from .errors import LabError
 from .kernel import CAPABILITIES
+from .paths import path_in
 
 # Docker's default list. CAP_MKNOD is in it because the device cgroup makes device nodes harmless.
 DEFAULT_CAPABILITIES = ["chown", "dac_override", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
@@ -102,20 +103,22 @@ class Security:
 
 # -- mount-level defences (in the init, before pivot_root) -------------------------------------
 
-def mask_paths(root: str) -> None:
-    """Hide files under /dev/null and directories under an empty read-only tmpfs."""
-    for path in MASKED_PATHS:
-        target = os.path.join(root, path.lstrip("/"))
+def mask_paths(root: str, paths=None) -> None:
+    """Hide files under /dev/null and directories under an empty read-only tmpfs (paths: an OCI config's
+    maskedPaths; by default the runtime's own list)."""
+    for path in MASKED_PATHS if paths is None else paths:
+        target = path_in(root, path)
         if os.path.isdir(target):
             kernel.mount("tmpfs", target, "tmpfs", kernel.MS_RDONLY)
         elif os.path.exists(target):
             kernel.mount(os.path.join(root, "dev/null"), target, None, kernel.MS_BIND)
 
 
-def read_only_paths(root: str) -> None:
-    """Bind each path onto itself, then remount the bind read-only (the two steps a bind needs)."""
-    for path in READ_ONLY_PATHS:
-        target = os.path.join(root, path.lstrip("/"))
+def read_only_paths(root: str, paths=None) -> None:
+    """Bind each path onto itself, then remount the bind read-only (the two steps a bind needs); paths: an
+    OCI config's readonlyPaths, by default the runtime's own list."""
+    for path in READ_ONLY_PATHS if paths is None else paths:
+        target = path_in(root, path)
         if os.path.exists(target):
             kernel.mount(target, target, None, kernel.MS_BIND | kernel.MS_REC)
             kernel.mount(None, target, None, kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY)

@@ -68,6 +68,8 @@ class ContainerSpec:
     cgroup_path: str | None = None          # OCI linux.cgroupsPath: absolute from each hierarchy's root, or
                                             # relative to the runtime's own cgroup; None: our base dir + name
     sysctl: dict = field(default_factory=dict)  # {"net.ipv4.ping_group_range": "0 0"}: namespaced ones only
+    masked: list | None = None              # OCI maskedPaths, path by path; None: the runtime's own list
+    read_only_paths: list | None = None     # OCI readonlyPaths, likewise
     groups: list | None = None              # supplementary gids (OCI additionalGids); None: none for a user
     umask: int | None = None                # the command's umask; None: the runtime's own (022)
     oom_score_adj: int | None = None        # /proc/self/oom_score_adj of PID 1 (children inherit it)

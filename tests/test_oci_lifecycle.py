@@ -387,3 +387,23 @@ def test_a_created_container_with_a_user_outlives_create(tmp_path, image, engine
     bundle = make_bundle(tmp_path, image, ["id"], process={**process, "args": ["id"]})
     code, out = run_to_the_end(engines["minicontainer"], "user", bundle)
     assert (code, out) == (0, "uid=1000 gid=1000 groups=10\n"), out
+
+
+def test_a_bind_through_a_symlink_in_the_image_lands_inside_the_container(tmp_path, image, engines):
+    """An image whose /srv is a symlink to /../../<a host directory>: before pivot_root, os.path.join would
+    follow it to the host's directory and bind over it. The bind lands in the container's own /<that
+    directory>; the host's stays as it was."""
+    host_dir = tmp_path / "host-side"
+    host_dir.mkdir()
+    evil = tmp_path / "evil-image"
+    shutil.copytree(image, evil, symlinks=True)
+    (evil / "srv").symlink_to(f"/../../..{host_dir}")
+    payload = tmp_path / "payload.txt"
+    payload.write_text("payload\n")
+    config = json.loads(open(os.path.join(make_bundle(tmp_path, image, ["true"]), "config.json")).read())
+    mounts = config["mounts"] + [{"destination": "/srv/file", "type": "bind", "source": str(payload),
+                                  "options": ["rbind", "ro"]}]
+    bundle = make_bundle(tmp_path, str(evil), ["cat", f"{host_dir}/file"], mounts=mounts)
+    code, out = run_to_the_end(engines["minicontainer"], "symlinked", bundle)
+    assert (code, out) == (0, "payload\n")      # inside, the symlink leads to the bind
+    assert os.listdir(host_dir) == []           # outside, nothing was made or mounted

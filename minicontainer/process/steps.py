@@ -302,8 +302,8 @@ def adjust_oom_score(ctx: Context) -> None:
 
 
 def mask_paths(ctx: Context) -> None:
-    security.mask_paths(ctx.root)
-    security.read_only_paths(ctx.root)
+    security.mask_paths(ctx.root, ctx.spec.masked)
+    security.read_only_paths(ctx.root, ctx.spec.read_only_paths)
 
 
 def pivot_root(ctx: Context) -> None:

@@ -122,3 +122,16 @@ def test_oci_never_grants_more_than_the_bundle_asks():
 def test_allow_syscall_refuses_what_the_namespace_rule_covers():
     with pytest.raises(LabError, match="refused by the namespace rule"):
         Security(allow_syscalls=["mount"]).check()
+
+
+def test_a_path_in_the_new_root_never_leads_out_through_the_images_symlinks(tmp_path):
+    from minicontainer.paths import path_in
+    root = tmp_path / "root"
+    (root / "real").mkdir(parents=True)
+    (root / "etc").symlink_to("/../../../outside")        # absolute, climbing: stays at the root
+    (root / "lib").symlink_to("../../real")               # relative, climbing past the root
+    (root / "run").symlink_to("real")
+    assert path_in(str(root), "/etc/hosts") == str(root / "outside" / "hosts")
+    assert path_in(str(root), "/lib/x") == str(root / "real" / "x")
+    assert path_in(str(root), "/run/../../../x") == str(root / "x")
+    assert path_in(str(root), "/new/dir") == str(root / "new" / "dir")
