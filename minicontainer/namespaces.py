@@ -29,7 +29,7 @@ KINDS = {
     "pid": Kind("pid", kernel.CLONE_NEWPID, "process IDs (the first process is PID 1)", True),
     "net": Kind("net", kernel.CLONE_NEWNET, "network devices, addresses, routes, ports"),
     "user": Kind("user", kernel.CLONE_NEWUSER, "user and group IDs, and capabilities"),
-    "cgroup": Kind("cgroup", kernel.CLONE_NEWCGROUP, "the root of the cgroup tree it sees"),
+    "cgroup": Kind("cgroup", kernel.CLONE_NEWCGROUP, "cgroup root: /proc/self/cgroup paths start at its own group"),
     "time": Kind("time", kernel.CLONE_NEWTIME, "CLOCK_MONOTONIC and CLOCK_BOOTTIME offsets", True),
 }
 
