@@ -57,6 +57,14 @@ def cgroup_dirs(path: str) -> list[str]:
     return sorted(found, key=lambda d: -d.count("/"))
 
 
+def rootfs_tarball(image: str, workdir: str) -> str:
+    """The lab's image as the tarball `podman import` and `docker import` take: an image made offline."""
+    archive = os.path.join(workdir, "rootfs.tar")
+    with tarfile.open(archive, "w") as tar:
+        tar.add(image, arcname=".")
+    return archive
+
+
 class Podman:
     def __init__(self, workdir: str):
         self.workdir = workdir
@@ -102,10 +110,7 @@ def podman(tmp_path_factory, image):
         pytest.fail("podman and conmon are not installed (./lab test installs them from Debian's packages)")
     workdir = str(tmp_path_factory.mktemp("podman"))
     engine = Podman(workdir)
-    archive = os.path.join(workdir, "rootfs.tar")
-    with tarfile.open(archive, "w") as tar:
-        tar.add(image, arcname=".")
-    engine("import", archive, "localhost/busybox:lab")
+    engine("import", rootfs_tarball(image, workdir), "localhost/busybox:lab")
     yield engine
     engine.remove_everything()
     shutil.rmtree(workdir, ignore_errors=True)
@@ -173,10 +178,8 @@ def test_a_podman_pod_shares_the_infra_containers_namespaces(podman):
         podman("pod", "create", "--name", pod, "--network", "none", "--cgroup-parent", podman.parent, runtime=runtime)
         podman("run", "-d", "--pod", pod, "--name", f"member-{pod}", "localhost/busybox:lab", "sleep", "600",
                runtime=runtime)
-        infra = int(podman("pod", "inspect", "--format", "{{.InfraContainerID}}", pod, runtime=runtime).stdout
-                    and podman("inspect", "--format", "{{.State.Pid}}",
-                               podman("pod", "inspect", "--format", "{{.InfraContainerID}}", pod).stdout.strip()
-                               ).stdout)
+        infra_id = podman("pod", "inspect", "--format", "{{.InfraContainerID}}", pod).stdout.strip()
+        infra = int(podman("inspect", "--format", "{{.State.Pid}}", infra_id).stdout)
         member = int(podman("inspect", "--format", "{{.State.Pid}}", f"member-{pod}").stdout)
         seen[runtime] = {kind: os.readlink(f"/proc/{infra}/ns/{kind}") == os.readlink(f"/proc/{member}/ns/{kind}")
                          for kind in ("net", "ipc", "uts", "pid", "mnt")}
@@ -362,10 +365,7 @@ def docker(tmp_path_factory, image):
         pytest.fail("docker.io is not installed (./lab test installs it from Debian's packages)")
     workdir = str(tmp_path_factory.mktemp("docker"))
     engine = Docker(workdir)
-    archive = os.path.join(workdir, "rootfs.tar")
-    with tarfile.open(archive, "w") as tar:
-        tar.add(image, arcname=".")
-    engine("import", archive, "busybox:lab")
+    engine("import", rootfs_tarball(image, workdir), "busybox:lab")
     yield engine
     engine.stop()
     shutil.rmtree(workdir, ignore_errors=True)

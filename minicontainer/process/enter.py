@@ -46,6 +46,8 @@ def enter_and_exec(request: dict, detach: bool = False, pid_file: str | None = N
     if child == 0:
         command, env = request["command"], spec.env
         try:
+            if pid_fd is not None:
+                os.close(pid_fd)  # the engine's file on the host: nothing the container's process may keep
             if not detach:
                 die_with_parent(me)
             if "user" in spec.namespaces:

@@ -192,16 +192,22 @@ def set_hostname(ctx: Context) -> None:
     kernel.sethostname(ctx.spec.hostname)
 
 
+def ask_helper(ctx: Context, request, answer_type):
+    """From init: ask the helper for what only the host side can do, and wait for its answer."""
+    ctx.channel.send(request)
+    reply = ctx.channel.recv()
+    if isinstance(reply, messages.Error):
+        raise reply.exception()
+    if not isinstance(reply, answer_type):
+        os._exit(1)  # the helper is gone: nobody would finish this container
+    return reply
+
+
 def connect_network(ctx: Context) -> None:
     """Ask the helper for a veth end in this namespace (it creates the pair on the host), then
     configure it from inside."""
     from .. import network  # pyroute2, only for containers on the bridge
-    ctx.channel.send(messages.NeedNetwork())
-    reply = ctx.channel.recv()
-    if isinstance(reply, messages.Error):
-        raise reply.exception()
-    if not isinstance(reply, messages.Network):
-        os._exit(1)  # the helper is gone
+    reply = ask_helper(ctx, messages.NeedNetwork(), messages.Network)
     ctx.paths["lease"] = reply.lease
     network.configure_inside(reply.lease)
 
@@ -273,12 +279,7 @@ def extra_mounts(ctx: Context) -> None:
 def run_create_hooks(ctx: Context) -> None:
     """The helper runs createRuntime (and prestart) on the host; then createContainer here, inside."""
     from .. import hooks
-    ctx.channel.send(messages.NeedHooks())
-    reply = ctx.channel.recv()
-    if isinstance(reply, messages.Error):
-        raise reply.exception()
-    if not isinstance(reply, messages.HookState):
-        os._exit(1)  # the helper is gone
+    reply = ask_helper(ctx, messages.NeedHooks(), messages.HookState)
     ctx.paths["hook_state"] = reply.state
     hooks.run("createContainer", ctx.spec.hooks, reply.state)
 
