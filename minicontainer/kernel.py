@@ -196,6 +196,26 @@ def sethostname(name: str) -> None:
         raise syscall_error("sethostname", repr(name), e.errno) from None
 
 
+# Interface flags and their ioctls: <linux/if.h>, <linux/sockios.h>.
+IFF_UP = 0x1
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+
+
+def set_link_up(name: str) -> None:
+    """ioctl(SIOCSIFFLAGS) with IFF_UP added: `ip link set NAME up` for the calling process's network
+    namespace, through any socket of that namespace (netlink is the newer way to the same flag)."""
+    import fcntl
+    import struct
+    request = struct.pack("16sh", name.encode(), 0)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            flags = struct.unpack("16sh", fcntl.ioctl(sock, SIOCGIFFLAGS, request)[:18])[1]
+            fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sh", name.encode(), flags | IFF_UP))
+    except OSError as e:
+        raise syscall_error("ioctl SIOCSIFFLAGS", repr(name), e.errno) from None
+
+
 def capset(header, data) -> int:
     """capset(2) (glibc has no wrapper that takes all three sets): 0, or -1 with errno set."""
     return _libc.capset(ctypes.byref(header), data)

@@ -2,10 +2,11 @@
 
 runc, crun and youki read the same file (config.json beside a rootfs/ directory), so a learner
 can hold minicontainer's choices next to theirs. Only the subset minicontainer implements is
-accepted; fields it cannot reproduce are refused with the list of what is unsupported. Some it
-replaces with its own choices, and says so here rather than in silence: its own masked and read-only
-/proc paths instead of the bundle's lists, its own mount options, its seccomp filters and size-limited
-/tmp (a bundle asks for neither), an empty ambient set, and no /sys/fs/cgroup on v1 or hybrid hosts.
+accepted; fields it cannot reproduce are refused with the list of what is unsupported. Where a bundle
+is silent it adds its own choices, and says so here rather than in silence: its own mount options for
+/proc, /dev and /sys, its seccomp allow-list and a size-limited /tmp when the bundle asks for neither, an
+empty ambient set, and no /sys/fs/cgroup on v1 or hybrid hosts. Like runc, it brings lo up in a new network
+namespace.
 Notebook 06 shows the differences against runc running the same bundle.
 """
 
@@ -213,6 +214,11 @@ def from_config(config: dict, bundle: str, command: list[str] | None = None) -> 
              for m in mounts if m.get("type") == "bind" or "rbind" in m.get("options", [])]
     kinds = tuple(NS_TYPES[ns["type"]] for ns in linux.get("namespaces", []) if "path" not in ns)
     joined = {NS_TYPES[ns["type"]]: ns["path"] for ns in linux.get("namespaces", []) if "path" in ns}
+    # runc and crun bring lo up in a new network namespace (engines count on localhost with --network none);
+    # our own export keeps the lab's choice, where lo starts down.
+    network = annotations.get("org.minicontainer.network", "none") if ours else "loopback"
+    if "net" not in kinds or network not in ("none", "loopback"):
+        network = "none"
     bind_options = {m["destination"]: [o for o in m.get("options", []) if o in ("nosuid", "nodev", "noexec")]
                     for m in mounts if m.get("type") == "bind" or "rbind" in m.get("options", [])}
     return ContainerSpec(
@@ -222,6 +228,7 @@ def from_config(config: dict, bundle: str, command: list[str] | None = None) -> 
         cwd=process.get("cwd", "/"),
         hostname=config.get("hostname") if "uts" in kinds else None,
         namespaces=kinds,
+        network=network,
         memory=resources.get("memory", {}).get("limit"),
         cpus=cpu["quota"] / cpu.get("period", 100000) if cpu.get("quota") else None,
         pids=resources.get("pids", {}).get("limit"),

@@ -56,7 +56,9 @@ class ContainerSpec:
     tty: bool = False                       # stdin is a pty slave: make it the controlling terminal
     binds: list[Bind] = field(default_factory=list)  # e.g. a payload: [(host path, container path, read_only)]
     root_switch: str = "pivot_root"         # or "chroot", to show why containers do not use it
-    network: str = "none"                   # "none": lo (down) and no address; "bridge": the lab bridge, NAT, publish
+    network: str = "none"                   # "none": lo (down) and no address; "loopback": lo up, as runc and
+                                            # crun give an OCI config's new network namespace; "bridge": the
+                                            # lab bridge, NAT, publish
     publish: list[Port] = field(default_factory=list)  # with bridge: [(host ip, host port, ctr port, proto)]
     security: Security = field(default_factory=Security)  # the defences; Security.off() for none
     user: str | None = None                 # "UID[:GID]" to run the command as, after the set-up as root
@@ -146,12 +148,13 @@ class ContainerSpec:
             if self.rootfs is None:
                 raise LabError("binds need a rootfs", "a namespace-only process already sees the host's files",
                                "give a rootfs, or drop the binds")
-        if self.network not in ("none", "bridge"):
-            raise LabError(f"network {self.network!r} is unknown", "a container's network is none or bridge "
-                           "(for the host's network, leave 'net' out of the namespaces)", "use 'none' or 'bridge'")
-        if self.network == "bridge" and "net" not in self.namespaces:
-            raise LabError("network='bridge' needs the net namespace", "the veth end must go into a namespace "
-                           "of the container's own", "add 'net' to the namespaces")
+        if self.network not in ("none", "loopback", "bridge"):
+            raise LabError(f"network {self.network!r} is unknown", "a container's network is none, loopback or "
+                           "bridge (for the host's network, leave 'net' out of the namespaces)",
+                           "use 'none', 'loopback' or 'bridge'")
+        if self.network in ("bridge", "loopback") and "net" not in self.namespaces:
+            raise LabError(f"network={self.network!r} needs the net namespace", "it configures a network namespace "
+                           "of the container's own, not the host's", "add 'net' to the namespaces")
         if self.publish and self.network != "bridge":
             raise LabError("publishing a port needs network='bridge'", "ports are forwarded to the container's "
                            "address on the lab bridge", "use --net bridge with --publish")

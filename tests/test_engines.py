@@ -13,95 +13,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import time
 
 import pytest
-from conftest import REPO
 
+from minicontainer.lab import engines
 from minicontainer.lab.compare import kernel_view
-
-RUNTIMES = ("minicontainer", "runc")
-# Podman's defaults exceed this sandbox's hard limits; these fit everywhere.
-ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
-
-
-def cgroup_parent() -> str:
-    """A cgroup path below this process's own cgroup in every hierarchy (hybrid hosts have one per
-    controller, not all at the same depth): the deepest of them, where every other is a prefix."""
-    own = []
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            path = line.rstrip("\n").split(":", 2)[2]
-            own.append(path.rstrip("/"))
-    deepest = max(own, key=len)
-    assert all(deepest.startswith(p) for p in own), f"no path lies below our cgroup in every hierarchy: {own}"
-    return f"{deepest}/podman-test-{os.getpid()}"
-
-
-def hierarchies() -> set[str]:
-    """Every mounted cgroup hierarchy (Podman and runc use those minicontainer has no use for: cpuset...)."""
-    with open("/proc/self/mountinfo") as f:
-        return {line.split()[4] for line in f if line.split(" - ")[1].split()[0] in ("cgroup", "cgroup2")}
-
-
-def cgroup_dirs(path: str) -> list[str]:
-    """Every directory at or below `path` in every mounted hierarchy, deepest first."""
-    found = []
-    for top in hierarchies():
-        base = os.path.join(top, path.lstrip("/"))
-        for where, dirs, _ in os.walk(base):
-            found += [os.path.join(where, d) for d in dirs]
-        if os.path.isdir(base):
-            found.append(base)
-    return sorted(found, key=lambda d: -d.count("/"))
-
-
-def rootfs_tarball(image: str, workdir: str) -> str:
-    """The lab's image as the tarball `podman import` and `docker import` take: an image made offline."""
-    archive = os.path.join(workdir, "rootfs.tar")
-    with tarfile.open(archive, "w") as tar:
-        tar.add(image, arcname=".")
-    return archive
-
-
-class Podman:
-    def __init__(self, workdir: str):
-        self.workdir = workdir
-        self.parent = cgroup_parent()
-        executable = os.path.join(os.path.dirname(sys.executable), "minicontainer")
-        self.confs = {}
-        for runtime in RUNTIMES:  # one per default runtime: a pod's infra container takes the default
-            self.confs[runtime] = os.path.join(workdir, f"containers-{runtime}.conf")
-            with open(self.confs[runtime], "w") as f:
-                # runtime_supports_json: only runtimes named here get --log-format json (their errors then
-                # reach `podman` as text it can show).
-                f.write('[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
-                        f'[engine]\nruntime = "{runtime}"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
-                        'runtime_supports_json = ["minicontainer", "runc"]\n'
-                        f'[engine.runtimes]\nminicontainer = ["{executable}"]\n')
-        self.base = ["podman", "--root", os.path.join(workdir, "storage"), "--runroot", os.path.join(workdir, "run"),
-                     "--storage-driver", "vfs", "--tmpdir", os.path.join(workdir, "tmp")]
-
-    def __call__(self, *args: str, timeout: float = 60, check: bool = True,
-                 runtime: str = "minicontainer") -> subprocess.CompletedProcess:
-        out = subprocess.run([*self.base, *args], capture_output=True, text=True, timeout=timeout,
-                             stdin=subprocess.DEVNULL,
-                             env=dict(os.environ, CONTAINERS_CONF=self.confs[runtime], PYTHONPATH=REPO))
-        if check:
-            assert out.returncode == 0, f"podman {' '.join(args)}: {out.returncode}\n{out.stderr}"
-        return out
-
-    def run(self, runtime: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
-        return self("run", "--runtime", runtime, "--network", "none", "--cgroup-parent", self.parent, *ULIMITS,
-                    *args, runtime=runtime, **kwargs)
-
-    def remove_everything(self) -> None:
-        self("pod", "rm", "--all", "--force", check=False)
-        self("rm", "--all", "--force", "--time", "0", check=False)
-        self("rmi", "--all", "--force", check=False)
-        for directory in cgroup_dirs(self.parent):
-            os.rmdir(directory)
+from minicontainer.lab.engines import RUNTIMES, hierarchies
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +27,11 @@ def podman(tmp_path_factory, image):
     if not shutil.which("podman") or not shutil.which("conmon"):
         pytest.fail("podman and conmon are not installed (./lab test installs them from Debian's packages)")
     workdir = str(tmp_path_factory.mktemp("podman"))
-    engine = Podman(workdir)
-    engine("import", rootfs_tarball(image, workdir), "localhost/busybox:lab")
+    engine = engines.Podman(workdir, rundir=os.path.join(workdir, "run"))
+    engine.import_image(image)
     yield engine
-    engine.remove_everything()
+    engine.remove_containers()
+    engine("rmi", "--all", "--force", check=False)
     shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -144,7 +63,7 @@ def test_podman_detached_exec_stop_and_rm_see_the_same_kernel_state_as_under_run
         podman("rm", name)
     same = ("own namespaces", "pids limit", "capabilities bounding", "capabilities effective",
             "capabilities permitted", "capabilities inheritable", "capabilities ambient", "no_new_privs",
-            "root read-only", "seccomp filters")
+            "root read-only", "seccomp filters", "loopback up")
     ours, theirs = views["minicontainer"], views["runc"]
     assert "CAP_NET_RAW" not in ours["capabilities bounding"] and ours["pids limit"] == 50
     assert {k: ours[k] for k in same} == {k: theirs[k] for k in same}
@@ -230,66 +149,13 @@ def test_podman_run_t_gets_a_terminal_through_the_console_socket(podman):
 
 # -- containerd, as Docker and the kubelet (through CRI) reach a runtime -----------------------------
 
-class Containerd:
-    """A containerd of the test's own (its root, state and socket in a temporary directory; its CRI plugin,
-    which wants CNI, off), driven with ctr. Its runc shim (containerd-shim-runc-v2) runs the runtime named
-    by --runc-binary; the shim keeps that runtime's state under /run/containerd/runc/NAMESPACE."""
-
-    SHIM_ROOT = "/run/containerd/runc/minicontainer-test"
-
-    def __init__(self, workdir: str):
-        self.workdir, self.socket = workdir, os.path.join(workdir, "containerd.sock")
-        config = os.path.join(workdir, "config.toml")
-        with open(config, "w") as f:
-            f.write(f'version = 2\nroot = "{workdir}/root"\nstate = "{workdir}/state"\n'
-                    f'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "{self.socket}"\n')
-        self.had_run_containerd = os.path.isdir("/run/containerd")
-        self.log = open(os.path.join(workdir, "containerd.log"), "w")
-        self.daemon = subprocess.Popen(["containerd", "--config", config], stdout=self.log, stderr=self.log,
-                                       start_new_session=True)
-        deadline = time.monotonic() + 30
-        while not os.path.exists(self.socket) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.parent = cgroup_parent()
-
-    def __call__(self, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
-        out = subprocess.run(["ctr", "--address", self.socket, "--namespace", "minicontainer-test", *args],
-                             capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                             env=dict(os.environ, PYTHONPATH=REPO))
-        if check:
-            assert out.returncode == 0, f"ctr {' '.join(args)}: {out.returncode}\n{out.stderr}"
-        return out
-
-    def run(self, runtime: str, image: str, name: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
-        binary = os.path.join(os.path.dirname(sys.executable), "minicontainer") if runtime == "minicontainer" \
-            else shutil.which(runtime)
-        return self("run", "--rootfs", "--runc-binary", binary, "--cgroup", f"{self.parent}/{name}", *args[:-1],
-                    image, name, *args[-1], **kwargs)
-
-    def stop(self) -> None:
-        for name in self("task", "ls", "--quiet", check=False).stdout.split():
-            self("task", "kill", "--signal", "KILL", name, check=False)
-            self("task", "delete", "--force", name, check=False)
-        for name in self("container", "ls", "--quiet", check=False).stdout.split():
-            self("container", "delete", name, check=False)
-        self.daemon.terminate()
-        self.daemon.wait(timeout=30)
-        self.log.close()
-        for directory in cgroup_dirs(self.parent):
-            os.rmdir(directory)
-        # Its shims' sockets, fifos and runtime roots: empty directories once every task is deleted.
-        top = "/run/containerd" if not self.had_run_containerd else self.SHIM_ROOT
-        for where, _, _ in sorted(os.walk(top), key=lambda entry: -entry[0].count("/")):
-            if not os.listdir(where):
-                os.rmdir(where)
-
-
 @pytest.fixture(scope="module")
 def containerd(tmp_path_factory):
     if not shutil.which("containerd") or not shutil.which("ctr"):
         pytest.fail("containerd is not installed (./lab test installs it from Debian's packages)")
-    engine = Containerd(str(tmp_path_factory.mktemp("containerd")))
-    yield engine
+    workdir = str(tmp_path_factory.mktemp("containerd"))
+    engine = engines.Containerd(workdir, rundir=os.path.join(workdir, "run"), namespace="minicontainer-test")
+    yield engine.start()
     engine.stop()
 
 
@@ -298,12 +164,12 @@ def test_containerd_runs_minicontainer_through_its_runc_shim_as_it_runs_runc(con
     state, ps, kill and delete. Output and exit code pass through; the containers compare by /proc."""
     seen, views = {}, {}
     for runtime in RUNTIMES:
-        out = containerd.run(runtime, image, f"once-{runtime}", "--rm", ["/bin/sh", "-c", "echo from ctr; exit 4"],
+        out = containerd.run(runtime, image, f"once-{runtime}", ["/bin/sh", "-c", "echo from ctr; exit 4"], "--rm",
                              check=False)
         seen[runtime] = (out.returncode, out.stdout)
         name = f"long-{runtime}"
-        containerd.run(runtime, image, name, "-d", ["/bin/sleep", "600"])  # ctr --rootfs sets no PATH
-        pid = int(containerd("task", "ls").stdout.split(name)[1].split()[0])
+        containerd.run(runtime, image, name, ["/bin/sleep", "600"], "-d")  # ctr --rootfs sets no PATH
+        pid = containerd.task_pid(name)
         assert containerd("task", "ps", name).stdout.split()[2] == str(pid)  # the runtime's ps --format json
         views[runtime] = kernel_view(pid)
         containerd("task", "kill", "--signal", "KILL", name)
@@ -315,9 +181,10 @@ def test_containerd_runs_minicontainer_through_its_runc_shim_as_it_runs_runc(con
         containerd("container", "delete", name)
     assert seen["minicontainer"] == (4, "from ctr\n")
     assert seen["minicontainer"] == seen["runc"]
-    same = ("own namespaces", "capabilities bounding", "capabilities effective", "no_new_privs", "root read-only")
+    same = ("own namespaces", "capabilities bounding", "capabilities effective", "no_new_privs", "root read-only",
+            "loopback up")
     assert {k: views["minicontainer"][k] for k in same} == {k: views["runc"][k] for k in same}
-    assert not os.listdir(Containerd.SHIM_ROOT), "delete removed the runtime's state"
+    assert not os.listdir(containerd.shim_root), "delete removed the runtime's state"
 
 
 # -- Docker: dockerd -> containerd -> runc shim -> the runtime ----------------------------------------
@@ -328,8 +195,8 @@ class Docker:
     below the test's own, the runtime named with --add-runtime."""
 
     def __init__(self, workdir: str):
-        self.socket, self.parent = os.path.join(workdir, "docker.sock"), cgroup_parent()
-        runtime = os.path.join(os.path.dirname(sys.executable), "minicontainer")
+        self.socket, self.parent = os.path.join(workdir, "docker.sock"), engines.cgroup_parent("docker")
+        runtime = engines.runtime_path("minicontainer")
         self.log = open(os.path.join(workdir, "dockerd.log"), "w")
         self.daemon = subprocess.Popen(
             ["dockerd", "--data-root", f"{workdir}/data", "--exec-root", f"{workdir}/exec", "--pidfile",
@@ -338,7 +205,7 @@ class Docker:
              "--storage-driver", "vfs", "--exec-opt", "native.cgroupdriver=cgroupfs", "--cgroup-parent",
              self.parent, "--add-runtime", f"minicontainer={runtime}", "--default-ulimit", "nofile=1024:1024",
              "--default-ulimit", "nproc=1024:1024"], stdout=self.log, stderr=self.log, start_new_session=True,
-            env=dict(os.environ, PYTHONPATH=REPO))
+            env=engines.engine_env())
         deadline = time.monotonic() + 60
         while self("version", check=False).returncode != 0 and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -355,8 +222,7 @@ class Docker:
         self.daemon.terminate()
         self.daemon.wait(timeout=60)
         self.log.close()
-        for directory in cgroup_dirs(self.parent):
-            os.rmdir(directory)
+        engines.remove_cgroups(self.parent)
 
 
 @pytest.fixture(scope="module")
@@ -365,7 +231,7 @@ def docker(tmp_path_factory, image):
         pytest.fail("docker.io is not installed (./lab test installs it from Debian's packages)")
     workdir = str(tmp_path_factory.mktemp("docker"))
     engine = Docker(workdir)
-    engine("import", rootfs_tarball(image, workdir), "busybox:lab")
+    engine("import", engines.rootfs_tarball(image, workdir), "busybox:lab")
     yield engine
     engine.stop()
     shutil.rmtree(workdir, ignore_errors=True)
@@ -392,7 +258,7 @@ def test_docker_run_with_runtime_minicontainer_as_with_runc(docker):
     assert seen["minicontainer"][0] == 5 and seen["minicontainer"][1].startswith("hi\nuid=0(root) gid=0(root)")
     assert seen["minicontainer"] == seen["runc"]
     same = ("own namespaces", "memory limit", "capabilities bounding", "capabilities effective", "no_new_privs",
-            "seccomp filters", "root read-only")
+            "seccomp filters", "root read-only", "loopback up")
     assert {k: views["minicontainer"][k] for k in same} == {k: views["runc"][k] for k in same}
     with open("/proc/sys/net/ipv4/ip_forward") as f:
         assert f.read() == forward  # dockerd was told to leave the host's forwarding alone

@@ -94,6 +94,16 @@ def test_net_none_has_only_a_down_loopback(image):
         assert box.exec(["ping", "-c", "1", "-W", "1", "127.0.0.1"]).returncode == 0
 
 
+def test_net_loopback_has_lo_up_and_nothing_else(image):
+    """network='loopback' (what an OCI config's new network namespace gets, as under runc): the step's
+    ioctl raised IFF_UP on lo, so 127.0.0.1 answers; no other address."""
+    with Container.start(ContainerSpec(image, ["sleep", "60"], network="loopback")) as box:
+        view = inspect.network(box.pid)
+        assert ("lo", "UNKNOWN") in [(k["name"], k["state"]) for k in view["links"]]  # lo's operstate when up
+        assert [a for a in view["addresses"] if a["link"] != "lo"] == []
+        assert box.exec(["ping", "-c", "1", "-W", "1", "127.0.0.1"]).returncode == 0
+
+
 @pytest.mark.slow
 def test_kill_9_of_the_cli_with_a_published_port_leaves_nothing(image):
     before = kernel_state()

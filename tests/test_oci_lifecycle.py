@@ -143,7 +143,9 @@ def test_create_start_kill_delete_as_runc_does(tmp_path, image, engines):
         assert gone.returncode != 0 and "does not exist" in gone.stderr, name
         assert not any(os.path.isdir(d) for d in cgroup_dirs), name
     same = ("own namespaces", "memory limit", "pids limit", "capabilities bounding", "capabilities effective",
-            "capabilities inheritable", "capabilities ambient", "no_new_privs", "root read-only", "hostname")
+            "capabilities inheritable", "capabilities ambient", "no_new_privs", "root read-only", "hostname",
+            "loopback up")
+    assert views["minicontainer"]["loopback up"]  # runc brings lo up in a new network namespace, and so do we
     assert {k: views["minicontainer"][k] for k in same} == {k: views["runc"][k] for k in same}
 
 

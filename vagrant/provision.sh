@@ -57,11 +57,32 @@ fi
 
 step "apt packages"
 missing=()
-for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+for p in "${APT_PACKAGES[@]}"; do
+  if dpkg -s "$p" >/dev/null 2>&1; then continue; fi
+  # Docker's containerd.io provides containerd and runc and conflicts with Debian's: installing those would
+  # make apt remove Docker from an instructor's host. Its own copies serve the lab as well.
+  case "$p" in runc|containerd) if command -v "$p" >/dev/null; then echo "$p: using $(command -v "$p")"; continue; fi ;; esac
+  missing+=("$p")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   timeout 900 apt-get update
-  DEBIAN_FRONTEND=noninteractive timeout 1800 apt-get install -y --no-install-recommends "${missing[@]}"
+  # containerd's package would start a system containerd the lab never uses (lesson 08 runs its own):
+  # policy-rc.d's 101 ("action forbidden") keeps it stopped, for this install only.
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    guard=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' > "$guard" && chmod +x "$guard"
+  fi
+  status=0
+  DEBIAN_FRONTEND=noninteractive timeout 1800 apt-get install -y --no-install-recommends "${missing[@]}" || status=$?
+  if [ -n "$guard" ]; then rm -f "$guard"; fi
+  [ "$status" -eq 0 ] || exit "$status"
+  case " ${missing[*]} " in
+    *" containerd "*) if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+                        systemctl disable containerd.service || true  # nor at the next boot
+                      fi ;;
+  esac
 else
   echo "all present"
 fi

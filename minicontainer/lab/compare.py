@@ -23,7 +23,8 @@ from ..process import spawn
 def kernel_view(pid: int) -> dict:
     """What the kernel shows of a container's first process, from /proc and cgroupfs: its own
     namespaces, cgroup limits, hostname, each capability set, no_new_privs, how many seccomp filters
-    it runs under, whether its / is read-only, and where things are mounted (as it sees its root)."""
+    it runs under, whether its / is read-only, where things are mounted (as it sees its root), and whether
+    its network namespace's lo is up."""
     stats = inspect.cgroup_of(pid).stats()
     process, status = inspect.process(pid), inspect.status(pid)
     table = inspect.mounts(pid)
@@ -37,6 +38,9 @@ def kernel_view(pid: int) -> dict:
     view["no_new_privs"] = process.no_new_privs
     view["root read-only"] = any(m.mount_point == "/" and "ro" in m.options.split(",") for m in table)
     view["mount points"] = sorted({m.mount_point for m in table})
+    # lo up: the kernel then adds 127.0.0.1's local route, in the routing tables of the process's netns.
+    with open(f"/proc/{pid}/net/fib_trie") as f:
+        view["loopback up"] = "127.0.0.1" in f.read()
     return view
 
 

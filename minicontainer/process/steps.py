@@ -192,6 +192,10 @@ def set_hostname(ctx: Context) -> None:
     kernel.sethostname(ctx.spec.hostname)
 
 
+def loopback_up(ctx: Context) -> None:
+    kernel.set_link_up("lo")
+
+
 def ask_helper(ctx: Context, request, answer_type):
     """From init: ask the helper for what only the host side can do, and wait for its answer."""
     ctx.channel.send(request)
@@ -441,6 +445,8 @@ STEPS: list[Step] = [
     Step("network", INIT, "the helper makes a veth pair and moves one end in; init names it eth0, gives it its "
          "address and a default route", lambda s: s.network == "bridge", "with network='bridge'",
          connect_network, after=("unshare net",)),
+    Step("loopback up", INIT, "ip link set lo up in its own network namespace: 127.0.0.1 works, nothing else",
+         lambda s: s.network == "loopback", "with network='loopback'", loopback_up, after=("unshare net",)),
     Step("sysctl", INIT, "write the namespaced sysctls asked for (net.*, ipc's kernel.*) into its own namespaces",
          lambda s: bool(s.sysctl), "with sysctl", set_sysctls, lambda ctx: ", ".join(ctx.spec.sysctl),
          after=("unshare net", "unshare ipc", "unshare uts", "join namespaces")),

@@ -19,8 +19,8 @@ def running(answer) -> list[str]:
 
 
 def all_exercises() -> list:
-    from . import lesson00, lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07
-    lessons = (lesson00, lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07)
+    from . import lesson00, lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07, lesson08
+    lessons = (lesson00, lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07, lesson08)
     return [exercise for lesson in lessons for exercise in lesson.EXERCISES]
 
 

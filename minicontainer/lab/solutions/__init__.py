@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import inspect as source_code
 
-from . import lesson00, lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07
+from . import lesson00, lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07, lesson08
 
-LESSONS = (lesson00, lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07)
+LESSONS = (lesson00, lesson01, lesson02, lesson03, lesson04, lesson05, lesson06, lesson07, lesson08)
 SOLVERS = {key: solver for lesson in LESSONS for key, solver in lesson.SOLVERS.items()}
 WRONG = {key: wrong for lesson in LESSONS for key, wrong in lesson.WRONG.items()}
 # For exercises in which the learner writes a function: the notebook's template, as handed out.
