@@ -20,6 +20,7 @@ from .errors import LabError
 from .process import messages, spawn
 from .process.channel import Channel
 from .spec import ContainerSpec
+from .state import Status
 
 # Every container (and stage) this process made that has not ended, by name. Strong references:
 # a container lives until it is stopped or this process ends, never until its Python object is
@@ -75,7 +76,7 @@ class Container:
         self.pid = 0               # PID 1 of the container, as the host sees it
         self.cgroup: Cgroup | None = None
         self.steps: list[tuple[str, str]] = []
-        self.status = "creating"   # then "created", "running", "exited"
+        self.status = Status.CREATING  # then created, running, stopped (the lifecycle's one set of names)
         self.exit_code: int | None = None
         self.final_stats: dict = {}  # the cgroup's counters just before it was removed
         self.on_step = None
@@ -94,7 +95,7 @@ class Container:
         created = container._until(messages.Created, timeout, "start")
         container.pid = created.pid
         container.cgroup = Cgroup(spec.name, dirs=created.cgroup)
-        container.status = "created"
+        container.status = Status.CREATED
         return container
 
     @classmethod
@@ -107,12 +108,12 @@ class Container:
 
     def _start_created(self, timeout: float = 30.0) -> Container:
         """exec the command of a created container."""
-        if self.status != "created":
+        if self.status != Status.CREATED:
             raise LabError(f"container {self.name} is {self.status}, not created", "only a created container "
                            "waits for start()", "make one with Container.create(spec)")
         self.channel.send(messages.Start())
         self.pid = self._until(messages.Started, timeout, "exec").pid
-        self.status = "running"
+        self.status = Status.RUNNING
         return self
 
     def _until(self, kind, timeout: float, doing: str):
@@ -146,7 +147,7 @@ class Container:
     def _ended(self, code: int, stats: dict | None = None) -> None:
         self.exit_code = code
         self.final_stats = stats or {}
-        self.status = "exited"
+        self.status = Status.STOPPED
         self.channel.close()
         LIVE.pop(self.name, None)
 

@@ -71,7 +71,7 @@ class _Reports:
 def create(container_id: str, bundle: str, *, pid_file: str | None = None, keep_fds: int = 0,
            console_socket: str | None = None, verbose: bool = False) -> int:
     """Build the container from the bundle's config.json up to its exec gate; returns PID 1's pid."""
-    from .process.helper import Helper
+    from .process.sequence import Sequence
     check_id(container_id)
     bundle = os.path.abspath(bundle)
     spec = oci.load_bundle(bundle)
@@ -95,18 +95,19 @@ def create(container_id: str, bundle: str, *, pid_file: str | None = None, keep_
     if console_socket:
         spec.console_fd = _connect(console_socket)
     created = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
-    helper = Helper(_Reports(verbose), detached=True, recorded={
+    # The start sequence in this very process, with no supervisor: the container outlives it.
+    sequence = Sequence(_Reports(verbose), detached=True, recorded={
         "mode": "oci", "id": container_id, "bundle": bundle, "created": created,
         "annotations": config.get("annotations", {})})
     try:
-        helper.prepare(spec)
-        helper.wait_at_gate()
+        sequence.prepare(spec)
+        sequence.wait_at_gate()
     except BaseException:
-        helper.cleanup()
+        sequence.cleanup()
         raise
     if pid_file:
-        _write_atomically(pid_file, str(helper.init_pid))
-    return helper.init_pid
+        _write_atomically(pid_file, str(sequence.init_pid))
+    return sequence.init_pid
 
 
 def _connect(path: str) -> int:

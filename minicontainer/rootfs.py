@@ -200,12 +200,19 @@ def mount_dev(root: str, use_bind: bool = False, shm_size: int | None = None) ->
     kernel.mount("tmpfs", dev, "tmpfs", kernel.MS_NOSUID, "mode=755,size=65536k")
     for name, (major, minor) in DEVICES.items():
         node = os.path.join(dev, name)
-        if use_bind:
-            open(node, "w").close()
-            kernel.mount(f"/dev/{name}", node, None, kernel.MS_BIND)
-        else:
-            kernel.mknod(node, stat.S_IFCHR | 0o666, major, minor)
-            os.chmod(node, 0o666)  # mknod applies the umask
+        if not use_bind:
+            try:
+                os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+                os.chmod(node, 0o666)  # mknod applies the umask
+                continue
+            except PermissionError:
+                # A device program above ours (an engine's pod cgroup) may refuse mknod, where opening the
+                # same standard device is allowed: bind the host's node instead, as runc does.
+                pass
+            except OSError as e:
+                raise kernel.syscall_error("mknod", repr(node), e.errno) from None
+        open(node, "w").close()
+        kernel.mount(f"/dev/{name}", node, None, kernel.MS_BIND)
     kernel.mount("devpts", _mount_point(dev, "pts"), "devpts", kernel.MS_NOSUID | kernel.MS_NOEXEC,
                  "newinstance,ptmxmode=0666,mode=620")
     os.symlink("pts/ptmx", os.path.join(dev, "ptmx"))
@@ -283,13 +290,59 @@ def mount_sys(root: str) -> None:
 
 
 def mount_extra(root: str, kind: str) -> None:
-    """Mounts an OCI bundle may ask for: POSIX message queues, and the cgroup tree read-only
-    (cgroup v2 only: with a cgroup namespace it shows the container's own group as its root)."""
+    """Mounts an OCI bundle may ask for: POSIX message queues, and the container's own cgroups read-only at
+    /sys/fs/cgroup (cgroup2 where the host is pure v2; one group per v1 hierarchy where it is not)."""
     flags = kernel.MS_NOSUID | kernel.MS_NOEXEC | kernel.MS_NODEV
     if kind == "mqueue":
         kernel.mount("mqueue", _mount_point(root, "dev/mqueue"), "mqueue", flags)
     elif "cgroup2" in open("/proc/filesystems").read() and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        # With a cgroup namespace its root is the container's own group; without, the whole tree, read-only.
         kernel.mount("cgroup2", os.path.join(root, "sys/fs/cgroup"), "cgroup2", flags | kernel.MS_RDONLY)
+    else:
+        mount_cgroup_v1(root, flags)
+
+
+def _v1_hierarchies() -> list[tuple[str, str, list[str]]]:
+    """(mount point, mount root, options naming the hierarchy) of each cgroup v1 mount under /sys/fs/cgroup."""
+    found = []
+    for line in open("/proc/self/mountinfo"):
+        left, _, right = line.partition(" - ")
+        fields, rfields = left.split(), right.split()
+        if rfields[0] == "cgroup" and os.path.dirname(fields[4]) == "/sys/fs/cgroup":
+            named = [o for o in rfields[2].split(",") if o not in ("rw", "ro") and "=" not in o or
+                     o.startswith("name=")]
+            found.append((fields[4], fields[3], named))
+    return found
+
+
+def mount_cgroup_v1(root: str, flags: int) -> None:
+    """A v1 or hybrid host: a tmpfs at /sys/fs/cgroup and, per v1 hierarchy, only the container's own group,
+    read-only (as runc mounts it). In its own cgroup namespace a fresh mount of the hierarchy is rooted at
+    that group by the kernel; without one, the group's directory is bound in from the host's mount."""
+    top = os.path.join(root, "sys/fs/cgroup")
+    kernel.mount("tmpfs", top, "tmpfs", flags, "mode=755")
+    own = {}  # the hierarchy's controllers (or name=) -> this process's group in it
+    for line in open("/proc/self/cgroup"):
+        _, controllers, path = line.rstrip("\n").split(":", 2)
+        if controllers:
+            own[frozenset(controllers.split(","))] = path
+    for mount_point, mount_root, named in _v1_hierarchies():
+        key = next((k for k in own if k <= set(named)), None)
+        if key is None:
+            continue
+        target = os.path.join(top, os.path.basename(mount_point))
+        os.mkdir(target)
+        if mount_root.startswith("/.."):  # we are in a cgroup namespace: the mount's root lies above ours
+            kernel.mount("cgroup", target, "cgroup", flags | kernel.MS_RDONLY, ",".join(named))
+            continue
+        relative = os.path.relpath(own[key], mount_root)
+        kernel.mount(os.path.normpath(os.path.join(mount_point, relative)), target, None, kernel.MS_BIND)
+        kernel.mount(None, target, None, kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY | flags)
+    for name in os.listdir("/sys/fs/cgroup"):  # the host's aliases of co-mounted ones (cpu -> cpu,cpuacct)
+        link = os.path.join("/sys/fs/cgroup", name)
+        if os.path.islink(link) and not os.path.lexists(os.path.join(top, name)):
+            os.symlink(os.readlink(link), os.path.join(top, name))
+    kernel.mount(None, top, None, kernel.MS_REMOUNT | kernel.MS_RDONLY | flags, "mode=755")
 
 
 def pivot_into(new_root: str) -> None:

@@ -25,6 +25,7 @@ from .container import LIVE, Container, end_helper, spawn_helper
 from .errors import LabError
 from .process import messages
 from .spec import ContainerSpec
+from .state import Status
 
 
 class Stage:
@@ -99,11 +100,11 @@ class Stage:
         container = Container(self.spec, self.helper, self.channel)
         container.on_step = lambda name, detail: self.log.append((name, detail))
         self.channel.send(messages.Start())
-        container.status = "created"  # waiting for exec, as Container.create leaves one
+        container.status = Status.CREATED  # waiting for exec, as Container.create leaves one
         self.ended = True  # from here on the channel is the container's, whatever happens
         LIVE[self.name] = container
         started = container._until(messages.Started, self.timeout, "exec")
-        container.pid, container.status = started.pid, "running"
+        container.pid, container.status = started.pid, Status.RUNNING
         container.cgroup = Cgroup(self.name, dirs=started.cgroup)
         container.steps = list(self.log)
         return container

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+from enum import Enum
 
 
 def _default_root() -> str:
@@ -31,6 +32,39 @@ _chosen_root: str | None = None
 # An OCI id may be 1024 characters; a directory name at most 255 bytes (NAME_MAX).
 LONGEST_DIR_NAME = 128
 GATE = "exec.fifo"  # init blocks opening it for writing until `start` opens it for reading
+
+
+class Status(str, Enum):
+    """A container's life, one set of names for every mode. The OCI runtime spec's four (creating,
+    created, running, stopped) and the lab's stage: a container under construction, its steps run one by
+    one on request. A str, so that state.json and `state` print the plain word."""
+
+    CREATING = "creating"  # its start sequence runs
+    STAGED = "staged"      # paused between steps of the sequence (a notebook's Stage)
+    CREATED = "created"    # every step but exec has run: PID 1 waits for start
+    RUNNING = "running"    # PID 1 has exec'd the command
+    STOPPED = "stopped"    # PID 1 has ended (or never came to be)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# The moves the runtime makes; any other is a bug of ours, and says so (advance).
+TRANSITIONS = {
+    None: {Status.CREATING},
+    Status.CREATING: {Status.STAGED, Status.CREATED, Status.STOPPED},
+    Status.STAGED: {Status.STAGED, Status.CREATED, Status.RUNNING, Status.STOPPED},
+    Status.CREATED: {Status.RUNNING, Status.STOPPED},
+    Status.RUNNING: {Status.STOPPED},
+    Status.STOPPED: set(),
+}
+
+
+def advance(current: Status | None, new: Status) -> Status:
+    """The next status, if the lifecycle allows the move; else a RuntimeError naming it."""
+    if new not in TRANSITIONS[current]:
+        raise RuntimeError(f"a container cannot go from {current or 'nothing'} to {new}")
+    return new
 
 
 def use_root(path: str) -> None:
@@ -55,18 +89,18 @@ def container_dir(name: str) -> str:
     return os.path.join(root(), name)
 
 
-def oci_status(info: dict) -> str:
+def oci_status(info: dict) -> Status:
     """The OCI runtime spec's status of a container made by `create`, from the kernel and the gate:
     creating (its creator still runs the steps), created (init waits at the gate), running (init has
     passed it), stopped (init has exited, or its creator died before init reached the gate)."""
     init_alive = process_alive(info.get("init_pid"), info.get("init_start"))
-    if info.get("status") == "creating":
+    if info.get("status") == Status.CREATING:
         creator_alive = process_alive(info.get("helper_pid"), info.get("helper_start"))
-        return "creating" if creator_alive else "stopped"
+        return Status.CREATING if creator_alive else Status.STOPPED
     if not init_alive:
-        return "stopped"
+        return Status.STOPPED
     gate = os.path.join(container_dir(info["name"]), GATE)
-    return "created" if os.path.exists(gate) else "running"
+    return Status.CREATED if os.path.exists(gate) else Status.RUNNING
 
 
 def write_state(name: str, state: dict) -> None:

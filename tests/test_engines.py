@@ -9,6 +9,8 @@ and network alone (--network none).
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import shutil
 import subprocess
@@ -17,6 +19,7 @@ import time
 
 import pytest
 
+from minicontainer import state
 from minicontainer.lab import engines
 from minicontainer.lab.compare import kernel_view
 from minicontainer.lab.engines import RUNTIMES, hierarchies
@@ -135,6 +138,38 @@ def test_kill_9_of_conmon_then_podman_rm_force_and_cleanup_leave_nothing(podman)
     assert not [d for d in left if os.path.isdir(d)], "the container's cgroup is gone from every hierarchy"
 
 
+def test_kill_9_of_podman_itself_leaves_its_container_to_conmon_and_rm_force_removes_everything(podman):
+    """`podman run` in the foreground is only a client: killed with SIGKILL, it leaves the container to its
+    conmon, running. `podman rm --force` then stops it through the runtime; its cgroup, the runtime's
+    state and every process go."""
+    client = subprocess.Popen([*podman.base, "run", "--runtime", "minicontainer", "--network", "none",
+                               "--cgroup-parent", podman.parent, *engines.ULIMITS, "--name", "client-killed",
+                               "localhost/busybox:lab", "sleep", "600"], env=engines.engine_env(
+                                   CONTAINERS_CONF=podman.confs["minicontainer"]),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while podman("inspect", "--format", "{{.State.Pid}}", "client-killed", check=False).stdout.strip() in ("", "0"):
+        assert time.monotonic() < deadline and client.poll() is None, "podman run did not start the container"
+        time.sleep(0.1)
+    pid = int(podman("inspect", "--format", "{{.State.Pid}}", "client-killed").stdout)
+    record = json.loads(subprocess.run([engines.runtime_path("minicontainer"), "state",
+                                        podman("inspect", "--format", "{{.Id}}", "client-killed").stdout.strip()],
+                                       capture_output=True, text=True).stdout)
+    cgroups = [line.split(":", 2)[2] for line in open(f"/proc/{pid}/cgroup").read().splitlines()]
+    client.kill()
+    client.wait()
+    assert os.path.exists(f"/proc/{pid}") and podman("inspect", "--format", "{{.State.Status}}",
+                                                     "client-killed").stdout.strip() == "running"
+    podman("rm", "--force", "--time", "0", "client-killed")
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}")
+    leaf = next(c for c in cgroups if "libpod-" in c)
+    assert not [top for top in hierarchies() if os.path.isdir(os.path.join(top, leaf.lstrip("/")))]
+    assert record["status"] == "running" and not os.path.exists(state.container_dir(state.dir_name(record["id"])))
+
+
 def test_podman_run_t_gets_a_terminal_through_the_console_socket(podman):
     """-t: the runtime makes a pty in the container's own devpts, makes its slave PID 1's stdio and
     controlling terminal, and sends its master to conmon over the console socket (SCM_RIGHTS)."""
@@ -145,6 +180,48 @@ def test_podman_run_t_gets_a_terminal_through_the_console_socket(podman):
         seen[runtime] = out.stdout.replace("\r", "").split()
     assert seen["minicontainer"] == ["/dev/pts/0", "/dev/pts/0", "1", "136,0"], seen  # PID 1's controlling tty
     assert seen["minicontainer"] == seen["runc"]
+
+
+def test_podmans_default_network_in_a_network_namespace_of_the_tests_own(podman):
+    """Podman's default network: a CNI bridge, NAT and firewall rules, and a network namespace per container
+    that the runtime joins by path. Podman runs in a network namespace the test holds, so the bridge, the
+    rules and forwarding are made there, and the host's interfaces, firewall and ip_forward stay as they were.
+    Under both runtimes the container has eth0 on the bridge's subnet, lo up, and reaches its gateway."""
+    def host_network():
+        links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+        rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+        return sorted(line.split(":")[1].strip() for line in links.splitlines()), \
+            [r for r in rules.splitlines() if not r.startswith("#")], open("/proc/sys/net/ipv4/ip_forward").read()
+    before, had_cni_dir, had_netns_dir = host_network(), os.path.isdir("/var/lib/cni"), os.path.isdir("/run/netns")
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "600"])
+    try:
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{holder.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+            assert time.monotonic() < deadline, "unshare --net did not make a network namespace"
+            time.sleep(0.01)
+        inside = copy.copy(podman)
+        inside.base = ["nsenter", f"--net=/proc/{holder.pid}/ns/net", *podman.base]
+        seen = {}
+        for runtime in RUNTIMES:
+            out = inside("run", "--rm", "--runtime", runtime, "--cgroup-parent", podman.parent, *engines.ULIMITS,
+                         "localhost/busybox:lab", "sh", "-c", "ip -o -4 addr show; ping -c 1 -W 2 10.88.0.1 >/dev/null "
+                         "&& echo gateway answers", runtime=runtime)
+            fields = [line.split() for line in out.stdout.splitlines()]
+            seen[runtime] = sorted(f"{f[1]} {'.'.join(f[3].split('.')[:2])}" for f in fields if f[2:3] == ["inet"]) \
+                + [line for line in out.stdout.splitlines() if line == "gateway answers"]
+    finally:
+        holder.kill()
+        holder.wait()
+        if not had_cni_dir:
+            shutil.rmtree("/var/lib/cni", ignore_errors=True)  # host-local's address records, now empty
+        if not had_netns_dir:  # Podman makes /run/netns a mount of its own (as `ip netns` does), for its files
+            while subprocess.run(["mountpoint", "-q", "/run/netns"]).returncode == 0:  # a bind onto itself
+                subprocess.run(["umount", "--lazy", "/run/netns"], check=True)
+            os.rmdir("/run/netns")
+    assert seen["minicontainer"] == ["eth0 10.88", "lo 127.0", "gateway answers"], seen
+    assert seen["minicontainer"] == seen["runc"]
+    assert host_network() == before, "the bridge, its rules and forwarding stayed in the test's namespace"
+    assert not os.path.isdir("/run/netns") or not [n for n in os.listdir("/run/netns") if n.startswith("cni-")]
 
 
 # -- containerd, as Docker and the kubelet (through CRI) reach a runtime -----------------------------

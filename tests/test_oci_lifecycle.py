@@ -409,3 +409,36 @@ def test_a_bind_through_a_symlink_in_the_image_lands_inside_the_container(tmp_pa
     code, out = run_to_the_end(engines["minicontainer"], "symlinked", bundle)
     assert (code, out) == (0, "payload\n")      # inside, the symlink leads to the bind
     assert os.listdir(host_dir) == []           # outside, nothing was made or mounted
+
+
+@pytest.mark.parametrize("cgroupns", [False, True], ids=["host-cgroupns", "own-cgroupns"])
+def test_the_containers_own_cgroups_at_sys_fs_cgroup_as_runc_mounts_them(tmp_path, image, engines, cgroupns):
+    """The config's /sys/fs/cgroup mount: the same mount points as under runc (on v1 one per hierarchy in a
+    tmpfs, on v2 the cgroup2 tree), read-only; on v1, and on v2 in a cgroup namespace of its own, the
+    container reads its own limit at the top of its memory hierarchy."""
+    wanted = [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")] + \
+        ([{"type": "cgroup"}] if cgroupns else [])
+    bundle = make_bundle(tmp_path, image, ["sleep", "600"])
+    config = json.loads(open(os.path.join(bundle, "config.json")).read())
+    config["linux"]["namespaces"] = wanted
+    open(os.path.join(bundle, "config.json"), "w").write(json.dumps(config))
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    seen = {}
+    for name, engine in engines.items():
+        assert engine.create("groups", bundle)["create"] == 0, open(engine.output("groups")).read()
+        assert engine("start", "groups").returncode == 0
+        pid = engine.state("groups")["pid"]
+        top = f"/proc/{pid}/root/sys/fs/cgroup"
+        limit_file = os.path.join(top, "memory.max" if v2 else "memory/memory.limit_in_bytes")
+        read_only = [m for m in inspect.mounts(pid) if m.mount_point.startswith("/sys/fs/cgroup")
+                     and "ro" not in m.options.split(",")]
+        seen[name] = (sorted(m for m in kernel_view(pid)["mount points"] if m.startswith("/sys/fs/cgroup")),
+                      open(limit_file).read().strip() if os.path.exists(limit_file) else None, read_only)
+        engine("kill", "groups", "KILL")
+        engine.reaped()
+        assert engine("delete", "groups").returncode == 0
+    ours = seen["minicontainer"]
+    assert ours[0] and not ours[2], ours  # mounted, and every one of them read-only
+    if cgroupns or not v2:
+        assert ours[1] == str(MEMORY), ours  # its own group, not the host's root
+    assert ours[:2] == seen["runc"][:2]

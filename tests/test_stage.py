@@ -163,7 +163,7 @@ def test_a_created_container_that_is_never_started_leaves_nothing(image):
     box = Container.create(ContainerSpec(image, ["sleep", "60"], memory="32M"))
     assert box.cgroup.exists()
     box.stop()
-    assert box.status == "exited"
+    assert box.status == "stopped"
     assert_back_to(before)
 
 

@@ -48,8 +48,11 @@ def serve(ctx: steps.Context, parent_pid: int) -> None:
                 run_named_step(ctx, message.name)
             elif isinstance(message, messages.RunFunction):
                 ctx.channel.send(learner.run(ctx, message))
-            else:  # None: the helper is gone, and nobody would supervise this container
+            elif message is None:  # the helper is gone, and nobody would supervise this container
                 os._exit(1)
+            else:
+                ctx.channel.send_error(messages.unexpected(message, "RunStep or RunFunction"))
+                os._exit(127)
     except BaseException:  # noqa: BLE001  anything unforeseen still reaches the learner
         ctx.channel.send_error(LabError(f"container init failed: {traceback.format_exc(limit=3)}",
                                         "an unexpected error in minicontainer", "please report it"))

@@ -27,8 +27,11 @@ def serve(ctx: steps.Context, helper_pid: int) -> None:
             if isinstance(message, messages.RunFunction):  # a learner's step in place of ours
                 ctx.channel.send(learner.run(ctx, message))
                 continue
-            if not isinstance(message, messages.RunStep):
+            if message is None:
                 os._exit(1)  # the helper is gone
+            if not isinstance(message, messages.RunStep):
+                ctx.channel.send_error(messages.unexpected(message, "RunStep or RunFunction"))
+                os._exit(127)
             if message.name == "fork PID 1":
                 fork_init(ctx)  # never returns
             steps.run_and_report(ctx, message.name, steps.INTERMEDIATE)

@@ -168,6 +168,15 @@ MESSAGES = {cls.__name__: cls for cls in (Create, Advance, RunFunction, Start, S
                                           NeedNetwork, Network, NeedHooks, HookState, RunStep)}
 
 
+def unexpected(message, expected: str) -> LabError:
+    """A message that has no place where it arrived: a bug between the processes of the start sequence,
+    named rather than dropped."""
+    got = "the end of the channel" if message is None else type(message).__name__
+    return LabError(f"unexpected message on a runtime channel: {got}, where {expected} was expected",
+                    "the processes of the start sequence disagree about where they are (a bug, or mixed versions)",
+                    "stop every container (`minicontainer cleanup`) and report it")
+
+
 def encode(message) -> dict:
     return {"type": type(message).__name__, **dataclasses.asdict(message)}
 

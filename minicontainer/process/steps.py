@@ -469,7 +469,7 @@ STEPS: list[Step] = [
     Step("console", INIT, "bind its pty on /dev/console", lambda s: _rootfs(s) and s.tty, "with a terminal",
          bind_console, after=("dev",)),
     Step("sys", INIT, "sysfs read-only", _rootfs, "with a rootfs", mount_sys, after=("overlay",)),
-    Step("extra mounts", INIT, "mqueue on /dev/mqueue, cgroup2 read-only on /sys/fs/cgroup",
+    Step("extra mounts", INIT, "mqueue on /dev/mqueue; its own cgroups read-only on /sys/fs/cgroup",
          lambda s: _rootfs(s) and bool(s.extra_mounts), "when asked", extra_mounts,
          lambda ctx: ", ".join(ctx.spec.extra_mounts), after=("overlay",)),
     Step("tmpfs mounts", INIT, "a tmpfs at each place asked for (an engine's --tmpfs; /run of a read-only root)",

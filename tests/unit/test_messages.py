@@ -59,3 +59,21 @@ def test_every_message_class_is_registered():
 def test_an_error_message_carries_the_lab_error():
     error = LabError("mount failed", "not root", "use sudo", step="overlay")
     assert messages.Error.of(error).exception().to_dict() == error.to_dict()
+
+
+def test_the_lifecycle_moves_only_as_the_spec_allows():
+    from minicontainer.state import Status, advance
+    assert advance(None, Status.CREATING) == "creating"
+    assert advance(Status.CREATING, Status.CREATED) == Status.CREATED
+    assert advance(Status.STAGED, Status.RUNNING) == Status.RUNNING
+    for current, new in ((Status.RUNNING, Status.CREATED), (Status.STOPPED, Status.RUNNING), (None, Status.RUNNING),
+                         (Status.CREATED, Status.STAGED)):
+        with pytest.raises(RuntimeError, match=f"from {current or 'nothing'} to {new}"):
+            advance(current, new)
+
+
+def test_an_unexpected_message_is_named_not_dropped():
+    from minicontainer.process import messages
+    error = messages.unexpected(messages.Start(), "RunStep or RunFunction")
+    assert "unexpected message on a runtime channel: Start, where RunStep or RunFunction" in error.what
+    assert "the end of the channel" in messages.unexpected(None, "Create").what
