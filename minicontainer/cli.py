@@ -174,10 +174,8 @@ def cmd_exec(args, command: list[str]) -> int:
     command = command or args.args
     info = state.read_state(state.dir_name(args.name)) if lifecycle._ID.match(args.name) else None
     if info and info.get("mode") == "oci":
-        if args.console_socket or args.tty:
-            raise LabError("a terminal for exec is not implemented yet", "it needs the console socket",
-                           "exec without -t / --tty")
-        return lifecycle.exec_in(args.name, command, args.process, detach=args.detach, pid_file=args.pid_file)
+        return lifecycle.exec_in(args.name, command, args.process, detach=args.detach, pid_file=args.pid_file,
+                                 console_socket=args.console_socket, tty=args.tty)
     if not command:
         raise LabError("no command given to exec", "exec runs a command inside a running container",
                        f"write it like: minicontainer exec {args.name} -- ps")
@@ -353,8 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     exe.add_argument("-p", "--process", metavar="FILE", help="(OCI) the process to run, as JSON (process.json)")
     exe.add_argument("-d", "--detach", action="store_true", help="(OCI) return once it runs")
     exe.add_argument("--pid-file", metavar="FILE", help="(OCI) write its pid there")
-    exe.add_argument("-t", "--tty", action="store_true", help="(OCI) refused for now")
-    exe.add_argument("--console-socket", metavar="SOCKET", help="(OCI) refused for now")
+    exe.add_argument("-t", "--tty", action="store_true", help="(OCI) a terminal for it (with --console-socket)")
+    exe.add_argument("--console-socket", metavar="SOCKET", help="(OCI) where the engine waits for the terminal's "
+                     "master side")
     exe.add_argument("--preserve-fds", type=int, default=0, metavar="N", help=argparse.SUPPRESS)
     exe.set_defaults(func=cmd_exec)
 

@@ -270,7 +270,7 @@ def teardown(info: dict, grace: float = 10.0) -> list[str]:
 # -- exec --------------------------------------------------------------------------------------
 
 def exec_in(container_id: str, command: list[str], process_file: str | None = None, *, detach: bool = False,
-            pid_file: str | None = None) -> int:
+            pid_file: str | None = None, console_socket: str | None = None, tty: bool = False) -> int:
     """Run a process in a running container (`exec`, as runc's): its args, env, cwd and user from the
     engine's process.json if given; the container's own defences (capabilities, seccomp, no_new_privs)."""
     from .process.enter import enter_and_exec
@@ -288,9 +288,7 @@ def exec_in(container_id: str, command: list[str], process_file: str | None = No
         except (OSError, json.JSONDecodeError) as e:
             raise LabError(f"cannot read the process file {process_file}: {e}", "the engine writes it for exec",
                            "check the path") from None
-        if process.get("terminal"):
-            raise LabError("a terminal for exec is not implemented yet", "it needs the console socket",
-                           "exec without -t / --tty")
+        tty = tty or bool(process.get("terminal"))
         command = process.get("args") or command
         spec["env"] = dict(e.split("=", 1) for e in process.get("env", [])) or spec["env"]
         cwd = process.get("cwd", cwd)
@@ -300,7 +298,13 @@ def exec_in(container_id: str, command: list[str], process_file: str | None = No
     if not command:
         raise LabError("no command given to exec", "exec runs a command inside a running container",
                        f"write it like: minicontainer exec {container_id} ps")
+    if tty != bool(console_socket):
+        raise LabError("a terminal (process.terminal or --tty) and --console-socket go together" if tty else
+                       "--console-socket without a terminal (process.terminal or --tty)", "the runtime makes the "
+                       "terminal and hands its master side to whoever listens on the console socket",
+                       "give both, or neither")
     request = {"name": container_id, "pid": info["init_pid"], "cgroup": sorted(set((info.get("cgroup") or {})
                                                                                       .values())),
                "command": command, "cwd": cwd, "spec": spec}
-    return enter_and_exec(request, detach=detach, pid_file=pid_file)
+    return enter_and_exec(request, detach=detach, pid_file=pid_file,
+                          console_socket=_connect(console_socket) if console_socket else None)

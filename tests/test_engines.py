@@ -18,6 +18,7 @@ import sys
 import time
 
 import pytest
+from conftest import assert_back_to, kernel_state
 
 from minicontainer import state
 from minicontainer.lab import engines
@@ -29,13 +30,14 @@ from minicontainer.lab.engines import RUNTIMES, hierarchies
 def podman(tmp_path_factory, image):
     if not shutil.which("podman") or not shutil.which("conmon"):
         pytest.fail("podman and conmon are not installed (./lab test installs them from Debian's packages)")
-    workdir = str(tmp_path_factory.mktemp("podman"))
+    workdir, before = str(tmp_path_factory.mktemp("podman")), kernel_state()
     engine = engines.Podman(workdir, rundir=os.path.join(workdir, "run"))
     engine.import_image(image)
     yield engine
     engine.remove_containers()
     engine("rmi", "--all", "--force", check=False)
     shutil.rmtree(workdir, ignore_errors=True)
+    assert_back_to(before)  # the fixture's own teardown, after every test's guard: nothing left either
 
 
 def test_podman_run_rm_passes_output_and_exit_code(podman):
@@ -224,6 +226,22 @@ def test_podmans_default_network_in_a_network_namespace_of_the_tests_own(podman)
     assert not os.path.isdir("/run/netns") or not [n for n in os.listdir("/run/netns") if n.startswith("cni-")]
 
 
+def test_podman_exec_t_gets_a_terminal_of_its_own_in_the_containers_devpts(podman):
+    """exec -t: conmon passes a console socket to the runtime's exec, which makes a second pty in the
+    container's devpts for the new process, its slave the process's stdio and controlling terminal."""
+    seen = {}
+    for runtime in RUNTIMES:
+        name = f"exec-tty-{runtime}"
+        podman.run(runtime, "-d", "-t", "--name", name, "localhost/busybox:lab", "sleep", "600")
+        out = podman("exec", "-t", name, "sh", "-c", "tty; ps -o pid,tty,comm | grep ' ps$'", runtime=runtime)
+        seen[runtime] = out.stdout.replace("\r", "").split()[:1] + out.stdout.replace("\r", "").split()[2:3]
+        plain = podman("exec", name, "tty", check=False, runtime=runtime)
+        seen[runtime].append(plain.stdout.strip())
+        podman("rm", "--force", "--time", "0", name, runtime=runtime)
+    assert seen["minicontainer"] == ["/dev/pts/1", "136,1", "not a tty"], seen
+    assert seen["minicontainer"] == seen["runc"]
+
+
 # -- containerd, as Docker and the kubelet (through CRI) reach a runtime -----------------------------
 
 @pytest.fixture(scope="module")
@@ -231,9 +249,11 @@ def containerd(tmp_path_factory):
     if not shutil.which("containerd") or not shutil.which("ctr"):
         pytest.fail("containerd is not installed (./lab test installs it from Debian's packages)")
     workdir = str(tmp_path_factory.mktemp("containerd"))
-    engine = engines.Containerd(workdir, rundir=os.path.join(workdir, "run"), namespace="minicontainer-test")
+    engine, before = engines.Containerd(workdir, rundir=os.path.join(workdir, "run"),
+                                        namespace="minicontainer-test"), kernel_state()
     yield engine.start()
     engine.stop()
+    assert_back_to(before)
 
 
 def test_containerd_runs_minicontainer_through_its_runc_shim_as_it_runs_runc(containerd, image):
@@ -272,9 +292,13 @@ class Docker:
     below the test's own, the runtime named with --add-runtime."""
 
     def __init__(self, workdir: str):
-        self.socket, self.parent = os.path.join(workdir, "docker.sock"), engines.cgroup_parent("docker")
-        runtime = engines.runtime_path("minicontainer")
-        self.log = open(os.path.join(workdir, "dockerd.log"), "w")
+        self.workdir, self.socket = workdir, os.path.join(workdir, "docker.sock")
+        self.parent = engines.cgroup_parent("docker")
+        self.log = open(os.path.join(workdir, "dockerd.log"), "a")
+        self.start()
+
+    def start(self) -> None:
+        workdir, runtime = self.workdir, engines.runtime_path("minicontainer")
         self.daemon = subprocess.Popen(
             ["dockerd", "--data-root", f"{workdir}/data", "--exec-root", f"{workdir}/exec", "--pidfile",
              f"{workdir}/docker.pid", "-H", f"unix://{self.socket}", "--iptables=false", "--ip6tables=false",
@@ -300,18 +324,25 @@ class Docker:
         self.daemon.wait(timeout=60)
         self.log.close()
         engines.remove_cgroups(self.parent)
+        # dockerd binds its data root onto itself (shared) and a network namespace file per container, and
+        # leaves them at exit.
+        with open("/proc/self/mountinfo") as f:
+            left = [line.split()[4] for line in f if line.split()[4].startswith(self.workdir + "/")]
+        for mount_point in sorted(left, key=lambda m: -m.count("/")):
+            subprocess.run(["umount", "--lazy", mount_point], check=True)
 
 
 @pytest.fixture(scope="module")
 def docker(tmp_path_factory, image):
     if not shutil.which("dockerd") or not shutil.which("docker"):
         pytest.fail("docker.io is not installed (./lab test installs it from Debian's packages)")
-    workdir = str(tmp_path_factory.mktemp("docker"))
+    workdir, before = str(tmp_path_factory.mktemp("docker")), kernel_state()
     engine = Docker(workdir)
     engine("import", engines.rootfs_tarball(image, workdir), "busybox:lab")
     yield engine
     engine.stop()
     shutil.rmtree(workdir, ignore_errors=True)
+    assert_back_to(before)
 
 
 def test_docker_run_with_runtime_minicontainer_as_with_runc(docker):
@@ -339,3 +370,34 @@ def test_docker_run_with_runtime_minicontainer_as_with_runc(docker):
     assert {k: views["minicontainer"][k] for k in same} == {k: views["runc"][k] for k in same}
     with open("/proc/sys/net/ipv4/ip_forward") as f:
         assert f.read() == forward  # dockerd was told to leave the host's forwarding alone
+
+
+def test_kill_9_of_dockerd_then_a_new_dockerd_and_rm_force_leave_nothing(docker):
+    """dockerd killed with SIGKILL takes its own containerd with it (its death signal), but the shim keeps
+    the container running. The next dockerd, on the same roots, starts a containerd that finds the shim
+    again, and `docker rm --force` removes the container through the runtime's kill and delete: no
+    process, cgroup or runtime state is left. (Runs last in this file: it replaces the module's dockerd.)"""
+    docker("run", "-d", "--name", "orphaned", "--runtime", "minicontainer", "--network", "none", "busybox:lab",
+           "sleep", "600")
+    pid = int(docker("inspect", "--format", "{{.State.Pid}}", "orphaned").stdout)
+    cid = docker("inspect", "--format", "{{.Id}}", "orphaned").stdout.strip()
+    leaf = max((line.split(":", 2)[2] for line in open(f"/proc/{pid}/cgroup").read().splitlines()), key=len)
+    records = [where for where, _, files in os.walk(os.path.join(docker.workdir, "exec"))
+               if "state.json" in files and os.path.basename(where) == cid]
+    assert records, "the runtime keeps its state under dockerd's exec root"
+    with open(os.path.join(docker.workdir, "exec", "containerd", "containerd.pid")) as f:
+        its_containerd = int(f.read())
+    docker.daemon.kill()
+    docker.daemon.wait()
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{its_containerd}") and time.monotonic() < deadline:  # its death signal
+        time.sleep(0.05)  # (a new dockerd that still finds it would wait on its socket in vain)
+    assert os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    docker.start()
+    docker("rm", "--force", "orphaned")
+    deadline = time.monotonic() + 15
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{pid}")
+    assert not [top for top in hierarchies() if os.path.isdir(os.path.join(top, leaf.lstrip("/")))]
+    assert not [r for r in records if os.path.exists(r)], "delete removed the runtime's state"

@@ -175,6 +175,11 @@ def test_wrong_verbs_are_refused_with_the_reason_and_change_nothing(tmp_path, im
         assert out.returncode == 125 and words in out.stderr and "likely cause" in out.stderr, (args, out.stderr)
         assert lifecycle_of(engine, "busy") == (status, pid) == ("created", pid), args
     assert engine("start", "busy").returncode == 0
+    socket_only = ("exec", "--console-socket", str(tmp_path / "none.sock"), "busy", "true")
+    for args, words in ((("exec", "-t", "busy", "true"), "go together"), (socket_only, "without a terminal"),
+                        (("exec", "--process", str(tmp_path / "absent.json"), "busy"), "cannot read the process file")):
+        out = engine(*args)
+        assert out.returncode == 125 and words in out.stderr, (args, out.stderr)
     twice = engine("start", "busy")
     assert twice.returncode == 125 and "is running, not created" in twice.stderr
     assert engine("kill", "busy", "KILL").returncode == 0

@@ -13,16 +13,19 @@ import json
 import os
 import sys
 
-from .. import namespaces, seccomp, security
+from .. import namespaces, seccomp, security, terminal
 from ..errors import LabError
 from ..spec import ContainerSpec
 from . import steps
 from .init import die_with_parent
 
 
-def enter_and_exec(request: dict, detach: bool = False, pid_file: str | None = None) -> int:
+def enter_and_exec(request: dict, detach: bool = False, pid_file: str | None = None,
+                   console_socket: int | None = None) -> int:
     """Enter the container's namespaces and cgroup, run the command, return its exit code. detach (OCI
-    exec --detach): return 0 once it runs, and leave it to the caller's subreaper, as runc does."""
+    exec --detach): return 0 once it runs, and leave it to the caller's subreaper, as runc does.
+    console_socket (OCI exec --tty): a connected socket to the engine, which gets the master side of a
+    pty made in the container's own devpts; the command gets its slave as stdio and controlling tty."""
     spec = ContainerSpec.from_dict(request["spec"])
     if spec.security.non_dumpable:
         # Before setns: the child forked below is, until its execve, the host's Python in the
@@ -55,6 +58,8 @@ def enter_and_exec(request: dict, detach: bool = False, pid_file: str | None = N
             for fd in procs_fds:
                 os.write(fd, b"0")
                 os.close(fd)  # the host's cgroupfs: nothing the container's process may keep
+            if console_socket is not None:
+                give_terminal_to_engine(console_socket)
             os.chdir(request.get("cwd", "/"))
             # The same capabilities, seccomp filters, user and no_new_privs as the container's init.
             ctx = steps.Context(spec, detached=detach)
@@ -72,6 +77,8 @@ def enter_and_exec(request: dict, detach: bool = False, pid_file: str | None = N
         os._exit(127)
     for fd in procs_fds:
         os.close(fd)
+    if console_socket is not None:
+        os.close(console_socket)  # the child sent the master; the engine holds the terminal now
     if pid_fd is not None:
         os.write(pid_fd, str(child).encode())
         os.close(pid_fd)
@@ -79,6 +86,18 @@ def enter_and_exec(request: dict, detach: bool = False, pid_file: str | None = N
         return 0
     _, status = os.waitpid(child, 0)
     return os.waitstatus_to_exitcode(status)
+
+
+def give_terminal_to_engine(console_socket: int) -> None:
+    """In the exec'd process, inside the container's mount namespace (whose /dev/pts is the container's
+    devpts): a new pty, its master sent to the engine, its slave our stdio and controlling terminal."""
+    master, slave, _ = terminal.open_pty_in("/dev/pts")
+    terminal.send_console(console_socket, master)  # closes the socket
+    os.close(master)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    os.close(slave)
+    terminal.take_controlling_terminal(0)
 
 
 def become_root_inside(spec: ContainerSpec, die_with_parent: bool = True) -> None:
