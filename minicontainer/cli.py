@@ -172,8 +172,7 @@ def cmd_run(args, command: list[str]) -> int:
 
 def cmd_exec(args, command: list[str]) -> int:
     command = command or args.args
-    info = state.read_state(state.dir_name(args.name)) if lifecycle._ID.match(args.name) else None
-    if info and info.get("mode") == "oci":
+    if lifecycle.is_oci_container(args.name):
         return lifecycle.exec_in(args.name, command, args.process, detach=args.detach, pid_file=args.pid_file,
                                  console_socket=args.console_socket, tty=args.tty)
     if not command:
@@ -193,8 +192,7 @@ def parse_signal(text: str) -> int:
 
 def cmd_kill(args, _command) -> int:
     sig = parse_signal(args.signal)
-    info = state.read_state(state.dir_name(args.name)) if lifecycle._ID.match(args.name) else None
-    if info and info.get("mode") == "oci":
+    if lifecycle.is_oci_container(args.name):
         lifecycle.kill(args.name, sig, everyone=args.all)
     else:
         signal_container(args.name, sig)

@@ -40,12 +40,32 @@ def check_id(container_id: str) -> str:
     return container_id
 
 
+OWN_KEYS = ("name", "bundle", "spec", "init_pid", "created")  # what `create` always writes
+
+
+def is_oci_container(name: str) -> bool:
+    """Whether `kill` and `exec` of NAME take the OCI path: an id whose state dir exists under the root and is
+    not a supervised container's (`run`, a notebook's), which has a helper of its own to ask instead."""
+    if not _ID.match(name) or name in (".", ".."):
+        return False
+    if not os.path.exists(os.path.join(state.container_dir(state.dir_name(name)), "state.json")):
+        return False  # nothing, or a supervised container's directory as its helper removes it
+    info = state.read_state(state.dir_name(name))
+    return not (info and "helper_pid" in info and info.get("mode") != "oci")
+
+
 def recorded(container_id: str) -> dict:
     """A container's state.json, or a clear error if there is no container with that id."""
-    info = state.read_state(state.dir_name(check_id(container_id)))
-    if info is None or info.get("id") != container_id:
+    name = state.dir_name(check_id(container_id))
+    info = state.read_state(name)
+    if info is None and not os.path.isdir(state.container_dir(name)) or info is not None and \
+            info.get("id") != container_id:
         raise LabError(f"container {container_id!r} does not exist", f"no state under {state.root()} (another --root?)",
                        "list them with `minicontainer list`")
+    if info is None or info.get("mode") != "oci" or not all(k in info for k in OWN_KEYS):
+        raise LabError(f"{state.container_dir(name)} is not the state of a container minicontainer created",
+                       "another runtime keeps its state there (the same --root as runc's?), or the file is damaged",
+                       "give minicontainer a --root of its own; nothing there was changed")
     return info
 
 
@@ -224,12 +244,9 @@ def all_states() -> list[dict]:
 
 def delete(container_id: str, force: bool = False) -> None:
     """Remove a stopped container: its processes' cgroup, its network, its state. --force kills it first."""
-    try:
-        info = recorded(container_id)
-    except LabError:
-        if force and _ID.match(container_id):
-            return  # as runc: forcing the delete of what is already gone is not an error
-        raise
+    if force and _ID.match(container_id) and not os.path.isdir(state.container_dir(state.dir_name(container_id))):
+        return  # as runc: forcing the delete of what is already gone is not an error
+    info = recorded(container_id)
     status = state.oci_status(info)
     if status != "stopped" and not force:
         raise LabError(f"container {container_id!r} is {status}", "delete removes a stopped container",

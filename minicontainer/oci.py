@@ -44,8 +44,10 @@ SUPPORTED = {
     "annotations", "hooks", "linux.cgroupsPath", "linux.seccomp", "linux.sysctl", "process.user.umask",
     "process.oomScoreAdj", "process.user.additionalGids", "linux.resources.memory.disableOOMKiller",
     "linux.resources.blockIO", "linux.resources.blockIO.weight",  # only 0, Docker's "unset" (refused below)
+    "linux.uidMappings", "linux.gidMappings", "linux.rootfsPropagation",  # checked in unsupported()
 }
-LEAVES = ("annotations", "linux.sysctl", "linux.seccomp", "hooks")  # their keys are data, checked on their own
+# Their keys are data, checked on their own.
+LEAVES = ("annotations", "linux.sysctl", "linux.seccomp", "hooks", "linux.uidMappings", "linux.gidMappings")
 JOINABLE = ("net", "ipc", "uts")  # namespaces a config may give by path (a pod's shared ones)
 
 
@@ -69,6 +71,10 @@ def unsupported(config: dict) -> list[str]:
             problems.append(f"linux.namespaces type {ns.get('type')!r}")
         if "path" in ns and NS_TYPES.get(ns.get("type")) not in JOINABLE:
             problems.append(f"linux.namespaces {ns['type']} path (only {', '.join(JOINABLE)} can be joined)")
+    problems += _mapping_problems(linux)
+    if linux.get("rootfsPropagation", "rprivate") not in ("private", "rprivate"):
+        problems.append(f"linux.rootfsPropagation {linux['rootfsPropagation']!r} (every mount in the container is "
+                        "private: nothing propagates to or from the host)")
     if config.get("hooks"):
         from .hooks import check
         problems += check(config["hooks"])
@@ -105,6 +111,31 @@ def unsupported(config: dict) -> list[str]:
             continue
         problems.append(f"mount {destination} ({kind})")
     return problems
+
+
+def _mapping_problems(linux: dict) -> list[str]:
+    """A user namespace's id maps: minicontainer maps one range, the same for uids and gids; runc too needs
+    maps whenever there is a user namespace."""
+    uids, gids = linux.get("uidMappings"), linux.get("gidMappings")
+    user = any(ns.get("type") == "user" and "path" not in ns for ns in linux.get("namespaces", []))
+    if not user:
+        return ["linux.uidMappings/gidMappings without a user namespace"] if uids or gids else []
+    if not uids or not gids:
+        return ["a user namespace without linux.uidMappings and linux.gidMappings"]
+    fields = ("containerID", "hostID", "size")
+    if len(uids) != 1 or len(gids) != 1 or not all(isinstance(m[0].get(k), int) for m in (uids, gids) for k in fields):
+        return ["linux.uidMappings/gidMappings other than one range each"]
+    from .process.steps import id_map_lines
+    expected = id_map_lines(" ".join(str(uids[0][k]) for k in fields), os.geteuid(), os.getegid())[1]
+    if " ".join(str(gids[0][k]) for k in fields) != expected:
+        return [f"linux.gidMappings other than {expected} (as root, the uid range; unprivileged, your own gid)"]
+    return []
+
+
+def _uid_map(linux: dict) -> str | None:
+    """The config's one id range as the spec's "inside outside count", if it has one."""
+    ranges = linux.get("uidMappings")
+    return f"{ranges[0]['containerID']} {ranges[0]['hostID']} {ranges[0]['size']}" if ranges else None
 
 
 DENY_ALL = {"allow": False, "access": "rwm"}
@@ -229,6 +260,7 @@ def from_config(config: dict, bundle: str, command: list[str] | None = None) -> 
         hostname=config.get("hostname") if "uts" in kinds else None,
         namespaces=kinds,
         network=network,
+        uid_map=_uid_map(linux) or ContainerSpec.uid_map,
         memory=resources.get("memory", {}).get("limit"),
         cpus=cpu["quota"] / cpu.get("period", 100000) if cpu.get("quota") else None,
         pids=resources.get("pids", {}).get("limit"),
@@ -320,6 +352,12 @@ def to_config(spec: ContainerSpec) -> dict:
                         "org.minicontainer.network": spec.network,
                         "org.minicontainer.init": "true" if spec.init else "false"},
     }
+    if "user" in spec.namespaces:
+        from .process.steps import id_map_lines
+        for key, line in zip(("uidMappings", "gidMappings"), id_map_lines(spec.uid_map, os.geteuid(), os.getegid()),
+                             strict=True):
+            inside, outside, count = (int(n) for n in line.split())
+            config["linux"][key] = [{"containerID": inside, "hostID": outside, "size": count}]
     if spec.hostname:
         config["hostname"] = spec.hostname
     if caps is not None:

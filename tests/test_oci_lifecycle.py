@@ -447,3 +447,50 @@ def test_the_containers_own_cgroups_at_sys_fs_cgroup_as_runc_mounts_them(tmp_pat
     if cgroupns or not v2:
         assert ours[1] == str(MEMORY), ours  # its own group, not the host's root
     assert ours[:2] == seen["runc"][:2]
+
+
+@pytest.mark.parametrize("content", ['{"id": "theirs", "init_process_pid": 1, "created": "2026-01-01T00:00:00Z"}',
+                                     "not json"], ids=["another-runtimes-state", "damaged"])
+def test_a_state_dir_that_is_not_ours_is_named_and_left_alone(tmp_path, content):
+    """A --root shared with another runtime (runc's state.json has an id too), or a damaged file: every verb
+    says whose it is not and what to do, exits 125, and changes nothing there."""
+    root = tmp_path / "root"
+    (root / "theirs").mkdir(parents=True)
+    (root / "theirs" / "state.json").write_text(content)
+    for verb in (["state", "theirs"], ["start", "theirs"], ["kill", "theirs", "KILL"], ["delete", "theirs"],
+                 ["delete", "--force", "theirs"], ["exec", "theirs", "true"]):
+        out = subprocess.run([*MINICONTAINER, "--root", str(root), *verb], capture_output=True, text=True, env=ENV,
+                             timeout=30)
+        assert out.returncode == 125 and "is not the state of a container minicontainer created" in out.stderr \
+            and "Traceback" not in out.stderr, (verb, out.stderr)
+        assert (root / "theirs" / "state.json").read_text() == content, verb
+
+
+def test_a_configs_user_namespace_and_id_maps_apply_as_under_runc(tmp_path, image, engines):
+    """linux.uidMappings/gidMappings with a user namespace: PID 1's /proc/PID/uid_map and gid_map are the
+    config's range, it is root inside and 100000 outside, and it owns its other namespaces."""
+    bundle = make_bundle(tmp_path, image, ["sleep", "600"])
+    config = json.loads(open(os.path.join(bundle, "config.json")).read())
+    config["linux"]["namespaces"].append({"type": "user"})
+    one = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    config["linux"].update(uidMappings=one, gidMappings=one)
+    open(os.path.join(bundle, "config.json"), "w").write(json.dumps(config))
+    refused = engines["minicontainer"].create("mapped", bundle)  # its root is below pytest's 0700 directory
+    assert refused["create"] == 125 and "lets only its owner through" in open(
+        engines["minicontainer"].output("mapped")).read()
+    engines["minicontainer"].root = f"/run/minicontainer-test-{os.getpid()}"  # traversable, as /run/minicontainer
+    seen = {}
+    for name, engine in engines.items():
+        assert engine.create("mapped", bundle)["create"] == 0, open(engine.output("mapped")).read()
+        assert engine("start", "mapped").returncode == 0
+        pid = engine.state("mapped")["pid"]
+        status = inspect.status(pid)
+        seen[name] = (open(f"/proc/{pid}/uid_map").read().split(), open(f"/proc/{pid}/gid_map").read().split(),
+                      status["Uid"].split()[0], "user" in set(namespaces.identities(pid)) -
+                      set(namespaces.shared_with(pid)))
+        engine("kill", "mapped", "KILL")
+        engine.reaped()
+        assert engine("delete", "mapped").returncode == 0
+    os.rmdir(engines["minicontainer"].root)
+    assert seen["minicontainer"] == (["0", "100000", "65536"], ["0", "100000", "65536"], "100000", True), seen
+    assert seen["minicontainer"] == seen["runc"]

@@ -67,8 +67,18 @@ def make_gate(directory: str, uid_map: str | None) -> int:
 
 
 def chown_for_user_ns(paths: dict, uid_map: str) -> None:
-    """The overlay copies up with the mounter's ids: the mapped root must own upper and work."""
+    """The overlay copies up with the mounter's ids: the mapped root must own upper and work, and reach
+    them: every directory above must let others through."""
     outside = int(uid_map.split()[1])
+    above = os.path.dirname(paths["dir"])
+    while above != "/":
+        info = os.stat(above)
+        if not info.st_mode & 0o001 and info.st_uid != outside:
+            raise LabError(f"the container's root user (uid {outside} on the host) cannot reach {paths['dir']}: "
+                           f"{above} lets only its owner through (mode {info.st_mode & 0o777:o})",
+                           "a user namespace's root is an unprivileged user outside it, and mounts the overlay "
+                           "from there", f"use a state root that others may traverse (--root), or chmod o+x {above}")
+        above = os.path.dirname(above)
     for key in ("upper", "work", "merged"):
         if key in paths:
             os.chown(paths[key], outside, outside)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -135,3 +136,25 @@ def test_a_path_in_the_new_root_never_leads_out_through_the_images_symlinks(tmp_
     assert path_in(str(root), "/lib/x") == str(root / "real" / "x")
     assert path_in(str(root), "/run/../../../x") == str(root / "x")
     assert path_in(str(root), "/new/dir") == str(root / "new" / "dir")
+
+
+def test_a_user_namespaces_id_maps_go_both_ways_and_what_cannot_be_mapped_is_refused(tmp_path):
+    spec = ContainerSpec("/images/busybox", ["sleep", "1"], namespaces=("user", "pid", "mnt"), uid_map="0 200000 1000")
+    config = oci.to_config(spec)
+    uid_line, gid_line = id_map_lines(spec.uid_map, os.geteuid(), os.getegid())
+    assert config["linux"]["uidMappings"] == [dict(zip(("containerID", "hostID", "size"),
+                                                       map(int, uid_line.split()), strict=True))]
+    assert [str(config["linux"]["gidMappings"][0][k]) for k in ("containerID", "hostID", "size")] == gid_line.split()
+    assert oci.unsupported(config) == []
+    assert oci.from_config(config, str(tmp_path)).uid_map == "0 200000 1000"
+    user = [{"type": "user"}, {"type": "pid"}]
+    one = {"containerID": 0, "hostID": 100000, "size": 65536}
+    for linux, words in (({"namespaces": user}, "a user namespace without linux.uidMappings"),
+                         ({"namespaces": [{"type": "pid"}], "uidMappings": [one], "gidMappings": [one]},
+                          "without a user namespace"),
+                         ({"namespaces": user, "uidMappings": [one, one], "gidMappings": [one]}, "one range each"),
+                         ({"namespaces": user, "uidMappings": [one], "gidMappings": [{**one, "hostID": 7}]},
+                          "linux.gidMappings other than"),
+                         ({"namespaces": [{"type": "mount"}], "rootfsPropagation": "shared"}, "rootfsPropagation")):
+        problems = oci.unsupported({"ociVersion": "1.0.2", "linux": linux})
+        assert any(words in p for p in problems), (linux, problems)
