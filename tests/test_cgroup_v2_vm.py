@@ -51,14 +51,15 @@ INNER = [
     "tests/test_stage.py::test_a_stage_ends_in_the_state_run_makes",
     "tests/test_stage.py::test_a_kernel_restart_in_the_middle_of_a_stage_leaves_nothing",
     "tests/test_stage.py::test_a_created_container_that_is_never_started_leaves_nothing",
-    # Real engines on cgroup v2, beside runc: Podman (a pod's members under the pod's own cgroup, -t, exec -t,
-    # an OOM kill), containerd's shim, Docker (its cpu.shares 0), the config's cgroup mount; lesson 08 and its
-    # hook. (Podman's default network needs iptables extensions this VM's kernel has no modules for.)
+    # Real engines on cgroup v2, beside runc: Podman (exec -t, an OOM kill), containerd's shim, Docker (its
+    # cpu.shares 0), the config's cgroup mount; lesson 08 and its hook. Not here: Podman's default network
+    # (iptables extensions this VM's kernel has no modules for), and the pod test: Podman 4.3 with cgroupfs
+    # attaches a deny-all device program to a pod's own cgroup on v2, so runc cannot even reopen /dev/null
+    # in a pod there (minicontainer starts there: it binds the host's nodes where mknod is refused).
     *[f"tests/test_engines.py::{name}" for name in (
         "test_podman_run_rm_passes_output_and_exit_code",
         "test_podman_detached_exec_stop_and_rm_see_the_same_kernel_state_as_under_runc",
         "test_podman_memory_limit_and_oom_kill_as_under_runc",
-        "test_a_podman_pod_shares_the_infra_containers_namespaces",
         "test_podman_exec_t_gets_a_terminal_of_its_own_in_the_containers_devpts",
         "test_containerd_runs_minicontainer_through_its_runc_shim_as_it_runs_runc",
         "test_docker_run_with_runtime_minicontainer_as_with_runc")],
