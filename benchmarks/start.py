@@ -134,6 +134,35 @@ def oci_case(tool: str, tmp: str, bundle_of, preexec=None):
     return start, after
 
 
+def minicontainer_oci_case(tmp: str, bundle_of):
+    """minicontainer as engines call it: create (PID 1 waits at the gate), start, wait for PID 1 to end
+    (this benchmark is its subreaper, as conmon is), delete: three interpreters per container."""
+    bundle = bundle_of()
+    cli = [sys.executable, "-m", "minicontainer.cli", "--root", os.path.join(tmp, "state-minicontainer")]
+    ident = f"bench-minicontainer-{os.getpid()}-{{}}"
+
+    def start(i):
+        pid_file = os.path.join(tmp, "mc.pid")
+        # PID 1 keeps create's stdio: a file, not a pipe whose end would never come while it waits.
+        with open(os.path.join(tmp, "create.err"), "w+") as err:
+            created = subprocess.run([*cli, "create", "--bundle", bundle, "--pid-file", pid_file, ident.format(i)],
+                                     stdin=subprocess.DEVNULL, stdout=err, stderr=err, timeout=60)
+            if created.returncode != 0:
+                err.seek(0)
+                raise Failed(f"create: exit {created.returncode}: {err.read().strip().splitlines()[-1][:90]}")
+        with open(pid_file) as f:
+            pid = int(f.read())
+        check([*cli, "start", ident.format(i)])
+        os.waitpid(pid, 0)  # re-parented to us when create exited
+        check([*cli, "delete", ident.format(i)])
+
+    def after(i):
+        subprocess.run([*cli, "delete", "--force", ident.format(i)], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60)
+
+    return start, after
+
+
 def command(argv, preexec=None):
     """A case that runs one command per start; argv() may raise Failed (e.g. the tool is not installed)."""
     def factory():
@@ -163,8 +192,10 @@ def cases(rootfs: str, tmp: str):
     yield ("minicontainer CLI", "new interpreter, then as below",
            command(lambda: [sys.executable, "-m", "minicontainer.cli", "run", "--memory", MEMORY, rootfs,
                             "--", "/bin/true"]))
-    yield ("minicontainer in-process", "container.run(): helper, 6 ns, pivot_root, cgroup",
+    yield ("minicontainer in-process", "container.run(): helper forked, 6 ns, pivot_root, cgroup",
            lambda: (in_process, None))
+    yield ("minicontainer OCI", "create + start + wait + delete: 3 CLI runs, the OCI bundle",
+           lambda: minicontainer_oci_case(tmp, bundle_of))
     yield ("unshare", "+ chroot; 5 namespaces, no /proc, no cgroup",
            command(lambda: [need("unshare"), "--mount", "--uts", "--ipc", "--pid", "--net", "--fork",
                             "chroot", rootfs, "/bin/true"]))
@@ -177,6 +208,11 @@ def cases(rootfs: str, tmp: str):
         yield ("  hybrid wrapper alone", "crun's wrapper around a host /bin/true", command(lambda: ["/bin/true"], wrap))
     yield ("runc", "OCI bundle, 64M", lambda: oci_case("runc", tmp, bundle_of))
     yield ("(host /bin/true)", "no container: just spawning a process", command(lambda: ["/bin/true"]))
+    # The floor under every CLI row: an interpreter, then the runtime's imports.
+    yield ("(python -c pass)", "the bare interpreter: what any Python CLI costs", command(
+        lambda: [sys.executable, "-c", "pass"]))
+    yield ("(minicontainer --version)", "interpreter + the CLI's imports", command(
+        lambda: [sys.executable, "-m", "minicontainer.cli", "--version"]))
 
 
 def main() -> int:

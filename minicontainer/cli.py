@@ -10,16 +10,18 @@ import os
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from . import __version__ as VERSION
-from . import doctor, lifecycle, network, oci, rootfs, state, terminal
+from . import lifecycle, state
 from .cgroups.limits import format_size
-from .container import Container, cleanup, exec_command, list_containers, signal_container, stop_container
 from .errors import LabError
 from .namespaces import DEFAULT_KINDS
-from .process import messages, spawn
 from .security import DEFAULT_CAPABILITIES, Security
 from .spec import DEFAULT_ENV, ContainerSpec
+
+if TYPE_CHECKING:
+    from .container import Container
 
 ERROR_EXIT = 125  # as docker and podman: the runtime failed, not the command
 
@@ -80,6 +82,7 @@ class ForwardSignals:
             self.kill(f"{self.stop_timeout:.0f} s after {name}")
 
     def kill(self, why: str) -> None:
+        from .process import messages
         signal.alarm(0)
         say(f"{why}: killing every process of container {self.container.name}")
         self.container.channel.send(messages.Stop(0))
@@ -120,6 +123,8 @@ def security_from(args) -> Security:
 
 
 def cmd_run(args, command: list[str]) -> int:
+    from . import network, oci, terminal
+    from .container import Container
     kinds = [k for k in DEFAULT_KINDS if k not in args.share] + [k for k in args.also if k not in DEFAULT_KINDS]
     if args.rootless and "user" not in kinds:
         kinds.insert(0, "user")
@@ -171,6 +176,8 @@ def cmd_run(args, command: list[str]) -> int:
 
 
 def cmd_exec(args, command: list[str]) -> int:
+    from .container import exec_command
+    from .process import spawn
     command = command or args.args
     if lifecycle.is_oci_container(args.name):
         return lifecycle.exec_in(args.name, command, args.process, detach=args.detach, pid_file=args.pid_file,
@@ -191,6 +198,7 @@ def parse_signal(text: str) -> int:
 
 
 def cmd_kill(args, _command) -> int:
+    from .container import signal_container
     sig = parse_signal(args.signal)
     if lifecycle.is_oci_container(args.name):
         lifecycle.kill(args.name, sig, everyone=args.all)
@@ -241,11 +249,13 @@ def cmd_list(args, _command) -> int:
 
 
 def cmd_features(args, _command) -> int:
+    from . import oci
     print(json.dumps(oci.features(), indent=2))
     return 0
 
 
 def cmd_stop(args, _command) -> int:
+    from .container import stop_container
     killed = stop_container(args.name, args.time)
     print(f"{args.name}: " + (f"still running {args.time:.0f} s after SIGTERM, so every process in its cgroup was "
                               "killed" if killed else "ended after SIGTERM"))
@@ -257,6 +267,7 @@ def cmd_ps(args, _command) -> int:
         pids = lifecycle.processes(args.id)
         print(json.dumps(pids) if args.format == "json" else "PID\n" + "\n".join(map(str, pids)))
         return 0
+    from .container import list_containers
     rows = list_containers()
     print(f"{'NAME':<16} {'PID':>7}  {'STATUS':<12} {'MEMORY':<8} COMMAND")
     for info in rows:
@@ -267,17 +278,20 @@ def cmd_ps(args, _command) -> int:
 
 
 def cmd_rootfs(args, _command) -> int:
+    from . import rootfs
     rootfs.build_rootfs(args.directory)
     return 0
 
 
 def cmd_doctor(args, _command) -> int:
+    from . import doctor
     text, code = doctor.report(doctor.run_checks())
     print(text)
     return code
 
 
 def cmd_cleanup(args, _command) -> int:
+    from .container import cleanup
     removed = cleanup()
     for item in removed:
         print(f"removed {item}")
@@ -286,6 +300,7 @@ def cmd_cleanup(args, _command) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .rootfs import DEFAULT_ROOTFS
     parser = argparse.ArgumentParser(prog="minicontainer", description="A small container runtime for learning.")
     parser.add_argument("--version", action="version", version=f"minicontainer version {VERSION}\n"
                         f"spec: {lifecycle.OCI_VERSION}")
@@ -299,8 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a command in a new container", usage="minicontainer run [options] ROOTFS "
                          "-- CMD [ARG...]")
-    run.add_argument("rootfs", nargs="?", default=rootfs.DEFAULT_ROOTFS,
-                     help=f"image directory (default {rootfs.DEFAULT_ROOTFS})")
+    run.add_argument("rootfs", nargs="?", default=DEFAULT_ROOTFS,
+                     help=f"image directory (default {DEFAULT_ROOTFS})")
     run.add_argument("--name", help="container name (default: mc-<random>)")
     run.add_argument("--hostname", help="hostname inside (default: the name)")
     run.add_argument("--memory", help="memory limit, e.g. 64M, 1.5G (swap off)")
@@ -398,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     rfs = sub.add_parser("rootfs", help="root filesystem images")
     rfs_sub = rfs.add_subparsers(dest="action", required=True)
     build = rfs_sub.add_parser("build", help="build the busybox image from Debian's busybox-static")
-    build.add_argument("directory", nargs="?", default=rootfs.DEFAULT_ROOTFS)
+    build.add_argument("directory", nargs="?", default=DEFAULT_ROOTFS)
     build.set_defaults(func=cmd_rootfs)
     sub.add_parser("doctor", help="check this host").set_defaults(func=cmd_doctor)
     sub.add_parser("cleanup", help="remove what crashed runs left").set_defaults(func=cmd_cleanup)

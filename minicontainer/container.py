@@ -39,8 +39,14 @@ def spawn_helper(spec: ContainerSpec, staged: bool, stdin=subprocess.DEVNULL, st
         spec.rootfs = rootfs.validate_rootfs(spec.rootfs)
     mine, theirs = Channel.pair()
     # pass_fds: extra fds for the container; the init closes them unless spec.security.keep_fds names them.
-    helper = spawn.start("minicontainer.process.helper", str(theirs.fileno()), pass_fds=(theirs.fileno(), *pass_fds),
-                         start_new_session=True, stdin=stdin, stdout=stdout, stderr=stderr)
+    from .process import helper as helper_process
+    if helper_process.can_fork_for(stdin, stdout, stderr) and os.environ.get("MINICONTAINER_HELPER") != "spawn":
+        # The CLI: fork the helper from this process, which has imported the runtime already.
+        helper = helper_process.fork_helper(theirs.fileno(), stdin, stdout, stderr, pass_fds)
+    else:  # a multithreaded caller (a Jupyter kernel) must not fork: a fresh interpreter instead
+        helper = spawn.start("minicontainer.process.helper", str(theirs.fileno()),
+                             pass_fds=(theirs.fileno(), *pass_fds), start_new_session=True, stdin=stdin,
+                             stdout=stdout, stderr=stderr)
     theirs.close()
     mine.send(messages.Create(spec.to_dict(), staged))
     return helper, mine

@@ -226,6 +226,15 @@ def prctl(option: int, arg2: int = 0) -> None:
     _check(_libc.prctl(option, arg2, 0, 0, 0), "prctl", f"{option}, {arg2}")
 
 
+PR_SET_NAME = 15
+
+
+def set_process_name(name: str) -> None:
+    """prctl(PR_SET_NAME): the name ps and /proc/PID/comm show (15 bytes at most)."""
+    buffer = ctypes.create_string_buffer(name.encode()[:15])
+    _check(_libc.prctl(PR_SET_NAME, ctypes.addressof(buffer), 0, 0, 0), "prctl", f"PR_SET_NAME, {name!r}")
+
+
 def mknod(path: str, mode: int, major: int, minor: int) -> None:
     """mknod(2) for a device node (root only; refused inside a user namespace)."""
     try:

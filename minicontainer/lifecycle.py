@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 
-from . import oci, state
+from . import state
 from .cgroups import Cgroup
 from .errors import LabError
 
@@ -94,6 +94,7 @@ def create(container_id: str, bundle: str, *, pid_file: str | None = None, keep_
     from .process.sequence import Sequence
     check_id(container_id)
     bundle = os.path.abspath(bundle)
+    from . import oci
     spec = oci.load_bundle(bundle)
     name = state.dir_name(container_id)
     if os.path.lexists(state.container_dir(name)):

@@ -20,7 +20,7 @@ from .errors import LabError
 from .hooks import KINDS as HOOK_KINDS
 from .process import mcinit
 from .security import MASKED_PATHS, READ_ONLY_PATHS, Security
-from .spec import ContainerSpec
+from .spec import JOINABLE, ContainerSpec
 
 # OCI namespace type <-> /proc/PID/ns name
 NS_TYPES = {"pid": "pid", "network": "net", "ipc": "ipc", "uts": "uts", "mount": "mnt", "user": "user",
@@ -48,7 +48,6 @@ SUPPORTED = {
 }
 # Their keys are data, checked on their own.
 LEAVES = ("annotations", "linux.sysctl", "linux.seccomp", "hooks", "linux.uidMappings", "linux.gidMappings")
-JOINABLE = ("net", "ipc", "uts")  # namespaces a config may give by path (a pod's shared ones)
 
 
 def _keys(tree: dict, prefix: str = "") -> list[str]:

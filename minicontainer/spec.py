@@ -27,6 +27,9 @@ class Bind(NamedTuple):
     read_only: bool = True
 
 
+JOINABLE = ("net", "ipc", "uts", "pid", "cgroup")  # kinds a container may share with another (by PID or path)
+
+
 class Port(NamedTuple):
     """A published port: host_ip:host_port on the host forwarded to container_port."""
     host_ip: str
@@ -165,10 +168,14 @@ class ContainerSpec:
                                "use e.g. RLIMIT_NOFILE or RLIMIT_NPROC")
         for kind, pid in self.join.items():
             where = pid if isinstance(pid, str) else f"/proc/{pid}/ns/{kind}"
-            if kind not in ("net", "ipc", "uts"):
-                raise LabError(f"cannot join a {kind} namespace", "a container may share only the net, ipc and uts "
-                               "namespaces of another (as the containers of a Kubernetes pod do)",
-                               "join one of net, ipc, uts")
+            if kind not in JOINABLE:
+                raise LabError(f"cannot join a {kind} namespace", "a container may share the net, ipc, uts, pid "
+                               "and cgroup namespaces of another (as the containers of a Kubernetes pod do); its own "
+                               "mount and user namespaces are what its other defences stand on",
+                               f"join one of {', '.join(JOINABLE)}")
+            if kind == "pid" and "user" in self.namespaces:
+                raise LabError("joining a PID namespace from a user namespace of its own", "the new user namespace "
+                               "holds no privilege over the other container's PID namespace", "drop one of them")
             if not os.path.exists(where):
                 raise LabError(f"no {kind} namespace at {where} to join", "its process has exited, or the path is "
                                "wrong", "give the PID of a running container, or a namespace's path")

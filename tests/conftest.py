@@ -62,7 +62,12 @@ def kernel_state() -> dict:
                 cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "minicontainer.process" in cmdline:
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        if "minicontainer.process" in cmdline or comm == "mc-helper":  # spawned, or forked from the CLI
             helpers.add(f"{pid} {cmdline}")
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     firewall = set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -114,9 +115,8 @@ def test_cleanup_removes_what_a_killed_helper_left(image):
     state = "/run/minicontainer/orphaned/state.json"
     while ('"running"' not in (open(state).read() if os.path.exists(state) else "")) and time.monotonic() < deadline:
         time.sleep(0.05)
-    helper = subprocess.run(["pgrep", "-f", "minicontainer.process.helper"], capture_output=True, text=True)
-    for pid in helper.stdout.split():
-        os.kill(int(pid), 9)  # the helper dies without cleaning up; PDEATHSIG takes the container down
+    helper = json.load(open(state))["helper_pid"]  # forked from the CLI (mc-helper), or spawned
+    os.kill(helper, 9)  # the helper dies without cleaning up; PDEATHSIG takes the container down
     runner.wait(STARTUP_WAIT)
     assert os.path.exists(state)
     out = cli("cleanup")

@@ -494,3 +494,35 @@ def test_a_configs_user_namespace_and_id_maps_apply_as_under_runc(tmp_path, imag
     os.rmdir(engines["minicontainer"].root)
     assert seen["minicontainer"] == (["0", "100000", "65536"], ["0", "100000", "65536"], "100000", True), seen
     assert seen["minicontainer"] == seen["runc"]
+
+
+def test_pid_and_cgroup_namespaces_joined_by_path_as_under_runc(tmp_path, image, engines):
+    """A second container given the first's PID and cgroup namespaces by path (Kubernetes'
+    shareProcessNamespace, podman --pid container:X): its process is in them, not PID 1 there, and the
+    first container's /proc lists it."""
+    first = make_bundle(tmp_path, image, ["sleep", "600"])
+    config = json.loads(open(os.path.join(first, "config.json")).read())
+    config["linux"]["namespaces"].append({"type": "cgroup"})
+    open(os.path.join(first, "config.json"), "w").write(json.dumps(config))
+    seen = {}
+    for name, engine in engines.items():
+        assert engine.create("first", first)["create"] == 0 and engine("start", "first").returncode == 0
+        host_pid = engine.state("first")["pid"]
+        second = make_bundle(tmp_path, image, ["sleep", "600"])
+        config = json.loads(open(os.path.join(second, "config.json")).read())
+        config["linux"]["namespaces"] = [ns for ns in config["linux"]["namespaces"] if ns["type"] != "pid"] + [
+            {"type": kind, "path": f"/proc/{host_pid}/ns/{kind}"} for kind in ("pid", "cgroup")]
+        open(os.path.join(second, "config.json"), "w").write(json.dumps(config))
+        assert engine.create("second", second)["create"] == 0, open(engine.output("second")).read()
+        assert engine("start", "second").returncode == 0
+        joined = engine.state("second")["pid"]
+        inside = inspect.status(joined)["NSpid"].split()[-1]  # its PID in the namespace it joined
+        seen[name] = ([k for k in ("pid", "cgroup") if k in namespaces.shared_with(joined, host_pid)],
+                      inside != "1", os.path.exists(f"/proc/{host_pid}/root/proc/{inside}"))
+        for container in ("second", "first"):
+            engine("kill", container, "KILL")
+        engine.reaped()
+        for container in ("second", "first"):
+            assert engine("delete", container).returncode == 0
+    assert seen["minicontainer"] == (["pid", "cgroup"], True, True), seen
+    assert seen["minicontainer"] == seen["runc"]

@@ -19,7 +19,7 @@ from . import v1, v2
 from .files import read_file, write_file
 from .limits import parse_cpus, parse_pids, parse_size
 
-__all__ = ["Cgroup", "Controller", "Layout", "detect", "parse_cpus", "parse_pids", "parse_size"]
+__all__ = ["Cgroup", "Controller", "Layout", "detect", "layout_from", "parse_cpus", "parse_pids", "parse_size"]
 
 # The controllers the lab uses, by their v2 names ("io" is "blkio" on v1). v2 has no devices
 # controller: there "devices" stands for the cgroup a BPF device program attaches to (devices.py).
@@ -58,9 +58,9 @@ class Layout:
         return c.version if c else None
 
 
-def _mountinfo():
-    """(mount point, mount root, fstype, super options) for each mount in /proc/self/mountinfo."""
-    for line in read_file("/proc/self/mountinfo").splitlines():
+def _mountinfo(text: str):
+    """(mount point, mount root, fstype, super options) for each line of a /proc/PID/mountinfo."""
+    for line in text.splitlines():
         left, _, right = line.partition(" - ")
         fields, rfields = left.split(), right.split()
         yield fields[4], fields[3], rfields[0], rfields[2] if len(rfields) > 2 else ""
@@ -74,18 +74,27 @@ def _own_dir(mount: str, mount_root: str, own: str) -> str:
 @lru_cache(maxsize=1)
 def detect() -> Layout:
     """Read which cgroup version holds each controller on this host, and where we are in each."""
+    mounts = read_file("/proc/self/mountinfo")
+    v2_root = next((point for point, _, fstype, _ in _mountinfo(mounts) if fstype == "cgroup2"), None)
+    controllers = read_file(os.path.join(v2_root, "cgroup.controllers")) if v2_root else ""
+    return layout_from(read_file("/proc/cgroups"), read_file("/proc/self/cgroup"), mounts, controllers)
+
+
+def layout_from(proc_cgroups: str, self_cgroup: str, mountinfo: str, v2_controllers: str) -> Layout:
+    """The Layout that these files describe: /proc/cgroups, /proc/self/cgroup, /proc/self/mountinfo and the
+    first cgroup2 mount's cgroup.controllers. Pure: the unit tests give it recorded v1, v2 and hybrid hosts."""
     enabled = {}
-    for line in read_file("/proc/cgroups").splitlines()[1:]:
+    for line in proc_cgroups.splitlines()[1:]:
         name, hierarchy, _, on = line.split()[:4]
         enabled[V1_NAMES.get(name, name)] = (int(hierarchy), on == "1")
     own = {}  # controller set (frozenset) or "" for v2 -> path
-    for line in read_file("/proc/self/cgroup").splitlines():
+    for line in self_cgroup.splitlines():
         _, ctrls, path = line.split(":", 2)
         own[frozenset(V1_NAMES.get(c, c) for c in ctrls.split(",")) if ctrls else ""] = path
 
     layout = Layout({})
     v1_mounts = []
-    for mount, root, fstype, opts in _mountinfo():
+    for mount, root, fstype, opts in _mountinfo(mountinfo):
         if fstype == "cgroup2" and layout.v2_mount is None and "" in own:
             layout.v2_mount, layout.v2_own_dir = mount, _own_dir(mount, root, own[""])
         elif fstype == "cgroup":
@@ -93,9 +102,7 @@ def detect() -> Layout:
             if ctrls:
                 v1_mounts.append((mount, root, ctrls))
 
-    v2_ctrls = set()
-    if layout.v2_mount:
-        v2_ctrls = set(read_file(os.path.join(layout.v2_mount, "cgroup.controllers")).split())
+    v2_ctrls = set(v2_controllers.split()) if layout.v2_mount else set()
     for name in WANTED:
         hierarchy, on = enabled.get(name, (0, False))
         if not on and name in enabled:

@@ -15,10 +15,14 @@ process group spares it, and it owns the clean-up.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import subprocess
 import sys
+import time
 
+from .. import kernel
 from ..errors import LabError
 from ..spec import ContainerSpec
 from . import messages
@@ -33,8 +37,10 @@ class Helper(StageServer, Supervisor):
     """A supervised container's start sequence, served step by step or all at once."""
 
 
-def main() -> None:
-    caller = Channel(socket.socket(fileno=int(sys.argv[1])))
+def serve(channel_fd: int) -> int:
+    """The helper's life: one Create request on the channel, that container built, supervised and removed.
+    Returns the exit status for the helper process."""
+    caller = Channel(socket.socket(fileno=channel_fd))
     helper = Helper(caller)
     # Asked to go away (not by the caller, who uses the channel): take the container down too.
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
@@ -43,7 +49,7 @@ def main() -> None:
     try:
         request = caller.recv()
         if request is None:
-            return  # the caller went before it asked for anything
+            return 0  # the caller went before it asked for anything
         if not isinstance(request, messages.Create):
             raise unexpected(request, "Create")
         helper.prepare(ContainerSpec.from_dict(request.spec))
@@ -57,7 +63,7 @@ def main() -> None:
             final = helper.final_stats()
             helper.cleanup()
             caller.send(messages.Exited(-signal.SIGKILL, final))
-            return
+            return 0
         code = helper.supervise()
         final = helper.final_stats()
         helper.cleanup()
@@ -74,7 +80,94 @@ def main() -> None:
         caller.send(messages.Error.of(LabError(f"the helper failed: {type(e).__name__}: {e}", "an unexpected error",
                                                "please report it with the output of `minicontainer doctor`"),
                                       ended=True))
-    sys.exit(0 if code >= 0 else 1)
+    return 0 if code >= 0 else 1
+
+
+FORKED_NAME = "mc-helper"
+
+
+class ForkedHelper:
+    """A helper forked from its caller (no second interpreter to start), seen as subprocess.Popen sees a
+    spawned one: pid, poll, wait, send_signal."""
+
+    def __init__(self, pid: int):
+        self.pid, self.returncode = pid, None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"helper {self.pid}", timeout)
+            time.sleep(0.005)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+
+def can_fork_for(*stdio) -> bool:
+    """Whether this caller may fork its helper: single-threaded, and stdio the fork can hand over as it is
+    (a pipe to be made, subprocess.PIPE, is the spawned helper's)."""
+    return single_threaded() and all(s is None or s == subprocess.DEVNULL or hasattr(s, "fileno") or
+                                     isinstance(s, int) and s >= 0 for s in stdio)
+
+
+def single_threaded() -> bool:
+    """Only then may a process fork and go on running Python in the child (a Jupyter kernel may not)."""
+    with open("/proc/self/status") as f:
+        return next(line for line in f if line.startswith("Threads:")).split()[1] == "1"
+
+
+def fork_helper(channel_fd: int, stdin=None, stdout=None, stderr=None, pass_fds: tuple = ()) -> ForkedHelper:
+    """The helper as a fork of a single-threaded caller (the CLI), which has imported the runtime already:
+    in a session of its own, with the given stdio (None: the caller's; an fd; subprocess.DEVNULL), and no
+    other fd of the caller's but the channel and pass_fds."""
+    pid = os.fork()
+    if pid:
+        return ForkedHelper(pid)
+    code = 127
+    try:
+        os.setsid()
+        kernel.set_process_name(FORKED_NAME)  # its command line is its caller's: ps and the tests find it by this
+        for sig in range(1, signal.NSIG):  # the caller's handlers (its signal forwarding) are not ours
+            if sig not in (signal.SIGKILL, signal.SIGSTOP):
+                try:
+                    signal.signal(sig, signal.SIG_DFL)
+                except (OSError, ValueError):
+                    pass
+        signal.alarm(0)
+        for target, given in enumerate((stdin, stdout, stderr)):
+            if given == subprocess.DEVNULL:
+                given = os.open(os.devnull, os.O_RDWR)
+            elif hasattr(given, "fileno"):
+                given = given.fileno()
+            if given is not None:
+                os.dup2(given, target)
+        keep = {0, 1, 2, channel_fd, *pass_fds}
+        for fd in map(int, os.listdir("/proc/self/fd")):
+            if fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass  # the listing's own fd, closed already
+        code = serve(channel_fd)
+    except BaseException:  # noqa: BLE001  before serve() could report on the channel: say it on stderr
+        import traceback
+        traceback.print_exc()
+    finally:
+        os._exit(code)  # never back into the caller's code, nor its atexit handlers
+
+
+def main() -> None:
+    sys.exit(serve(int(sys.argv[1])))
 
 
 if __name__ == "__main__":

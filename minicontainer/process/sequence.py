@@ -25,7 +25,7 @@ import signal
 import sys
 from dataclasses import asdict
 
-from .. import namespaces, seccomp, state
+from .. import kernel, namespaces, seccomp, state
 from ..cgroups import Cgroup
 from ..cgroups.limits import format_size
 from ..errors import LabError
@@ -214,7 +214,8 @@ class Sequence:
             else:
                 if step.name == "pid namespace":  # keep a way back: later children of ours must not be in it
                     self.own_namespaces = [(k, os.open(f"/proc/self/ns/{k}", os.O_RDONLY))
-                                           for k in ("pid", "time") if k in self.spec.namespaces]
+                                           for k in ("pid", "time") if k in self.spec.namespaces or
+                                           k in self.spec.join]
                 self.before_step(step)
                 steps.run_step(step, self.ctx)
                 self.owns_cgroup = self.owns_cgroup or step.name == "cgroup"  # made by us: ours to remove
@@ -256,6 +257,8 @@ class Sequence:
                 signal.signal(sig, signal.SIG_DFL)  # the helper's handlers are not the child's
             mine.close()
             self.caller.close()  # the caller's channel is ours alone: its EOF must reach only us
+            # What it is until its exec: the runtime's Python (a helper forked from the CLI is named mc-helper).
+            kernel.set_process_name(os.path.basename(sys.executable))
             for _, fd in self.own_namespaces:
                 os.close(fd)  # the way back to the host's PID namespace stays with the helper
             self.ctx.channel = theirs

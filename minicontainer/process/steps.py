@@ -129,9 +129,14 @@ def id_map_lines(uid_map: str, euid: int, egid: int) -> tuple[str, str]:
 
 
 def unshare_for_children(ctx: Context) -> None:
-    """PID and time namespaces apply to the children made afterwards: the next fork is PID 1."""
-    kinds = [k for k in ("pid", "time") if k in ctx.spec.namespaces]
+    """PID and time namespaces apply to the children made afterwards: the next fork is PID 1 (of a new PID
+    namespace; or, joining another container's, a further process of that one)."""
+    kinds = [k for k in ("pid", "time") if k in ctx.spec.namespaces and k not in ctx.spec.join]
     namespaces.unshare(kinds)
+    if "pid" in ctx.spec.join:
+        where = ctx.spec.join["pid"]
+        path = where if isinstance(where, str) else f"/proc/{where}/ns/pid"
+        namespaces.enter([("pid", os.open(path, os.O_RDONLY | os.O_CLOEXEC))])
     if "time" in kinds and ctx.spec.time_offset:
         # Offsets can be written only before the namespace's first process exists.
         with open("/proc/self/timens_offsets", "w") as f:
@@ -178,6 +183,8 @@ def unshare_kind(kind: str) -> Callable[[Context], None]:
 def join_namespaces(ctx: Context) -> None:
     """setns into another container's namespaces (as the containers of a pod share net, ipc, uts)."""
     for kind, where in ctx.spec.join.items():
+        if kind == "pid":
+            continue  # entered before the fork (pid namespace step): a PID namespace applies to children
         if isinstance(where, str):  # a namespace's path: /proc/PID/ns/KIND, or a bind of it (/run/netns/NAME)
             namespaces.enter([(kind, os.open(where, os.O_RDONLY | os.O_CLOEXEC))])
         else:
@@ -417,7 +424,8 @@ STEPS: list[Step] = [
     Step("root in the user namespace", INTERMEDIATE, "setresuid(0) and setresgid(0) now that 0 is mapped",
          _user, "with a user namespace", become_root_in_user_ns, after=("id maps", "join cgroup")),
     Step("pid namespace", HELPER, "unshare(CLONE_NEWPID, CLONE_NEWTIME): they apply to the next child",
-         lambda s: not _user(s) and bool({"pid", "time"} & set(s.namespaces)), "with pid or time, no user",
+         lambda s: not _user(s) and bool({"pid", "time"} & (set(s.namespaces) | set(s.join))),
+         "with pid or time (new or joined), no user",
          unshare_for_children, lambda ctx: kernel.flag_names(namespaces.flags_for(
              [k for k in ("pid", "time") if k in ctx.spec.namespaces]))),
     Step("pid namespace", INTERMEDIATE, "the same, inside the user namespace, so that it owns them",

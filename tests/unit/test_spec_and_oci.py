@@ -158,3 +158,17 @@ def test_a_user_namespaces_id_maps_go_both_ways_and_what_cannot_be_mapped_is_ref
                          ({"namespaces": [{"type": "mount"}], "rootfsPropagation": "shared"}, "rootfsPropagation")):
         problems = oci.unsupported({"ociVersion": "1.0.2", "linux": linux})
         assert any(words in p for p in problems), (linux, problems)
+
+
+def test_which_namespaces_a_container_may_join_and_with_what(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)  # validate's first check (root, or a user namespace) aside
+    joined = ContainerSpec("/images/busybox", ["true"],
+                           join={"pid": "/proc/self/ns/pid", "cgroup": "/proc/self/ns/cgroup"})
+    joined.validate()
+    for join, namespaces, words in (({"mnt": "/proc/self/ns/mnt"}, None, "cannot join a mnt namespace"),
+                                    ({"pid": "/proc/self/ns/pid"}, ("user", "pid", "mnt"), "from a user namespace")):
+        fields = {"namespaces": namespaces} if namespaces else {}
+        with pytest.raises(LabError, match=words):
+            ContainerSpec("/images/busybox", ["true"], join=join, **fields).validate()
+    config = {"ociVersion": "1.0.2", "linux": {"namespaces": [{"type": "mount", "path": "/proc/1/ns/mnt"}]}}
+    assert any("only net, ipc, uts, pid, cgroup can be joined" in p for p in oci.unsupported(config))
