@@ -68,7 +68,7 @@ def test_podman_detached_exec_stop_and_rm_see_the_same_kernel_state_as_under_run
         podman("rm", name)
     same = ("own namespaces", "pids limit", "capabilities bounding", "capabilities effective",
             "capabilities permitted", "capabilities inheritable", "capabilities ambient", "no_new_privs",
-            "root read-only", "seccomp filters", "loopback up")
+            "root read-only", "seccomp filters", "loopback up", "signals ignored")
     ours, theirs = views["minicontainer"], views["runc"]
     assert "CAP_NET_RAW" not in ours["capabilities bounding"] and ours["pids limit"] == 50
     assert {k: ours[k] for k in same} == {k: theirs[k] for k in same}

@@ -144,7 +144,8 @@ def test_create_start_kill_delete_as_runc_does(tmp_path, image, engines):
         assert not any(os.path.isdir(d) for d in cgroup_dirs), name
     same = ("own namespaces", "memory limit", "pids limit", "capabilities bounding", "capabilities effective",
             "capabilities inheritable", "capabilities ambient", "no_new_privs", "root read-only", "hostname",
-            "loopback up")
+            "loopback up", "signals ignored")
+    assert views["minicontainer"]["signals ignored"] == "0000000000000000"  # none carried over from Python
     assert views["minicontainer"]["loopback up"]  # runc brings lo up in a new network namespace, and so do we
     assert {k: views["minicontainer"][k] for k in same} == {k: views["runc"][k] for k in same}
 

@@ -36,6 +36,7 @@ def kernel_view(pid: int) -> dict:
     # Seccomp_filters (Linux 5.9+) counts the filters; older kernels show only the mode (2: filtering).
     view["seccomp filters"] = int(status.get("Seccomp_filters", status.get("Seccomp", "0") != "0"))
     view["no_new_privs"] = process.no_new_privs
+    view["signals ignored"] = status.get("SigIgn")  # a bit mask: what execve carried over from the runtime
     view["root read-only"] = any(m.mount_point == "/" and "ro" in m.options.split(",") for m in table)
     view["mount points"] = sorted({m.mount_point for m in table})
     # lo up: the kernel then adds 127.0.0.1's local route, in the routing tables of the process's netns.

@@ -17,7 +17,7 @@ from .. import namespaces, seccomp, security, terminal
 from ..errors import LabError
 from ..spec import ContainerSpec
 from . import steps
-from .init import die_with_parent
+from .init import die_with_parent, restore_default_signals
 
 
 def enter_and_exec(request: dict, detach: bool = False, pid_file: str | None = None,
@@ -66,6 +66,7 @@ def enter_and_exec(request: dict, detach: bool = False, pid_file: str | None = N
             for step in steps.plan(spec):
                 if step.name in steps.PROCESS_DEFENCES:
                     steps.run_step(step, ctx)
+            restore_default_signals()
             os.execvpe(command[0], command, env)
         except FileNotFoundError:
             print(f"minicontainer exec: {command[0]!r} not found in the container "

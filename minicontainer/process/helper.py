@@ -140,7 +140,10 @@ def fork_helper(channel_fd: int, stdin=None, stdout=None, stderr=None, pass_fds:
         for sig in range(1, signal.NSIG):  # the caller's handlers (its signal forwarding) are not ours
             if sig not in (signal.SIGKILL, signal.SIGSTOP):
                 try:
-                    signal.signal(sig, signal.SIG_DFL)
+                    # As a fresh interpreter has them: SIGPIPE and SIGXFSZ ignored (a closed caller's channel
+                    # is then a BrokenPipeError to clean up after, not a silent death).
+                    ignored = sig in (signal.SIGPIPE, signal.SIGXFSZ)
+                    signal.signal(sig, signal.SIG_IGN if ignored else signal.SIG_DFL)
                 except (OSError, ValueError):
                     pass
         signal.alarm(0)

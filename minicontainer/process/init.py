@@ -90,6 +90,7 @@ def wait_at_gate(ctx: steps.Context) -> None:
         os._exit(127)
     os.write(gate, b"0")
     os.close(gate)
+    restore_default_signals()
     try:
         os.execve(program, ctx.spec.command, ctx.spec.env)
     except OSError as e:  # changed since create: nobody is listening now but the container's stderr
@@ -114,9 +115,17 @@ def find_program(spec) -> str | LabError:
                     step="exec", exit_code=127)
 
 
+def restore_default_signals() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across execve: give the
+    command the defaults it would get from runc or a shell (`yes | head` ends `yes` with SIGPIPE)."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def exec_command(ctx: steps.Context) -> None:
     """execve: on success this process is the command, and the channel (close-on-exec) closes."""
     spec = ctx.spec
+    restore_default_signals()
     try:
         os.execvpe(spec.command[0], spec.command, spec.env)
     except FileNotFoundError:
