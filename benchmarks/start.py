@@ -8,6 +8,7 @@ Run as root:  .venv/bin/python benchmarks/start.py [--runs N] [--rootfs DIR]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import tempfile
 import time
 
 from minicontainer import kernel
+from minicontainer.container import Container
 from minicontainer.container import run as run_container
 from minicontainer.errors import LabError
 from minicontainer.rootfs import DEFAULT_ROOTFS, make_mounts_private
@@ -89,31 +91,52 @@ def make_bundle(tmp: str, rootfs: str) -> str:
 
 def reap_orphans(timeout: float = 5.0) -> None:
     """Wait for orphans reparented to us (we are a child subreaper): bwrap exits before its pid-1 child
-    is reaped, which would otherwise leave zombies for the host's init to collect."""
+    is reaped, which would otherwise leave zombies for the host's init to collect. Our own shared helper
+    (process/shared.py) is a child that stays: it is not waited for."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if not set(children(os.getpid())) - long_lived_children():
+            return
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return  # no children left
-        if pid == 0:
-            time.sleep(0.001)
+            return
+        time.sleep(0.001)
 
 
-def measure(start, runs: int, warmup: int, after=None) -> list[float]:
-    """Seconds per call of start(i); after(i) (e.g. deleting an OCI container) and reaping run untimed, always."""
-    times = []
+def children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def long_lived_children() -> set[int]:
+    from minicontainer.process import shared
+    client = shared._client
+    return {client.process.pid} if client is not None and client.alive() else set()
+
+
+def measure_interleaved(cases: list, runs: int, warmup: int) -> dict:
+    """Seconds per start, by case name: one start of every case in turn, round after round, so that a busy
+    moment of the host falls on all of them alike. after(i) (e.g. deleting an OCI container) and reaping run
+    untimed, always. A case that fails is dropped with its reason (a string in place of its times)."""
+    times = {name: [] for name, _, _ in cases}
     for i in range(warmup + runs):
-        t0 = time.perf_counter()
-        try:
-            start(i)
-            elapsed = time.perf_counter() - t0
-        finally:
-            if after:
-                after(i)
-            reap_orphans()
-        if i >= warmup:
-            times.append(elapsed)
+        for name, start, after in cases:
+            if isinstance(times[name], str):
+                continue
+            t0 = time.perf_counter()
+            try:
+                start(i)
+                elapsed = time.perf_counter() - t0
+            except (Failed, LabError, OSError, subprocess.SubprocessError) as e:
+                times[name] = str(e).splitlines()[0] if str(e) else type(e).__name__
+                continue
+            finally:
+                if after:
+                    after(i)
+                reap_orphans()
+            if i >= warmup:
+                times[name].append(elapsed)
     return times
 
 
@@ -180,10 +203,13 @@ def cases(rootfs: str, tmp: str):
             bundle.append(make_bundle(tmp, rootfs))
         return bundle[0]
 
-    def in_process(_i):
-        result = run_container(ContainerSpec(rootfs=rootfs, command=["/bin/true"], memory=MEMORY))
-        if result.code != 0:
-            raise Failed(f"exit {result.code}: {result.stderr.strip()[:90]}")
+    def in_process(helper: str):
+        def start(_i):
+            with helper_mode(helper):
+                result = run_container(ContainerSpec(rootfs=rootfs, command=["/bin/true"], memory=MEMORY))
+            if result.code != 0:
+                raise Failed(f"exit {result.code}: {result.stderr.strip()[:90]}")
+        return lambda: (start, None)
 
     empty = os.path.join(tmp, "empty")
     open(empty, "w").close()
@@ -192,8 +218,10 @@ def cases(rootfs: str, tmp: str):
     yield ("minicontainer CLI", "new interpreter, then as below",
            command(lambda: [sys.executable, "-m", "minicontainer.cli", "run", "--memory", MEMORY, rootfs,
                             "--", "/bin/true"]))
-    yield ("minicontainer in-process", "container.run(): helper forked, 6 ns, pivot_root, cgroup",
-           lambda: (in_process, None))
+    yield ("minicontainer in-process", "container.run(): forked by the caller's shared helper; 6 ns, "
+           "pivot_root, cgroup", in_process("shared"))
+    yield ("  helper interpreter", "the same, a fresh interpreter as the helper (before the shared helper)",
+           in_process("spawn"))
     yield ("minicontainer OCI", "create + start + wait + delete: 3 CLI runs, the OCI bundle",
            lambda: minicontainer_oci_case(tmp, bundle_of))
     yield ("unshare", "+ chroot; 5 namespaces, no /proc, no cgroup",
@@ -213,6 +241,241 @@ def cases(rootfs: str, tmp: str):
         lambda: [sys.executable, "-c", "pass"]))
     yield ("(minicontainer --version)", "interpreter + the CLI's imports", command(
         lambda: [sys.executable, "-m", "minicontainer.cli", "--version"]))
+    yield ("(minicontainer --help)", "interpreter + the CLI's imports + its argument parser", command(
+        lambda: [sys.executable, "-m", "minicontainer.cli", "--help"]))
+    yield ("(import minicontainer)", "interpreter + what a notebook's first import costs", command(
+        lambda: [sys.executable, "-c", "import minicontainer.container"]))
+
+
+@contextlib.contextmanager
+def helper_mode(mode: str):
+    """Who forks each container's helper (minicontainer.container.HELPER), for the rows that compare them."""
+    before = os.environ.get("MINICONTAINER_HELPER")
+    os.environ["MINICONTAINER_HELPER"] = mode
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["MINICONTAINER_HELPER"]
+        else:
+            os.environ["MINICONTAINER_HELPER"] = before
+
+
+# -- where a start's time goes: each step of the step list beside the bare system call it makes --------
+
+def step_table(rootfs: str, runs: int) -> dict:
+    """Median milliseconds per step of the step list (from the arrival of one step's report to the next,
+    so a step's row includes its report's trip to the caller), and of the bare calls (bare_calls)."""
+    by_step: dict[str, list[float]] = {}
+    order: list[str] = []
+    for _ in range(runs):
+        marks = []
+
+        def mark(name, _detail, marks=marks):
+            marks.append((name, time.perf_counter()))
+        t0 = time.perf_counter()
+        box = Container.start(ContainerSpec(rootfs=rootfs, command=["/bin/true"], memory=MEMORY),
+                              stdout=subprocess.DEVNULL, on_step=mark)
+        started = time.perf_counter()
+        box.wait(60)
+        ended = time.perf_counter()
+        previous = t0
+        for name, at in marks + [("(exit, reap, clean-up)", ended)]:
+            if name == "(exit, reap, clean-up)":
+                previous = started
+            by_step.setdefault(name, []).append(at - previous)
+            if name not in order:
+                order.append(name)
+            previous = at
+    bare = subprocess.run([sys.executable, __file__, "--bare-calls", "--rootfs", rootfs, "--runs", str(runs)],
+                          capture_output=True, text=True, timeout=600)
+    calls = json.loads(bare.stdout) if bare.returncode == 0 else {}
+    return {"order": order, "steps": {k: statistics.median(v) for k, v in by_step.items()}, "bare": calls,
+            "bare_error": bare.stderr.strip().splitlines()[-1:] if bare.returncode else []}
+
+
+def _timed_in_child(work) -> float:
+    """Seconds that work() took in a forked child (so that unshare and mounts never touch this process)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read)
+            elapsed = work()
+            os.write(write, repr(elapsed).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as f:
+        answer = f.read()
+    _, status = os.waitpid(pid, 0)
+    if status:
+        raise Failed(f"bare call failed (status {status})")
+    return float(answer)
+
+
+def bare_calls(rootfs: str, runs: int) -> dict:
+    """The system calls under the steps, alone: run in a fresh, single-threaded process (--bare-calls)."""
+    from minicontainer import seccomp
+    from minicontainer.cgroups import Cgroup
+    results: dict[str, list[float]] = {}
+
+    def add(name, work):
+        results.setdefault(name, []).append(_timed_in_child(work))
+
+    def clock(call):
+        def work():
+            t = time.perf_counter()
+            call()
+            return time.perf_counter() - t
+        return work
+
+    for kind, flag in (("mnt", kernel.CLONE_NEWNS), ("uts", kernel.CLONE_NEWUTS), ("ipc", kernel.CLONE_NEWIPC),
+                       ("net", kernel.CLONE_NEWNET), ("cgroup", kernel.CLONE_NEWCGROUP)):
+        for _ in range(runs):
+            add(f"unshare {kind}", clock(lambda flag=flag: kernel.unshare(flag)))
+    for _ in range(runs):
+        add("pid namespace", clock(lambda: kernel.unshare(kernel.CLONE_NEWPID)))
+    for i in range(runs):
+        group = Cgroup(f"bench-bare-{os.getpid()}-{i}")
+        t = time.perf_counter()
+        for directory in group.directories:
+            os.makedirs(directory)
+        results.setdefault("cgroup", []).append(time.perf_counter() - t)
+
+        def join(group=group):
+            t = time.perf_counter()
+            for directory in group.directories:
+                with open(os.path.join(directory, "cgroup.procs"), "w") as f:
+                    f.write("0")
+            return time.perf_counter() - t
+        add("join cgroup", join)
+        for directory in group.directories:
+            os.rmdir(directory)
+    with tempfile.TemporaryDirectory(prefix="minicontainer-bare-") as tmp:
+        for i in range(runs):
+            paths = {sub: os.path.join(tmp, f"{sub}{i}") for sub in ("upper", "work", "merged")}
+            for path in paths.values():
+                os.mkdir(path)
+
+            def overlay_then_pivot(paths=paths):
+                kernel.unshare(kernel.CLONE_NEWNS)
+                make_mounts_private()
+                t = time.perf_counter()
+                kernel.mount("overlay", paths["merged"], "overlay", 0,
+                             f"lowerdir={rootfs},upperdir={paths['upper']},workdir={paths['work']}")
+                mounted = time.perf_counter() - t
+                old = os.path.join(paths["merged"], ".old")
+                os.mkdir(old)
+                t = time.perf_counter()
+                kernel.pivot_root(paths["merged"], old)
+                os.chdir("/")
+                kernel.umount2("/.old", kernel.MNT_DETACH)
+                results_pipe = mounted, time.perf_counter() - t
+                return results_pipe
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.close(read)
+                    os.write(write, json.dumps(overlay_then_pivot()).encode())
+                finally:
+                    os._exit(0)
+            os.close(write)
+            with os.fdopen(read) as f:
+                mounted, pivoted = json.loads(f.read())
+            os.waitpid(pid, 0)
+            results.setdefault("overlay", []).append(mounted)
+            results.setdefault("pivot_root", []).append(pivoted)
+    for _ in range(runs):
+        add("seccomp", clock(lambda: seccomp.load()))  # compiled by libseccomp, then loaded
+    return {name: statistics.median(times) for name, times in results.items()}
+
+
+def print_steps(table: dict) -> None:
+    print("\nWhere the in-process start goes: each step of the step list (median ms, from one step's report to "
+          "the next,\nso each row includes a message to the caller), beside the bare system call it makes, "
+          "timed alone\n")
+    print(f"{'step':<26} {'ms':>7} {'bare ms':>8}")
+    for name in table["order"]:
+        bare = table["bare"].get(name)
+        print(f"{name:<26} {table['steps'][name] * 1e3:>7.2f} {'-' if bare is None else f'{bare * 1e3:.2f}':>8}")
+    total = sum(table["steps"].values())
+    print(f"{'(sum)':<26} {total * 1e3:>7.2f}")
+    if table["bare_error"]:
+        print(f"bare calls failed: {table['bare_error'][0]}")
+
+
+# -- what the runtime's own processes cost while containers are alive ------------------------------------
+
+def runtime_processes() -> list[int]:
+    """The runtime's own processes (not the containers'): shared helpers, per-container helpers (forked or
+    fresh interpreters) and user-namespace intermediates, found by name."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if comm in ("mc-shared", "mc-helper") or b"minicontainer.process" in cmdline:
+            found.append(int(pid))
+    return found
+
+
+def pss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+    except (OSError, StopIteration):
+        return 0
+
+
+def memory_with(rootfs: str, count: int, mode: str) -> tuple[int, int]:
+    """(processes, total PSS in KiB) of the runtime while `count` containers run, each with a helper
+    forked by `mode`."""
+    boxes = []
+    try:
+        with helper_mode(mode):
+            for _ in range(count):
+                boxes.append(Container.start(ContainerSpec(rootfs=rootfs, command=["sleep", "600"], memory="16M"),
+                                             stdout=subprocess.DEVNULL))
+        time.sleep(0.5)  # the last hand-overs
+        pids = runtime_processes()
+        return len(pids), sum(pss_kib(pid) for pid in pids)
+    finally:
+        for box in boxes:
+            box.signal(9)
+        for box in boxes:
+            box.wait(60)
+
+
+def memory_table(rootfs: str, alive: str) -> dict:
+    counts = [int(n) for n in alive.split(",") if n.strip()]
+    table = {}
+    for mode in ("shared", "spawn"):
+        for count in counts:
+            try:
+                table[(mode, count)] = memory_with(rootfs, count, mode)
+            except (LabError, OSError, TimeoutError) as e:
+                table[(mode, count)] = str(e).splitlines()[0]
+    return table
+
+
+def print_memory(table: dict) -> None:
+    print("\nThe runtime's own processes while N containers run `sleep` (not the containers' own): their number "
+          "and total PSS\n")
+    print(f"{'helpers':<40} {'N':>4} {'processes':>9} {'PSS MiB':>8}")
+    labels = {"shared": "one shared helper (a notebook's)", "spawn": "an interpreter per container (before)"}
+    for (mode, count), value in table.items():
+        if isinstance(value, str):
+            print(f"{labels[mode]:<40} {count:>4}  failed: {value}")
+        else:
+            print(f"{labels[mode]:<40} {count:>4} {value[0]:>9} {value[1] / 1024:>8.1f}")
 
 
 def main() -> int:
@@ -220,7 +483,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20, help="timed starts per runtime (default 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed starts first (default 3)")
     parser.add_argument("--rootfs", default=DEFAULT_ROOTFS, help=f"image directory (default {DEFAULT_ROOTFS})")
+    parser.add_argument("--alive", default="1,10,100", help="container counts for the memory table (default 1,10,100)")
+    parser.add_argument("--bare-calls", action="store_true", help=argparse.SUPPRESS)  # run by step_table
     args = parser.parse_args()
+    if args.bare_calls:
+        print(json.dumps(bare_calls(args.rootfs, args.runs)))
+        return 0
     if args.runs < 1 or args.warmup < 0:
         parser.error("--runs must be at least 1 and --warmup at least 0")
     if os.geteuid() != 0:
@@ -231,15 +499,22 @@ def main() -> int:
     rootfs = os.path.abspath(args.rootfs)
     kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)  # a runtime's orphaned processes come back to us
 
-    rows = []  # (name, note, times or None, reason)
     with tempfile.TemporaryDirectory(prefix="minicontainer-bench-") as tmp:
+        notes, ready, failed = {}, [], {}
         for name, note, factory in cases(rootfs, tmp):
+            notes[name] = note
             print(f"{name.strip()} ...", file=sys.stderr, flush=True)
             try:
                 start, after = factory()
-                rows.append((name, note, measure(start, args.runs, args.warmup, after), ""))
+                ready.append((name, start, after))
             except (Failed, LabError, OSError, subprocess.SubprocessError) as e:
-                rows.append((name, note, None, str(e).splitlines()[0]))
+                failed[name] = str(e).splitlines()[0]
+        print(f"{len(ready)} runtimes, {args.warmup + args.runs} rounds, interleaved ...", file=sys.stderr, flush=True)
+        measured = measure_interleaved(ready, args.runs, args.warmup) | failed
+        rows = [(name, notes[name], None if isinstance(measured[name], str) else measured[name],
+                 measured[name] if isinstance(measured[name], str) else "") for name in notes]
+        steps = step_table(rootfs, args.runs)
+        memory = memory_table(rootfs, args.alive)
 
     medians = {name: statistics.median(times) for name, _, times, _ in rows if times}
     base = "crun" if "crun" in medians else "unshare"
@@ -251,6 +526,8 @@ def main() -> int:
             print(f"{name:<26} {medians[name] * 1e3:>9.1f} {min(times) * 1e3:>8.1f} {ratio:>10}  {note}")
         else:
             print(f"{name:<26} {'-':>9} {'-':>8} {'-':>10}  failed: {reason}")
+    print_steps(steps)
+    print_memory(memory)
     return 0
 
 

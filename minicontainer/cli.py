@@ -123,8 +123,10 @@ def security_from(args) -> Security:
 
 
 def cmd_run(args, command: list[str]) -> int:
+    from . import container as containers
     from . import network, oci, terminal
     from .container import Container
+    containers.HELPER = "fork"  # this process is single-threaded: it is the container's helper, not a caller
     kinds = [k for k in DEFAULT_KINDS if k not in args.share] + [k for k in args.also if k not in DEFAULT_KINDS]
     if args.rootless and "user" not in kinds:
         kinds.insert(0, "user")

@@ -1,7 +1,8 @@
 """A container's lifecycle from the caller's side: start, wait, stop, exec, and cleanup.
 
-The caller (a CLI process or a Jupyter kernel) only spawns the helper and talks
-to it over a channel; see process/helper.py for who removes what when.
+The caller (a CLI process or a Jupyter kernel) never unshares or forks into a container itself: a helper
+does (forked by the CLI, or by the caller's shared helper), and the caller talks to it over a channel; see
+process/helper.py and process/shared.py for who removes what when.
 """
 
 from __future__ import annotations
@@ -27,10 +28,15 @@ from .state import Status
 # garbage-collected (a container started on a line that does not keep it must not vanish).
 LIVE: dict[str, object] = {}
 
+# Who forks each container's helper (process/shared.py): "shared", this process's one long-lived helper
+# (any Python caller); "fork", this very process (the CLI, single-threaded); "spawn", a fresh interpreter.
+# MINICONTAINER_HELPER overrides it.
+HELPER = "shared"
+
 
 def spawn_helper(spec: ContainerSpec, staged: bool, stdin=subprocess.DEVNULL, stdout=None, stderr=None,
                  pass_fds: tuple = ()) -> tuple[subprocess.Popen, Channel]:
-    """A fresh helper interpreter in its own session, asked to build `spec`."""
+    """A helper in its own session (see HELPER), asked to build `spec`; the helper and the caller's channel."""
     if spec.name in LIVE:
         raise LabError(f"a container named {spec.name!r} already runs in this process", "names are unique: the "
                        "name is its cgroup's and its state's", "give another name, or stop that one first")
@@ -40,13 +46,17 @@ def spawn_helper(spec: ContainerSpec, staged: bool, stdin=subprocess.DEVNULL, st
     mine, theirs = Channel.pair()
     # pass_fds: extra fds for the container; the init closes them unless spec.security.keep_fds names them.
     from .process import helper as helper_process
-    if helper_process.can_fork_for(stdin, stdout, stderr) and os.environ.get("MINICONTAINER_HELPER") != "spawn":
+    mode = os.environ.get("MINICONTAINER_HELPER") or HELPER
+    if mode == "fork" and helper_process.can_fork_for(stdin, stdout, stderr):
         # The CLI: fork the helper from this process, which has imported the runtime already.
         helper = helper_process.fork_helper(theirs.fileno(), stdin, stdout, stderr, pass_fds)
-    else:  # a multithreaded caller (a Jupyter kernel) must not fork: a fresh interpreter instead
+    elif mode == "spawn":  # a fresh interpreter per container (to compare, in the benchmark)
         helper = spawn.start("minicontainer.process.helper", str(theirs.fileno()),
                              pass_fds=(theirs.fileno(), *pass_fds), start_new_session=True, stdin=stdin,
                              stdout=stdout, stderr=stderr)
+    else:  # any other Python caller (a Jupyter kernel, multithreaded, must not fork): its shared helper forks it
+        from .process import shared
+        helper = shared.client().fork_helper(spec.name, theirs.fileno(), stdin, stdout, stderr, pass_fds)
     theirs.close()
     mine.send(messages.Create(spec.to_dict(), staged))
     return helper, mine

@@ -250,8 +250,11 @@ def test_a_user_container_dies_with_its_helper(image):
     code = ("import time; from minicontainer.container import Container; from minicontainer.spec import "
             f"ContainerSpec; box = Container.start(ContainerSpec({image!r}, ['sleep', '600'], user='1000:1000')); "
             "print(box.pid, box.helper.pid, flush=True); time.sleep(100)")
+    # Its own helper (forked by the caller), which stays its parent; see test_shared_helper.py for a helper
+    # shared by a caller's containers.
     caller = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                              env=dict(os.environ, PYTHONPATH=REPO), start_new_session=True)
+                              env=dict(os.environ, PYTHONPATH=REPO, MINICONTAINER_HELPER="fork"),
+                              start_new_session=True)
     try:
         pid, helper = map(int, caller.stdout.readline().split())
         assert inspect.process(pid).uids[0] == 1000

@@ -17,9 +17,9 @@ from . import messages
 
 
 class Channel:
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, unread: bytes = b""):
         self.sock = sock
-        self._buffer = b""
+        self._buffer = unread  # received, not yet handed out as a message
 
     @classmethod
     def pair(cls) -> tuple[Channel, Channel]:
@@ -57,6 +57,10 @@ class Channel:
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return messages.decode(json.loads(line))
+
+    def unread(self) -> bytes:
+        """What has been received but not yet returned by recv (for whoever reads this socket next)."""
+        return self._buffer
 
     def close(self) -> None:
         self.sock.close()

@@ -1,16 +1,19 @@
-"""The helper: a fresh, single-threaded interpreter that builds and supervises one container for a caller
-(the CLI's `run`, or a Jupyter kernel, which never unshares or forks itself: it is multithreaded).
+"""The helper: a single-threaded process that builds one container for a caller, forked from the CLI (its
+`run`) or from the caller's shared helper (shared.py: a Jupyter kernel never unshares or forks itself, since
+it is multithreaded), or, to compare, a fresh interpreter.
 
-    caller  --spawns-->  helper  --forks-->  [intermediate -->] init  --exec-->  command
+    caller  --forks (or its shared helper does)-->  helper  --forks-->  [intermediate -->] init  --exec-->  command
 
 The helper is the three parts together: the start sequence (sequence.py), the stage's server for a
 notebook that runs it step by step (stage_server.py), and the supervisor that ties the container's life to
-its caller's (supervisor.py). It runs in its own session, so a kernel restart that kills the kernel's
-process group spares it, and it owns the clean-up.
+its caller's (supervisor.py); forked by a shared helper, it hands the running container over to that one
+and exits. It runs in its own session, so a kernel restart that kills the kernel's process group spares
+it, and it owns the clean-up.
 
     Create --> staged:  runs the steps the caller asks for (Advance), learner functions (RunFunction)
            --> created: every step but exec has run; init waits for Start
     Start  --> running: exec; relays Signal and Stop until the command exits --> Exited
+                        (or hands over: Supervisor.hand_over)
 """
 
 from __future__ import annotations
@@ -37,9 +40,10 @@ class Helper(StageServer, Supervisor):
     """A supervised container's start sequence, served step by step or all at once."""
 
 
-def serve(channel_fd: int) -> int:
+def serve(channel_fd: int, hand_over: socket.socket | None = None) -> int:
     """The helper's life: one Create request on the channel, that container built, supervised and removed.
-    Returns the exit status for the helper process."""
+    With `hand_over` (a helper forked by the caller's shared helper), supervision of the running container
+    goes there instead, and this process ends. Returns the exit status for the helper process."""
     caller = Channel(socket.socket(fileno=channel_fd))
     helper = Helper(caller)
     # Asked to go away (not by the caller, who uses the channel): take the container down too.
@@ -53,6 +57,7 @@ def serve(channel_fd: int) -> int:
         if not isinstance(request, messages.Create):
             raise unexpected(request, "Create")
         helper.prepare(ContainerSpec.from_dict(request.spec))
+        helper.ctx.hands_over = hand_over is not None
         if request.staged:
             started = helper.staged()
         else:
@@ -64,10 +69,11 @@ def serve(channel_fd: int) -> int:
             helper.cleanup()
             caller.send(messages.Exited(-signal.SIGKILL, final))
             return 0
+        if hand_over is not None:
+            helper.hand_over(hand_over)
+            return 0
         code = helper.supervise()
-        final = helper.final_stats()
-        helper.cleanup()
-        caller.send(messages.Exited(code, final))
+        helper.report_exit(code)
     except LabError as e:
         helper.cleanup()
         caller.send(messages.Error.of(e, ended=True))
@@ -126,10 +132,12 @@ def single_threaded() -> bool:
         return next(line for line in f if line.startswith("Threads:")).split()[1] == "1"
 
 
-def fork_helper(channel_fd: int, stdin=None, stdout=None, stderr=None, pass_fds: tuple = ()) -> ForkedHelper:
-    """The helper as a fork of a single-threaded caller (the CLI), which has imported the runtime already:
-    in a session of its own, with the given stdio (None: the caller's; an fd; subprocess.DEVNULL), and no
-    other fd of the caller's but the channel and pass_fds."""
+def fork_helper(channel_fd: int, stdin=None, stdout=None, stderr=None, pass_fds=(), *, hand_over_fd: int | None = None,
+                in_child=None) -> ForkedHelper:
+    """The helper as a fork of a single-threaded process that has imported the runtime already (the CLI, or
+    a caller's shared helper, which also gives hand_over_fd and in_child: its own set-up of the child): in a
+    session of its own, with the given stdio (None: ours; an fd; subprocess.DEVNULL), and no other fd of
+    ours but the channel, pass_fds and hand_over_fd."""
     pid = os.fork()
     if pid:
         return ForkedHelper(pid)
@@ -147,6 +155,8 @@ def fork_helper(channel_fd: int, stdin=None, stdout=None, stderr=None, pass_fds:
                 except (OSError, ValueError):
                     pass
         signal.alarm(0)
+        if in_child is not None:
+            in_child()
         for target, given in enumerate((stdin, stdout, stderr)):
             if given == subprocess.DEVNULL:
                 given = os.open(os.devnull, os.O_RDWR)
@@ -154,14 +164,14 @@ def fork_helper(channel_fd: int, stdin=None, stdout=None, stderr=None, pass_fds:
                 given = given.fileno()
             if given is not None:
                 os.dup2(given, target)
-        keep = {0, 1, 2, channel_fd, *pass_fds}
+        keep = {0, 1, 2, channel_fd, *pass_fds} | ({hand_over_fd} if hand_over_fd is not None else set())
         for fd in map(int, os.listdir("/proc/self/fd")):
             if fd not in keep:
                 try:
                     os.close(fd)
                 except OSError:
                     pass  # the listing's own fd, closed already
-        code = serve(channel_fd)
+        code = serve(channel_fd, None if hand_over_fd is None else socket.socket(fileno=hand_over_fd))
     except BaseException:  # noqa: BLE001  before serve() could report on the channel: say it on stderr
         import traceback
         traceback.print_exc()

@@ -39,7 +39,7 @@ def serve(ctx: steps.Context, parent_pid: int) -> None:
             # First thing: until it execs, PID 1 is the host's Python in the container's PID namespace,
             # and no process there may open its /proc/1/exe (runc's CVE-2019-5736). None exists there yet.
             security.make_non_dumpable()
-        if ctx.gate_fd is None:
+        if ctx.dies_with_parent:
             die_with_parent(parent_pid)
         # Detached (OCI create), init outlives its creator: until the gate, the channel's EOF ends it.
         while True:

@@ -20,7 +20,7 @@ from . import init, learner, messages, steps
 def serve(ctx: steps.Context, helper_pid: int) -> None:
     """Child-side entry after the helper's fork. Never returns."""
     try:
-        if ctx.gate_fd is None:
+        if ctx.dies_with_parent:
             init.die_with_parent(helper_pid)
         while True:
             message = ctx.channel.recv()

@@ -45,6 +45,13 @@ class Context:
     detached: bool = False                      # to outlive its parent: OCI create's PID 1, exec --detach
     gate_fd: int | None = None                  # OCI create: an O_PATH fd of the exec gate (state.GATE), and the
                                                 # container outlives its creator (detached); None: supervised
+    hands_over: bool = False                    # its helper hands it to the caller's shared helper once it runs
+
+    @property
+    def dies_with_parent(self) -> bool:
+        """PR_SET_PDEATHSIG towards the parent that forked it? Not when it is to outlive that parent: OCI create
+        (the engine's monitor reaps it), exec --detach, or a helper that hands it over (process/shared.py)."""
+        return not self.detached and not self.hands_over
 
     @property
     def root(self) -> str:
@@ -160,7 +167,7 @@ def become_root_in_user_ns(ctx: Context) -> None:
     """After the maps exist, uid 0 inside is a real uid: take it before making PID 1."""
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
-    rearm_after_credentials_change(ctx.spec, die_with_parent=not ctx.detached)
+    rearm_after_credentials_change(ctx.spec, die_with_parent=ctx.dies_with_parent)
 
 
 def rearm_after_credentials_change(spec: ContainerSpec, die_with_parent: bool = True) -> None:
@@ -357,7 +364,7 @@ def load_seccomp(ctx: Context) -> None:
 
 def switch_user(ctx: Context) -> None:
     security.switch_user(ctx.spec.user, ctx.spec.groups)
-    rearm_after_credentials_change(ctx.spec, die_with_parent=not ctx.detached)
+    rearm_after_credentials_change(ctx.spec, die_with_parent=ctx.dies_with_parent)
 
 
 def set_capabilities(ctx: Context) -> None:

@@ -12,13 +12,18 @@ removes it (lifecycle.py).
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
+import socket
 import time
 
+from ..cgroups import Cgroup
+from ..spec import ContainerSpec
 from ..state import Status
-from . import messages
+from . import messages, steps
+from .channel import Channel
 from .messages import unexpected
 from .sequence import Sequence
 
@@ -56,19 +61,59 @@ class Supervisor(Sequence):
                 os.close(pidfd)
                 self.child_pid = 0
                 return os.waitstatus_to_exitcode(status)
-            if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
-                self.kill_all()  # grace period over
-                self.stop_deadline = None
+            self.check_deadline()
             if caller_open and self.caller.sock in ready:
-                message = self.caller.recv()
-                if message is None:  # the caller is gone: nobody will ever stop this container
-                    caller_open = False
-                    self.kill_all()
-                elif isinstance(message, messages.Signal):
-                    self._signal(message.signal)
-                elif isinstance(message, messages.Stop):
-                    self._signal(signal.SIGTERM)
-                    self.stop_deadline = time.monotonic() + message.grace
-                else:
-                    self.caller.send_error(unexpected(message, "Signal or Stop"))
+                caller_open = self.handle(self.caller.recv())
 
+    def report_exit(self, code: int) -> None:
+        """PID 1 has been reaped: the cgroup's last counters, everything removed, then the caller told."""
+        final = self.final_stats()
+        self.cleanup()
+        self.caller.send(messages.Exited(code, final))
+
+    # -- supervision moved to another process (the caller's shared helper, shared.py) --------------
+    def hand_over(self, to: socket.socket) -> None:
+        """Send what supervising this running container takes: the facts cleanup needs, the caller's channel
+        and PID 1's pidfd (SCM_RIGHTS), and whatever the caller sent that we have read but not handled.
+        The receiver becomes our child's parent once we exit (it is a subreaper)."""
+        record = {"spec": self.spec.to_dict(), "cgroup": self.cgroup.dirs, "child_pid": self.child_pid,
+                  "init_pid": self.init_pid, "owns_state": self.owns_state, "owns_cgroup": self.owns_cgroup,
+                  "networked": self.networked, "unread": self.caller.unread().decode(),
+                  "paths": {k: v for k, v in self.ctx.paths.items() if k != "cgroup_dirs"}}
+        fds = [self.caller.fileno()] + ([self.init_pidfd] if self.init_pidfd is not None else [])
+        socket.send_fds(to, [json.dumps(record).encode()], fds)
+
+    @classmethod
+    def taken_over(cls, record: dict, fds: list[int]) -> Supervisor:
+        """The receiving end of hand_over: a supervisor of that container in this process."""
+        caller = Channel(socket.socket(fileno=fds[0]), unread=record["unread"].encode())
+        supervisor = cls(caller)
+        supervisor.spec = ContainerSpec.from_dict(record["spec"])
+        supervisor.cgroup = Cgroup(supervisor.spec.name, dirs=record["cgroup"])
+        supervisor.child_pid, supervisor.init_pid = record["child_pid"], record["init_pid"]
+        supervisor.init_pidfd = fds[1] if len(fds) > 1 else None
+        supervisor.owns_state, supervisor.owns_cgroup = record["owns_state"], record["owns_cgroup"]
+        supervisor.networked = record["networked"]
+        supervisor.ctx = steps.Context(supervisor.spec, record["paths"], supervisor.cgroup)
+        supervisor.status = Status.RUNNING
+        return supervisor
+
+    def check_deadline(self) -> None:
+        """A Stop's grace period over: kill every process of the container."""
+        if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
+            self.kill_all()
+            self.stop_deadline = None
+
+    def handle(self, message) -> bool:
+        """One message from the caller of a running container; False once the caller is gone."""
+        if message is None:  # nobody will ever stop this container
+            self.kill_all()
+            return False
+        if isinstance(message, messages.Signal):
+            self._signal(message.signal)
+        elif isinstance(message, messages.Stop):
+            self._signal(signal.SIGTERM)
+            self.stop_deadline = time.monotonic() + message.grace
+        else:
+            self.caller.send_error(unexpected(message, "Signal or Stop"))
+        return True

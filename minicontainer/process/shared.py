@@ -1,0 +1,394 @@
+"""The caller's shared helper: one long-lived, single-threaded interpreter per Python caller (a Jupyter
+kernel, a script, the test suite), which imports the runtime once and forks each container's helper from
+itself. A container's start costs a fork, not an interpreter; a running container costs no process of the
+runtime's at all.
+
+    caller ──(once)──> shared helper ──fork──> helper ──fork──> [intermediate ──>] init ──exec──> command
+                            ▲                    │
+                            └──── hand_over ─────┘   once the command runs; then the helper exits
+
+Each container still starts in a helper of its own (helper.py: its steps, or a stage's step by step, and a
+learner's functions, none of which may take the others down). Once its command runs, the helper hands
+supervision over (Supervisor.hand_over: the caller's channel and PID 1's pidfd by SCM_RIGHTS) and exits;
+this process, a subreaper, becomes PID 1's parent, and one event loop reaps, relays Signal and Stop and
+removes what each container made.
+
+Who removes what, when something is killed:
+- the caller: every container's channel hits EOF, so each is killed and removed; the control socket's EOF
+  then lets this process exit;
+- this process: the helpers still starting die with it (PR_SET_PDEATHSIG), and their init at its channel's
+  EOF; the caller's watcher thread (Client) tears the running ones down from their state on disk;
+- a helper while it starts its container: this process tears that container down from its state on disk.
+
+The control socket carries one request per container: which fds are the container's channel, stdio and
+extra fds (SCM_RIGHTS), the caller's state root and environment; the answer is the new helper's pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import gc
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from .. import kernel, state
+from ..errors import LabError
+from . import helper as helper_process
+from . import spawn
+from .supervisor import Supervisor
+
+NAME = "mc-shared"  # its comm, as ps shows it (its command line says python -m minicontainer.process.shared)
+MAX_FDS = 64
+
+
+# -- the shared helper's side ------------------------------------------------------------------------
+
+class SharedHelper:
+    def __init__(self, control: socket.socket):
+        self.control = control
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(control, selectors.EVENT_READ, self.on_request)
+        self.starting: dict[int, tuple[dict, socket.socket]] = {}  # helper pid -> (its request, hand-over socket)
+        self.running: dict[int, Supervisor] = {}                       # PID 1's parent (our child) -> its supervisor
+        self.accepting = True
+        # SIGCHLD wakes the loop through this socket (signal.set_wakeup_fd): every child is reaped in reap().
+        self.wake, wake_writer = socket.socketpair()
+        self.wake.setblocking(False)
+        wake_writer.setblocking(False)
+        self._wake_writer = wake_writer
+        signal.set_wakeup_fd(wake_writer.fileno())
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.selector.register(self.wake, selectors.EVENT_READ, lambda sock: sock.recv(4096))
+
+    def loop(self) -> None:
+        while self.accepting or self.starting or self.running:
+            deadlines = [s.stop_deadline for s in self.running.values() if s.stop_deadline is not None]
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            for key, _ in self.selector.select(timeout):
+                key.data(key.fileobj)
+            for supervisor in list(self.running.values()):
+                supervisor.check_deadline()
+            self.reap()
+
+    # -- a new container ---------------------------------------------------------------------------
+    def on_request(self, control: socket.socket) -> None:
+        try:
+            data, fds, _, _ = socket.recv_fds(control, 1 << 20, MAX_FDS)
+        except OSError:
+            data, fds = b"", []
+        if not data:  # the caller is gone: its containers' channels tell each of them
+            self.selector.unregister(control)
+            self.accepting = False
+            return
+        request = json.loads(data)
+        fds = [high(fd) for fd in fds]
+        pid = 0
+        try:
+            pid = self.fork_helper(request, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)  # the helper has them now: a copy here would hide its death from the caller
+            control.send(json.dumps({"pid": pid}).encode())
+
+    def fork_helper(self, request: dict, fds: list[int]) -> int:
+        mine, theirs = socket.socketpair()
+        theirs = socket.socket(fileno=high(theirs.detach()))
+        stdio = [None if i < 0 else fds[i] for i in request["stdio"]]
+        extra = [(fds[i], number) for i, number in request["pass"]]
+        me = os.getpid()
+
+        def in_child() -> None:
+            kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)  # the shared helper's death ends our start
+            if os.getppid() != me:
+                os._exit(1)
+            signal.set_wakeup_fd(-1)
+            os.environ.clear()
+            os.environ.update(request["env"])  # the caller's now, not as it was when we were spawned
+            state.use_root(request["root"])
+            for received, number in extra:  # at the numbers the caller's spec names (keep_fds)
+                if received != number:
+                    os.dup2(received, number)
+
+        helper = helper_process.fork_helper(fds[request["channel"]], *stdio, pass_fds=[n for _, n in extra],
+                                            hand_over_fd=theirs.fileno(), in_child=in_child)
+        theirs.close()
+        self.starting[helper.pid] = (request, mine)
+        self.selector.register(mine, selectors.EVENT_READ, lambda sock, pid=helper.pid: self.on_hand_over(pid))
+        return helper.pid
+
+    def on_hand_over(self, helper_pid: int, reaped: bool = False) -> None:
+        """The helper's last words: supervision of its running container (or EOF: it ended without)."""
+        request, sock = self.starting[helper_pid]
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, 1 << 20, MAX_FDS)
+        except OSError:
+            data, fds = b"", []
+        if not data:
+            return  # it ends on its own; reap() hears of it
+        del self.starting[helper_pid]
+        self.selector.unregister(sock)
+        sock.close()
+        if not reaped:
+            os.waitpid(helper_pid, 0)  # it exits right after: only then is its child ours
+        supervisor = Supervisor.taken_over(json.loads(data), fds)
+        supervisor.request = request
+        state.use_root(request["root"])
+        info = state.read_state(supervisor.spec.name) or {}
+        info.update(helper_pid=os.getpid(), helper_start=state.start_time(os.getpid()))
+        state.write_state(supervisor.spec.name, info)  # `ps` and `cleanup`: its supervisor lives
+        self.running[supervisor.child_pid] = supervisor
+        self.selector.register(supervisor.caller.sock, selectors.EVENT_READ,
+                               lambda sock, s=supervisor: self.on_caller(s))
+        if b"\n" in supervisor.caller.unread():
+            self.on_caller(supervisor)  # sent before the hand-over, read by the helper, not yet handled
+
+    def on_caller(self, supervisor: Supervisor) -> None:
+        """A message from a running container's caller (EOF: it is gone, and the container goes)."""
+        while True:
+            if not supervisor.handle(supervisor.caller.recv()):
+                self.selector.unregister(supervisor.caller.sock)
+                return
+            if b"\n" not in supervisor.caller.unread():
+                return
+
+    # -- endings -----------------------------------------------------------------------------------
+    def reap(self) -> None:
+        """Every child that has ended: a helper (handed over, finished, or crashed), a container's PID 1
+        (or its intermediate), or an orphan of one of them that reached us as their subreaper."""
+        while True:
+            try:
+                ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if ended is None:
+                return
+            pid = ended.si_pid
+            if pid in self.starting:
+                self.on_hand_over(pid, reaped=True)  # its hand-over may have come after we last looked
+            _, status = os.waitpid(pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+            if pid in self.starting:
+                self.helper_ended(pid)
+            elif pid in self.running:
+                self.container_ended(self.running.pop(pid), code)
+
+    def helper_ended(self, pid: int) -> None:
+        """A helper that did not hand over: it removed its container, unless it was killed first."""
+        request, sock = self.starting.pop(pid)
+        self.selector.unregister(sock)
+        sock.close()
+        state.use_root(request["root"])
+        info = state.read_state(state.dir_name(request["name"]))
+        if info and info.get("helper_pid") == pid:
+            from ..lifecycle import teardown
+            with callers_environment(request):
+                teardown(info)
+
+    def container_ended(self, supervisor: Supervisor, code: int) -> None:
+        supervisor.child_pid = 0  # reaped: that PID is not ours any more
+        state.use_root(supervisor.request["root"])
+        if supervisor.caller.sock.fileno() >= 0:
+            try:
+                self.selector.unregister(supervisor.caller.sock)
+            except KeyError:
+                pass  # the caller had gone already
+        with callers_environment(supervisor.request):
+            supervisor.report_exit(code)  # its network's teardown reads the firewall backend from it
+        supervisor.caller.close()
+        if supervisor.init_pidfd is not None:
+            os.close(supervisor.init_pidfd)
+
+
+@contextlib.contextmanager
+def callers_environment(request: dict):
+    """The caller's environment as it was when it asked for this container, while we work for it."""
+    ours = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(ours)
+
+
+def high(fd: int) -> int:
+    """The same open file at a number of 512 or more, so that a helper may dup2 the fds its caller passes to
+    the (low) numbers the caller gave them without overwriting any other it needs."""
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 512)
+    os.close(fd)
+    return moved
+
+
+def serve(control_fd: int) -> None:
+    kernel.set_process_name(NAME)
+    kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)  # PID 1 of each container becomes ours when its helper exits
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # a notebook's interrupt is for the kernel, not for us
+    # Imported now, once, so that each fork has them; then frozen, so that the collector never writes to
+    # (and so copies) the pages the forks share with us.
+    from .. import cgroups, lifecycle, namespaces, rootfs, seccomp, security  # noqa: F401
+    from . import intermediate, stage_server, steps  # noqa: F401
+    cgroups.detect()
+    gc.freeze()
+    SharedHelper(socket.socket(fileno=control_fd)).loop()
+
+
+def main() -> None:
+    serve(int(sys.argv[1]))
+
+
+# -- the caller's side -------------------------------------------------------------------------------
+
+class Client:
+    """The caller's end: starts its shared helper once, and asks it for each container's helper."""
+
+    def __init__(self):
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.process = spawn.start("minicontainer.process.shared", str(theirs.fileno()), pass_fds=(theirs.fileno(),),
+                                   start_new_session=True, stdin=subprocess.DEVNULL)
+        theirs.close()
+        self.control = mine
+        self.owner = os.getpid()
+        self.lock = threading.Lock()
+        self.pidfd = os.pidfd_open(self.process.pid)
+        self.handles: set[Handle] = set()  # the containers it holds for us
+        self.watcher = threading.Thread(target=self._watch, name="minicontainer shared helper", daemon=True)
+        self.watcher.start()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def fork_helper(self, name: str, channel: int, stdin, stdout, stderr, pass_fds=()) -> Handle:
+        """A helper for container `name`, forked by the shared helper, serving `channel`."""
+        fds, indexes, pipes = [channel], [], {}
+        for target, given in enumerate((stdin, stdout, stderr)):
+            if given is None:
+                indexes.append(-1)  # the shared helper's own, which were ours when it started
+                continue
+            if given == subprocess.DEVNULL:
+                given = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                pipes[target] = (given, None)
+            elif given == subprocess.PIPE:
+                read, write = os.pipe2(os.O_CLOEXEC)
+                ours, theirs = (write, read) if target == 0 else (read, write)
+                pipes[target] = (theirs, ours)
+                given = theirs
+            elif given == subprocess.STDOUT and target == 2:
+                given = fds[indexes[1]] if indexes[1] >= 0 else 1
+            elif hasattr(given, "fileno"):
+                given = given.fileno()
+            fds.append(given)
+            indexes.append(len(fds) - 1)
+        extra = []
+        for number in pass_fds:
+            fds.append(number)
+            extra.append((len(fds) - 1, number))
+        request = {"name": name, "channel": 0, "stdio": indexes, "pass": extra, "root": state.root(),
+                   "env": dict(os.environ)}
+        with self.lock:
+            socket.send_fds(self.control, [json.dumps(request).encode()], fds)
+            answer = self.control.recv(4096)
+        for theirs, _ in pipes.values():
+            os.close(theirs)
+        pid = json.loads(answer)["pid"] if answer else 0
+        if not pid:
+            raise LabError("the shared helper could not fork a helper for the container", "it ended, or fork "
+                           "failed (out of memory or of pids?)", "see its error output above; try again")
+        handle = Handle(pid, name, self)
+        self.handles.add(handle)
+        modes = {0: "wb", 1: "rb", 2: "rb"}
+        for target, (_, ours) in pipes.items():
+            if ours is not None:
+                setattr(handle, ("stdin", "stdout", "stderr")[target], os.fdopen(ours, modes[target]))
+        return handle
+
+    def _watch(self) -> None:
+        """If the shared helper dies (killed), nobody supervises this caller's running containers: remove
+        them from their state on disk."""
+        import select
+        select.select([self.pidfd], [], [])
+        self.process.wait()
+        from ..lifecycle import teardown
+        for handle in list(self.handles):
+            info = state.read_state(state.dir_name(handle.name))
+            if info and info.get("helper_pid") in (self.process.pid, handle.pid):
+                teardown(info, grace=2.0)
+
+
+_client: Client | None = None
+_client_lock = threading.Lock()
+
+
+def client() -> Client:
+    """This process's shared helper, started on first use (and again if it died, or we are a fork)."""
+    global _client
+    with _client_lock:
+        if _client is None or _client.owner != os.getpid() or not _client.alive():
+            _client = Client()
+        return _client
+
+
+class Handle:
+    """A container's helper as its caller sees it (as subprocess.Popen sees a process). Its pid is the
+    helper's that starts the container; after the hand-over the shared helper supervises it. Done once
+    neither holds the container any more. stdin/stdout/stderr: the caller's ends of the pipes it asked for
+    (subprocess.PIPE)."""
+
+    def __init__(self, pid: int, name: str, client: Client):
+        self.pid, self.name, self.client = pid, name, client
+        try:
+            self.pidfd = os.pidfd_open(pid)  # before it can end normally: it waits for our Create
+        except ProcessLookupError:  # it died at once: the channel's EOF tells the caller
+            self.pidfd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # always readable: "ended"
+        self.stdin = self.stdout = self.stderr = None
+        self.returncode: int | None = None
+
+    def _helper_alive(self) -> bool:
+        import select
+        return not select.select([self.pidfd], [], [], 0)[0]
+
+    def _held_by(self) -> int | None:
+        """Which of ours holds the container's state: the helper's pid, the shared helper's, or None."""
+        info = state.read_state(state.dir_name(self.name)) or {}
+        holder = info.get("helper_pid")
+        return holder if holder in (self.pid, self.client.process.pid) else None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            if not self._helper_alive() and (self._held_by() is None or not self.client.alive()):
+                self.returncode = 0 if self._held_by() is None else -signal.SIGKILL
+                os.close(self.pidfd)
+                self.client.handles.discard(self)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"helper of {self.name}", timeout)
+            time.sleep(0.005)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        """Give up on the container: signal its helper while it starts it (its handler kills the container,
+        then it removes what it made); after the hand-over, tear the container down from its state."""
+        if self.poll() is not None:
+            return
+        if self._helper_alive():
+            signal.pidfd_send_signal(self.pidfd, sig)
+        elif self._held_by() == self.client.process.pid:
+            from ..lifecycle import teardown
+            teardown(state.read_state(state.dir_name(self.name)) or {"name": self.name}, grace=2.0)
+
+
+if __name__ == "__main__":
+    main()
