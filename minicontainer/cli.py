@@ -179,7 +179,7 @@ def cmd_run(args, command: list[str]) -> int:
 
 def cmd_exec(args, command: list[str]) -> int:
     from .container import exec_command
-    from .process import spawn
+    from .process.enter import enter_and_exec
     command = command or args.args
     if lifecycle.is_oci_container(args.name):
         return lifecycle.exec_in(args.name, command, args.process, detach=args.detach, pid_file=args.pid_file,
@@ -187,7 +187,14 @@ def cmd_exec(args, command: list[str]) -> int:
     if not command:
         raise LabError("no command given to exec", "exec runs a command inside a running container",
                        f"write it like: minicontainer exec {args.name} -- ps")
-    return spawn.run(*exec_command(args.name, command)).returncode
+    # Entered from this very process (single-threaded, and it ends after): no second interpreter.
+    request = json.loads(exec_command(args.name, command)[1])
+    try:
+        code = enter_and_exec(request)
+    except LabError as e:
+        print(f"minicontainer exec: {e}", file=sys.stderr)
+        return 126
+    return code if code >= 0 else 128 - code  # as a shell reports a signal
 
 
 def parse_signal(text: str) -> int:

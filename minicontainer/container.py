@@ -198,8 +198,8 @@ class Container:
 
     def exec(self, command: list[str], *, capture: bool = True, timeout: float | None = 60, **popen):
         """Run a command in the running container (its namespaces and cgroup); a CompletedProcess."""
-        return spawn.run(*exec_command(self.name, command), capture_output=capture, text=capture,
-                         timeout=timeout, **popen)
+        run = spawn.run if popen else spawn.run_forked
+        return run(*exec_command(self.name, command), capture_output=capture, text=capture, timeout=timeout, **popen)
 
     # -- the end ------------------------------------------------------------------
     def wait(self, timeout: float | None = None) -> int:

@@ -136,7 +136,7 @@ def _in_namespace(pid: int, what: str):
     import json
 
     from .process import spawn
-    out = spawn.run("minicontainer.inspect", str(pid), what, capture_output=True, text=True, timeout=30)
+    out = spawn.run_forked("minicontainer.inspect", str(pid), what, capture_output=True, text=True, timeout=30)
     if out.returncode != 0:
         raise LabError(f"cannot look inside process {pid}: {out.stderr.strip().splitlines()[-1:]}",
                        "it has exited, or this needs root", "check that the container still runs")

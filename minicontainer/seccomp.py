@@ -32,6 +32,7 @@ import ctypes
 import ctypes.util
 import errno
 import functools
+import os
 from dataclasses import dataclass
 
 from . import kernel
@@ -223,6 +224,7 @@ class LibSeccomp:
         lib.seccomp_load.argtypes = [ctypes.c_void_p]
         lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
         lib.seccomp_release.argtypes = [ctypes.c_void_p]
+        lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
         self.lib = lib
 
     def resolve(self, name: str) -> int:
@@ -251,6 +253,21 @@ class LibSeccomp:
                 raise LabError(f"seccomp_rule_add({rule.call}) failed: {errno.errorcode.get(-added, added)}",
                                "libseccomp rejected the rule", "report it")
         return ctx
+
+    def export(self, ctx) -> bytes:
+        """The filter as the BPF program the kernel runs (struct sock_filter[]), and the context released."""
+        fd = os.memfd_create("seccomp-bpf", os.MFD_CLOEXEC)
+        try:
+            if self.lib.seccomp_export_bpf(ctx, fd) != 0:
+                raise LabError("seccomp_export_bpf failed", "libseccomp could not compile the filter", "report it")
+            os.lseek(fd, 0, os.SEEK_SET)
+            chunks = []
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+            self.lib.seccomp_release(ctx)
 
     def load(self, ctx) -> None:
         try:
@@ -282,11 +299,41 @@ def filters(profile: str, refuse_namespaces: bool, also_allowed: list[str] = ())
     return [first, second]
 
 
+@functools.lru_cache(maxsize=16)
+def compiled(profile: str, refuse_namespaces: bool, also_allowed: tuple[str, ...] = ()) -> tuple[bytes, ...]:
+    """Both filters as BPF programs, compiled by libseccomp once per distinct policy in this process, and so
+    in each fork made after it: a helper compiles its container's before it forks PID 1, and the caller's
+    shared helper the lab's default before it forks any helper (compiling is most of the step's time)."""
+    lib = libseccomp()
+    return tuple(lib.export(lib.build(default, rules)) for default, rules in
+                 filters(profile, refuse_namespaces, list(also_allowed)))
+
+
+class _SockFprog(ctypes.Structure):
+    """struct sock_fprog: the number of instructions, and where they are."""
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+BPF_INSTRUCTION = 8  # bytes in one struct sock_filter
+
+
+def load_program(program: bytes) -> None:
+    """prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog): the kernel checks the program and attaches it to
+    this thread. Needs no_new_privs or CAP_SYS_ADMIN, which PID 1 still has at this step."""
+    instructions = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // BPF_INSTRUCTION, ctypes.addressof(instructions))
+    if kernel.libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0) != 0:
+        error = ctypes.get_errno()
+        raise LabError(f"loading the seccomp filter failed: {os.strerror(error)}",
+                       "the kernel refused it (no CONFIG_SECCOMP_FILTER, or neither CAP_SYS_ADMIN nor no_new_privs)",
+                       "switch seccomp off in the spec, or use a kernel with seccomp")
+
+
 def load(profile: str = "allowlist", refuse_namespaces: bool = True, also_allowed: list[str] = ()) -> None:
     """Load both filters into this process (and so into everything it will exec or fork)."""
-    lib = libseccomp()
-    for default, rules in filters(profile, refuse_namespaces, also_allowed):
-        lib.load(lib.build(default, rules))
+    for program in compiled(profile, refuse_namespaces, tuple(also_allowed)):
+        load_program(program)
 
 
 # -- an OCI config's own profile (linux.seccomp), as engines send it --------------------------------

@@ -105,9 +105,10 @@ def oci_status(info: dict) -> Status:
 
 def write_state(name: str, state: dict) -> None:
     path = os.path.join(container_dir(name), "state.json")
-    with open(path + ".tmp", "w") as f:
+    temporary = f"{path}.{os.getpid()}.tmp"  # each writer its own: a helper and its caller may both write
+    with open(temporary, "w") as f:
         json.dump(state, f, indent=1)
-    os.replace(path + ".tmp", path)  # readers never see half a file
+    os.replace(temporary, path)  # readers never see half a file
 
 
 def read_state(name: str) -> dict | None:

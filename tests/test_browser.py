@@ -213,6 +213,8 @@ def test_notebook_runs_in_jupyterlab(path, request):
         save_screenshot(page, name)
     finally:
         context.close()
+        # Its kernel goes with the test, and with the kernel the kernel's shared helper (the leak guard).
+        lab.delete_sessions()
 
     assert not seen["dialogs"], f"{name}: JupyterLab showed a dialog: {seen['dialogs']}"
     errors = {i: seen["stderr"][i][:2000] for i in range(len(cells))

@@ -13,7 +13,7 @@ import time
 import pytest
 from conftest import REPO, STARTUP_WAIT
 
-from minicontainer import state
+from minicontainer import inspect, state
 from minicontainer.container import Container
 from minicontainer.process import shared
 from minicontainer.spec import ContainerSpec
@@ -139,3 +139,27 @@ def test_100_containers_started_and_stopped_from_one_caller_leave_nothing(image)
         codes = [box.wait(30) for box in boxes]
     assert codes == [-signal.SIGKILL] * 100
     assert children(helper) == set()
+
+
+def test_exec_and_a_look_inside_are_forks_of_the_shared_helper_not_interpreters(image):
+    import threading
+    with Container.start(ContainerSpec(image, ["sleep", "60"], hostname="inside")) as box:
+        helper = shared.client().process.pid
+        wait_for(lambda: children(helper) == {box.pid}, "PID 1 is not the shared helper's")
+        with open(f"/proc/{helper}/cmdline", "rb") as f:
+            helpers_command_line = f.read()
+        result = {}
+        running_exec = threading.Thread(target=lambda: result.update(done=box.exec(["sh", "-c", "sleep 2; exit 3"])))
+        running_exec.start()
+        wait_for(lambda: children(helper) - {box.pid}, "no exec process under the shared helper")
+        (forked,) = children(helper) - {box.pid}
+        with open(f"/proc/{forked}/cmdline", "rb") as f:
+            assert f.read() == helpers_command_line  # a fork of it: no interpreter started
+        running_exec.join(30)
+        assert result["done"].returncode == 3
+        assert inspect.hostname(box.pid) == "inside"  # setns into its UTS namespace, from a fork too
+        # An exec past its timeout is killed, with what it ran inside.
+        with pytest.raises(subprocess.TimeoutExpired):
+            box.exec(["sleep", "60"], timeout=1)
+        wait_for(lambda: children(helper) == {box.pid}, "the timed-out exec's process is still there")
+        wait_for(lambda: box.cgroup.procs() == [box.pid], "the timed-out exec's command still runs")

@@ -65,8 +65,8 @@ def view_under(runtime: str, bundle: str) -> dict:
     if not shutil.which(runtime):
         raise LabError(f"{runtime} is not installed", "the comparison runs the same bundle under it",
                        f"apt-get install {runtime}")
-    out = spawn.run("minicontainer.lab.compare", runtime, bundle, capture_output=True, text=True,
-                    start_new_session=True, timeout=60)
+    out = spawn.run_forked("minicontainer.lab.compare", runtime, bundle, capture_output=True, text=True,
+                           start_new_session=True, timeout=60)
     if out.returncode != 0:
         raise LabError(f"{runtime} could not run the bundle: {out.stderr.strip()[-400:]}",
                        "see its message", "check the bundle with `runc spec` defaults")

@@ -26,8 +26,8 @@ def inside(pid: int, lease: Lease | dict | None = None) -> None:
     """From a notebook: run the inside step in a fresh process that enters pid's network namespace
     (the notebook's own process never calls setns). With a lease: configure_inside; without: lo up."""
     data = asdict(lease) if isinstance(lease, Lease) else lease
-    out = spawn.run("minicontainer.lab.network_steps", str(pid), json.dumps(data), capture_output=True, text=True,
-                    timeout=30)
+    out = spawn.run_forked("minicontainer.lab.network_steps", str(pid), json.dumps(data), capture_output=True,
+                           text=True, timeout=30)
     if out.returncode != 0:
         raise LabError(f"configuring the network inside process {pid} failed: {out.stderr.strip()[-300:]}",
                        "the process exited, or the veth end is not in its namespace yet", "check both")
@@ -68,8 +68,8 @@ def _bridge_port(lease: Lease, plugged: bool) -> None:
 
 
 def _inside_op(pid: int, op: str, lease: Lease) -> None:
-    out = spawn.run("minicontainer.lab.network_steps", "--op", str(pid), op, json.dumps(asdict(lease)),
-                    capture_output=True, text=True, timeout=30)
+    out = spawn.run_forked("minicontainer.lab.network_steps", "--op", str(pid), op, json.dumps(asdict(lease)),
+                           capture_output=True, text=True, timeout=30)
     if out.returncode != 0:
         raise LabError(f"{op!r} inside process {pid} failed: {out.stderr.strip()[-300:]}",
                        "the process exited, or its eth0 is not configured yet", "run the cells above first")
@@ -111,8 +111,8 @@ def run_learner(function, pid: int, lease: Lease, timeout: float = 30) -> None:
                        "run in a fresh process", "define it with def, in a cell") from None
     request = json.dumps({"name": function.__name__, "source": source, "pid": pid, "lease": asdict(lease)})
     try:
-        out = spawn.run("minicontainer.lab.network_steps", "--function", input=request, capture_output=True,
-                        text=True, timeout=timeout)
+        out = spawn.run_forked("minicontainer.lab.network_steps", "--function", input=request, capture_output=True,
+                               text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise LabError(f"{function.__name__}() did not return within {timeout:.0f} s", "it waits for something",
                        "make it return once eth0 is configured") from None

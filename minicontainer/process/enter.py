@@ -38,8 +38,10 @@ def enter_and_exec(request: dict, detach: bool = False, pid_file: str | None = N
         raise LabError(f"container {request.get('name', '')!r} ended before the command could join its cgroup",
                        "its PID 1 exited (or was stopped) just now",
                        "list running containers with `minicontainer ps`; start it again") from None
-    if spec.security.seccomp or spec.security.oci_seccomp is not None:
+    if spec.security.oci_seccomp is not None:
         seccomp.libseccomp()  # before setns into the mount namespace hides the host's library
+    elif spec.security.seccomp:
+        seccomp.compiled(spec.security.seccomp, spec.security.refuses_namespaces, tuple(spec.security.allow_syscalls))
     # The engine's pid file is a host path: open it while host paths still resolve.
     pid_fd = os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644) if pid_file else None
     kinds = list(spec.namespaces) + [k for k in spec.join if k not in spec.namespaces]  # a pod's shared ones too

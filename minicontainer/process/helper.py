@@ -18,6 +18,7 @@ it, and it owns the clean-up.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import socket
@@ -138,6 +139,7 @@ def fork_helper(channel_fd: int, stdin=None, stdout=None, stderr=None, pass_fds=
     a caller's shared helper, which also gives hand_over_fd and in_child: its own set-up of the child): in a
     session of its own, with the given stdio (None: ours; an fd; subprocess.DEVNULL), and no other fd of
     ours but the channel, pass_fds and hand_over_fd."""
+    gc.freeze()  # as before each fork of the runtime's (sequence.py): the collector leaves shared pages alone
     pid = os.fork()
     if pid:
         return ForkedHelper(pid)
@@ -145,16 +147,7 @@ def fork_helper(channel_fd: int, stdin=None, stdout=None, stderr=None, pass_fds=
     try:
         os.setsid()
         kernel.set_process_name(FORKED_NAME)  # its command line is its caller's: ps and the tests find it by this
-        for sig in range(1, signal.NSIG):  # the caller's handlers (its signal forwarding) are not ours
-            if sig not in (signal.SIGKILL, signal.SIGSTOP):
-                try:
-                    # As a fresh interpreter has them: SIGPIPE and SIGXFSZ ignored (a closed caller's channel
-                    # is then a BrokenPipeError to clean up after, not a silent death).
-                    ignored = sig in (signal.SIGPIPE, signal.SIGXFSZ)
-                    signal.signal(sig, signal.SIG_IGN if ignored else signal.SIG_DFL)
-                except (OSError, ValueError):
-                    pass
-        signal.alarm(0)
+        reset_signals()
         if in_child is not None:
             in_child()
         for target, given in enumerate((stdin, stdout, stderr)):
@@ -164,19 +157,36 @@ def fork_helper(channel_fd: int, stdin=None, stdout=None, stderr=None, pass_fds=
                 given = given.fileno()
             if given is not None:
                 os.dup2(given, target)
-        keep = {0, 1, 2, channel_fd, *pass_fds} | ({hand_over_fd} if hand_over_fd is not None else set())
-        for fd in map(int, os.listdir("/proc/self/fd")):
-            if fd not in keep:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass  # the listing's own fd, closed already
+        close_fds_but({0, 1, 2, channel_fd, *pass_fds} | ({hand_over_fd} if hand_over_fd is not None else set()))
         code = serve(channel_fd, None if hand_over_fd is None else socket.socket(fileno=hand_over_fd))
     except BaseException:  # noqa: BLE001  before serve() could report on the channel: say it on stderr
         import traceback
         traceback.print_exc()
     finally:
         os._exit(code)  # never back into the caller's code, nor its atexit handlers
+
+
+def reset_signals() -> None:
+    """In a fork: the forking process's handlers (the CLI's signal forwarding) are not ours. As a fresh
+    interpreter has them: SIGPIPE and SIGXFSZ ignored (a closed caller's channel is then a BrokenPipeError
+    to clean up after, not a silent death); every other signal at its default; no alarm pending."""
+    for sig in range(1, signal.NSIG):
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(sig, signal.SIG_IGN if sig in (signal.SIGPIPE, signal.SIGXFSZ) else signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+    signal.alarm(0)
+
+
+def close_fds_but(keep: set[int]) -> None:
+    """In a fork: close every fd of the forking process's but these."""
+    for fd in map(int, os.listdir("/proc/self/fd")):
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the listing's own fd, closed already
 
 
 def main() -> None:

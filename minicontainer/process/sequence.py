@@ -20,6 +20,7 @@ process in them; the state dir goes with state.remove_dir.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -113,6 +114,7 @@ class Sequence:
         self.networked = False
         self.owns_state = self.owns_cgroup = False  # made by us: only that is ours to remove
         self.status: state.Status | None = None   # what state.json says; moved on only by advance()
+        self.supervisor_pid = 0              # who supervises it once it runs, if not we (a shared helper)
 
     # -- preparing ----------------------------------------------------------------------------
     def prepare(self, spec: ContainerSpec) -> None:
@@ -138,8 +140,11 @@ class Sequence:
                        "and the filesystems it mounts are nodev (only the host's own /dev nodes are bound in)")
         elif "user" in spec.namespaces:
             chown_for_user_ns(paths, spec.uid_map)
-        if spec.security.seccomp or spec.security.oci_seccomp is not None:
+        if spec.security.oci_seccomp is not None:
             seccomp.libseccomp()  # loaded here, so that init has it after pivot_root
+        elif spec.security.seccomp:  # compiled here (or found compiled), so that init only loads it
+            seccomp.compiled(spec.security.seccomp, spec.security.refuses_namespaces,
+                             tuple(spec.security.allow_syscalls))
 
     def write_state(self, status: state.Status | None = None) -> None:
         """The state file, for `ps`, `exec` and `cleanup`, with the new status (None: the same, with new
@@ -148,8 +153,9 @@ class Sequence:
             self.status = state.advance(self.status, status)
         spec, status = self.spec, self.status
         state.write_state(spec.name, {**(state.read_state(spec.name) or {}), "name": spec.name,
-                                      "helper_pid": os.getpid(),
-                                      "helper_start": state.start_time(os.getpid()), "cgroup": self.cgroup.dirs,
+                                      "helper_pid": self.supervisor_pid or os.getpid(),
+                                      "helper_start": state.start_time(self.supervisor_pid or os.getpid()),
+                                      "cgroup": self.cgroup.dirs,
                                       "paths": {k: v for k, v in self.ctx.paths.items() if k != "cgroup_dirs"},
                                       "spec": spec.to_dict(), "status": status, "init_pid": self.init_pid,
                                       "init_start": self._init_start(), "done": self.ctx.done,
@@ -251,6 +257,9 @@ class Sequence:
         """Fork the intermediate or init, with a channel of its own; back to our own namespaces after."""
         mine, theirs = Channel.pair()
         me = os.getpid()
+        # Every object so far into the collector's permanent generation: a collection in the child (which
+        # lives until its exec) then never writes to, and so never copies, the pages it shares with us.
+        gc.freeze()
         pid = os.fork()
         if pid == 0:
             for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
@@ -355,6 +364,10 @@ class Sequence:
             raise unexpected(message, "the channel's end at exec")
         self.child.close()
         self.child = None
+        if self.ctx.hands_over:
+            # Said now, before the caller hears Started and may write here itself (a network lease): the
+            # shared helper that forked us takes the container over once we have told the caller.
+            self.supervisor_pid = os.getppid()
         self.write_state(state.Status.RUNNING)
         self.caller.send(messages.Started(self.init_pid, self.cgroup.dirs))
 

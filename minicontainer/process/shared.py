@@ -31,6 +31,7 @@ import fcntl
 import gc
 import json
 import os
+import runpy
 import selectors
 import signal
 import socket
@@ -58,6 +59,7 @@ class SharedHelper:
         self.selector.register(control, selectors.EVENT_READ, self.on_request)
         self.starting: dict[int, tuple[dict, socket.socket]] = {}  # helper pid -> (its request, hand-over socket)
         self.running: dict[int, Supervisor] = {}                       # PID 1's parent (our child) -> its supervisor
+        self.runs: dict[int, socket.socket] = {}                       # a module run for the caller -> its status's way
         self.accepting = True
         # SIGCHLD wakes the loop through this socket (signal.set_wakeup_fd): every child is reaped in reap().
         self.wake, wake_writer = socket.socketpair()
@@ -69,7 +71,7 @@ class SharedHelper:
         self.selector.register(self.wake, selectors.EVENT_READ, lambda sock: sock.recv(4096))
 
     def loop(self) -> None:
-        while self.accepting or self.starting or self.running:
+        while self.accepting or self.starting or self.running or self.runs:
             deadlines = [s.stop_deadline for s in self.running.values() if s.stop_deadline is not None]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             for key, _ in self.selector.select(timeout):
@@ -92,7 +94,7 @@ class SharedHelper:
         fds = [high(fd) for fd in fds]
         pid = 0
         try:
-            pid = self.fork_helper(request, fds)
+            pid = self.fork_module(request, fds) if request.get("kind") == "module" else self.fork_helper(request, fds)
         finally:
             for fd in fds:
                 os.close(fd)  # the helper has them now: a copy here would hide its death from the caller
@@ -124,6 +126,48 @@ class SharedHelper:
         self.selector.register(mine, selectors.EVENT_READ, lambda sock, pid=helper.pid: self.on_hand_over(pid))
         return helper.pid
 
+    def fork_module(self, request: dict, fds: list[int]) -> int:
+        """`python -m MODULE ARGS` for the caller, as a fork of ours (the runtime imported already): `exec`
+        in a container (process/enter.py), a look inside another namespace (inspect.py). Its exit status goes
+        back on the request's result socket once we reap it."""
+        result = socket.socket(fileno=os.dup(fds[request["result"]]))
+        me = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+                if os.getppid() != me:
+                    os._exit(1)
+                signal.set_wakeup_fd(-1)
+                helper_process.reset_signals()
+                os.environ.clear()
+                os.environ.update(request["env"])
+                os.chdir(request["cwd"])
+                for target, index in enumerate(request["stdio"]):
+                    if index >= 0:
+                        os.dup2(fds[index], target)
+                helper_process.close_fds_but({0, 1, 2})
+                sys.argv = [request["module"], *request["args"]]
+                code = 0
+                runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                if not isinstance(e.code, (int, type(None))):
+                    print(e.code, file=sys.stderr)
+            except BaseException:  # noqa: BLE001  never back into the shared helper's loop
+                import traceback
+                traceback.print_exc()
+                code = 1
+            finally:
+                try:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                finally:
+                    os._exit(code)
+        self.runs[pid] = result
+        return pid
+
     def on_hand_over(self, helper_pid: int, reaped: bool = False) -> None:
         """The helper's last words: supervision of its running container (or EOF: it ended without)."""
         request, sock = self.starting[helper_pid]
@@ -139,11 +183,7 @@ class SharedHelper:
         if not reaped:
             os.waitpid(helper_pid, 0)  # it exits right after: only then is its child ours
         supervisor = Supervisor.taken_over(json.loads(data), fds)
-        supervisor.request = request
-        state.use_root(request["root"])
-        info = state.read_state(supervisor.spec.name) or {}
-        info.update(helper_pid=os.getpid(), helper_start=state.start_time(os.getpid()))
-        state.write_state(supervisor.spec.name, info)  # `ps` and `cleanup`: its supervisor lives
+        supervisor.request = request  # (its state.json names us already: Sequence.exec_command)
         self.running[supervisor.child_pid] = supervisor
         self.selector.register(supervisor.caller.sock, selectors.EVENT_READ,
                                lambda sock, s=supervisor: self.on_caller(s))
@@ -179,6 +219,13 @@ class SharedHelper:
                 self.helper_ended(pid)
             elif pid in self.running:
                 self.container_ended(self.running.pop(pid), code)
+            elif pid in self.runs:
+                result = self.runs.pop(pid)
+                try:
+                    result.send(json.dumps({"code": code}).encode())
+                except OSError:
+                    pass  # the caller stopped waiting
+                result.close()
 
     def helper_ended(self, pid: int) -> None:
         """A helper that did not hand over: it removed its container, unless it was killed first."""
@@ -187,7 +234,7 @@ class SharedHelper:
         sock.close()
         state.use_root(request["root"])
         info = state.read_state(state.dir_name(request["name"]))
-        if info and info.get("helper_pid") == pid:
+        if info and info.get("helper_pid") in (pid, os.getpid()):  # us: it died just before its hand-over
             from ..lifecycle import teardown
             with callers_environment(request):
                 teardown(info)
@@ -238,6 +285,11 @@ def serve(control_fd: int) -> None:
     from .. import cgroups, lifecycle, namespaces, rootfs, seccomp, security  # noqa: F401
     from . import intermediate, stage_server, steps  # noqa: F401
     cgroups.detect()
+    try:  # the lab's default filters, compiled once for every container of this caller
+        default = security.Security()
+        seccomp.compiled(default.seccomp, default.refuses_namespaces, tuple(default.allow_syscalls))
+    except LabError:
+        pass  # no libseccomp: each container that asks for a filter says so itself
     gc.freeze()
     SharedHelper(socket.socket(fileno=control_fd)).loop()
 
@@ -311,6 +363,87 @@ class Client:
                 setattr(handle, ("stdin", "stdout", "stderr")[target], os.fdopen(ours, modes[target]))
         return handle
 
+    def run_module(self, module: str, args=(), *, input=None, capture_output: bool = False, text: bool = False,
+                   timeout: float | None = None, start_new_session: bool = True) -> subprocess.CompletedProcess:
+        """subprocess.run of `python -m MODULE ARGS`, as a fork of the shared helper: no interpreter to start.
+        It runs in the shared helper's session (start_new_session is so already), in our cwd and environment."""
+        import selectors as selecting
+        ours, theirs = socket.socketpair()
+        fds, stdio, readers, writer = [theirs.fileno()], [-1, -1, -1], {}, None
+        if input is None:
+            fds.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+        else:
+            read, writer = os.pipe2(os.O_CLOEXEC)
+            fds.append(read)
+            input = input.encode() if isinstance(input, str) else input
+        stdio[0] = len(fds) - 1
+        if capture_output:
+            for target in (1, 2):
+                read, write = os.pipe2(os.O_CLOEXEC)
+                readers[read] = []
+                fds.append(write)
+                stdio[target] = len(fds) - 1
+        message = {"kind": "module", "module": module, "args": [str(a) for a in args], "result": 0, "stdio": stdio,
+                   "env": dict(os.environ), "cwd": os.getcwd()}
+        try:
+            with self.lock:
+                socket.send_fds(self.control, [json.dumps(message).encode()], fds)
+                answer = self.control.recv(4096)
+        finally:
+            for fd in fds[1:]:
+                os.close(fd)
+            theirs.close()
+        pid = json.loads(answer)["pid"] if answer else 0
+        watched = selecting.DefaultSelector()
+        try:
+            if not pid:
+                raise LabError(f"the shared helper could not run {module}", "it ended, or fork failed",
+                               "try again; see `minicontainer doctor`")
+            pidfd = os.pidfd_open(pid)
+            for read in readers:
+                watched.register(read, selecting.EVENT_READ)
+            if writer is not None:
+                os.set_blocking(writer, False)
+                watched.register(writer, selecting.EVENT_WRITE)
+            watched.register(ours, selecting.EVENT_READ)
+            status, deadline, timed_out = b"", None if timeout is None else time.monotonic() + timeout, False
+            while watched.get_map():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # what it forked dies with it (PDEATHSIG)
+                    timed_out, deadline, left = True, None, None
+                for key, _ in watched.select(None if left is None else left):
+                    if key.fd == writer:
+                        try:
+                            input = input[os.write(writer, input[:65536]):]
+                        except BrokenPipeError:
+                            input = b""
+                        if not input:
+                            watched.unregister(writer)
+                            os.close(writer)
+                            writer = None
+                        continue
+                    chunk = os.read(key.fd, 65536) if key.fd in readers else ours.recv(4096)
+                    if key.fd in readers:
+                        readers[key.fd].append(chunk)
+                    else:
+                        status += chunk
+                    if not chunk:
+                        watched.unregister(key.fd)
+            os.close(pidfd)
+        finally:
+            watched.close()
+            for fd in [*readers, writer, ours.detach()]:
+                if fd is not None:
+                    os.close(fd)
+        out, err = [b"".join(chunks) for chunks in readers.values()] or [None, None]
+        if text and capture_output:
+            out, err = out.decode(errors="replace"), err.decode(errors="replace")
+        if timed_out:
+            raise subprocess.TimeoutExpired([module, *args], timeout, out, err)
+        code = json.loads(status)["code"] if status else -signal.SIGKILL
+        return subprocess.CompletedProcess([sys.executable, "-m", module, *args], code, out, err)
+
     def _watch(self) -> None:
         """If the shared helper dies (killed), nobody supervises this caller's running containers: remove
         them from their state on disk."""
@@ -333,7 +466,7 @@ def client() -> Client:
     global _client
     with _client_lock:
         if _client is None or _client.owner != os.getpid() or not _client.alive():
-            _client = Client()
+            _client = spawn.shared_client = Client()
         return _client
 
 

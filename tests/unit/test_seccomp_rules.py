@@ -40,3 +40,16 @@ def test_argument_rules_mask_32_bits_and_cover_every_namespace_flag():
 
 def test_with_cap_sys_admin_only_the_ioctls_are_refused():
     assert {r.call for r in seccomp.argument_rules(refuse_namespaces=False)} == {"ioctl"}
+
+
+def test_a_policy_is_compiled_once_into_a_program_that_checks_the_architecture_first():
+    import struct
+    programs = seccomp.compiled("allowlist", True)
+    assert seccomp.compiled("allowlist", True) is programs  # the second container's start compiles nothing
+    assert seccomp.compiled("allowlist", True, ("keyctl",)) != programs  # another policy, another program
+    for program in programs:
+        assert program and len(program) % seccomp.BPF_INSTRUCTION == 0
+        code, _, _, k = struct.unpack("HBBI", program[:8])
+        # BPF_LD | BPF_W | BPF_ABS of seccomp_data.arch (offset 4): a filter that skipped it could be
+        # bypassed through another architecture's call numbers.
+        assert (code, k) == (0x20, 4)
