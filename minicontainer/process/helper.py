@@ -62,8 +62,7 @@ def serve(channel_fd: int, hand_over: socket.socket | None = None) -> int:
         if request.staged:
             started = helper.staged()
         else:
-            for step in helper.remaining()[:-1]:  # all but exec
-                helper.run_one(step)
+            helper.run_steps(helper.remaining()[:-1])  # all but exec
             started = helper.created()
         if not started:
             final = helper.final_stats()

@@ -46,12 +46,16 @@ def serve(ctx: steps.Context, parent_pid: int) -> None:
             message = ctx.channel.recv()
             if isinstance(message, messages.RunStep):
                 run_named_step(ctx, message.name)
+            elif isinstance(message, messages.RunSteps):
+                for name in message.names:  # never exec: the helper sends that one on its own
+                    if not steps.run_and_report(ctx, name, steps.INIT):
+                        break  # the helper stops at the Error: the rest of the run is not awaited
             elif isinstance(message, messages.RunFunction):
                 ctx.channel.send(learner.run(ctx, message))
             elif message is None:  # the helper is gone, and nobody would supervise this container
                 os._exit(1)
             else:
-                ctx.channel.send_error(messages.unexpected(message, "RunStep or RunFunction"))
+                ctx.channel.send_error(messages.unexpected(message, "RunStep, RunSteps or RunFunction"))
                 os._exit(127)
     except BaseException:  # noqa: BLE001  anything unforeseen still reaches the learner
         ctx.channel.send_error(LabError(f"container init failed: {traceback.format_exc(limit=3)}",

@@ -163,9 +163,16 @@ class RunStep:
     name: str
 
 
+@dataclass
+class RunSteps:
+    """Not staged: the init runs these steps in order, reports StepDone for each, and stops at the first
+    Error. One message for a run of init's steps, where RunStep would take one trip each."""
+    names: list[str]
+
+
 MESSAGES = {cls.__name__: cls for cls in (Create, Advance, RunFunction, Start, Signal, Stop, StepDone, Staged,
                                           Paused, Created, Started, Exited, FunctionResult, Error, InitPid,
-                                          NeedNetwork, Network, NeedHooks, HookState, RunStep)}
+                                          NeedNetwork, Network, NeedHooks, HookState, RunStep, RunSteps)}
 
 
 def unexpected(message, expected: str) -> LabError:

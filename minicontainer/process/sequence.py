@@ -238,6 +238,26 @@ class Sequence:
         if step.name == "fork PID 1":
             self.child_process = steps.INIT
 
+    def run_steps(self, todo: list[steps.Step]) -> None:
+        """Run these steps in order, as run_one would; a run of consecutive steps of init's goes to it as one
+        message (RunSteps), and its reports come back one by one as before."""
+        i = 0
+        while i < len(todo):
+            batch = []
+            while (i < len(todo) and todo[i].process == steps.INIT and todo[i].name != "exec"
+                   and self.child is not None and self.child_process == steps.INIT):
+                batch.append(todo[i])
+                i += 1
+            if len(batch) > 1:
+                self.child.send(messages.RunSteps([s.name for s in batch]))
+                for step in batch:
+                    self.await_step(step.name)
+                    self.ctx.done.append(step.name)
+                continue
+            if not batch:
+                batch, i = [todo[i]], i + 1
+            self.run_one(batch[0])
+
     def before_step(self, step: steps.Step) -> None:
         """What a helper step needs to know that only the helper knows."""
         if step.name == "id maps":
@@ -330,9 +350,7 @@ class Sequence:
 
     def wait_at_gate(self) -> None:
         """Detached (OCI create): every step but exec, then init goes to wait at the gate; we let go of it."""
-        for step in self.remaining():
-            if step.name != "exec":
-                self.run_one(step)
+        self.run_steps([step for step in self.remaining() if step.name != "exec"])
         self.child.send(messages.RunStep("exec"))
         self.await_step("exec")  # init's word that it waits at the gate (or its error)
         self.child.close()
@@ -351,9 +369,7 @@ class Sequence:
 
     def exec_command(self) -> None:
         """The last step: init execs; the channel closing on exec says it worked."""
-        for step in self.remaining():
-            if step.name != "exec":
-                self.run_one(step)
+        self.run_steps([step for step in self.remaining() if step.name != "exec"])
         self.child.send(messages.RunStep("exec"))
         self.await_step("exec")
         self.ctx.done.append("exec")

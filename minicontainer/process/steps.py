@@ -564,15 +564,17 @@ def report(step: Step, ctx: Context) -> str:
     return step.detail(ctx) or step.what
 
 
-def run_and_report(ctx: Context, name: str, process: str) -> None:
-    """In init or the intermediate: run the step the helper named, and answer StepDone or Error."""
+def run_and_report(ctx: Context, name: str, process: str) -> bool:
+    """In init or the intermediate: run the step the helper named, and answer StepDone or Error; whether
+    it ran."""
     try:
         step = find(ctx.spec, name)
         run_step(step, ctx)
     except LabError as e:
         ctx.channel.send_error(e)
-        return
+        return False
     ctx.channel.send(messages.StepDone(step.name, report(step, ctx), process))
+    return True
 
 
 def run_step(step: Step, ctx: Context) -> None:

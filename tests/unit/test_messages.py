@@ -21,6 +21,7 @@ EXAMPLES = {
     "Error": {"error": {"what": "w", "cause": "c", "fix": "f", "step": "s"}, "ended": True},
     "InitPid": {"pid": 8}, "Network": {"lease": {"address": "10.0.0.2"}},
     "HookState": {"state": {"id": "x", "status": "creating", "pid": 8}}, "RunStep": {"name": "exec"},
+    "RunSteps": {"names": ["proc", "dev"]},
 }
 
 
