@@ -75,7 +75,10 @@ class SharedHelper:
             deadlines = [s.stop_deadline for s in self.running.values() if s.stop_deadline is not None]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             for key, _ in self.selector.select(timeout):
-                key.data(key.fileobj)
+                try:
+                    key.data(key.fileobj)
+                except Exception as e:  # noqa: BLE001  what went wrong for one container must not end the others
+                    print(f"minicontainer shared helper: {type(e).__name__}: {e}", file=sys.stderr)
             for supervisor in list(self.running.values()):
                 supervisor.check_deadline()
             self.reap()
@@ -90,11 +93,13 @@ class SharedHelper:
             self.selector.unregister(control)
             self.accepting = False
             return
-        request = json.loads(data)
         fds = [high(fd) for fd in fds]
         pid = 0
         try:
+            request = json.loads(data)
             pid = self.fork_module(request, fds) if request.get("kind") == "module" else self.fork_helper(request, fds)
+        except Exception as e:  # noqa: BLE001  one request that fails (fork refused) must not end the others
+            print(f"minicontainer shared helper: could not serve a request: {type(e).__name__}: {e}", file=sys.stderr)
         finally:
             for fd in fds:
                 os.close(fd)  # the helper has them now: a copy here would hide its death from the caller
@@ -215,17 +220,21 @@ class SharedHelper:
                 self.on_hand_over(pid, reaped=True)  # its hand-over may have come after we last looked
             _, status = os.waitpid(pid, 0)
             code = os.waitstatus_to_exitcode(status)
-            if pid in self.starting:
-                self.helper_ended(pid)
-            elif pid in self.running:
-                self.container_ended(self.running.pop(pid), code)
-            elif pid in self.runs:
-                result = self.runs.pop(pid)
-                try:
-                    result.send(json.dumps({"code": code}).encode())
-                except OSError:
-                    pass  # the caller stopped waiting
-                result.close()
+            try:
+                if pid in self.starting:
+                    self.helper_ended(pid)
+                elif pid in self.running:
+                    self.container_ended(self.running.pop(pid), code)
+                elif pid in self.runs:
+                    result = self.runs.pop(pid)
+                    try:
+                        result.send(json.dumps({"code": code}).encode())
+                    except OSError:
+                        pass  # the caller stopped waiting
+                    result.close()
+            except Exception as e:  # noqa: BLE001  one container's failed clean-up must not end the others'
+                print(f"minicontainer shared helper: clean-up after process {pid} failed: {type(e).__name__}: {e} "
+                      "(run `minicontainer cleanup`)", file=sys.stderr)
 
     def helper_ended(self, pid: int) -> None:
         """A helper that did not hand over: it removed its container, unless it was killed first."""
