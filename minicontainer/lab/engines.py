@@ -112,11 +112,13 @@ def rootfs_tarball(image: str, workdir: str) -> str:
     return archive
 
 
-def _run(argv: list[str], timeout: float, check: bool, env: dict, shown: str) -> subprocess.CompletedProcess:
-    """Run an engine's command; `shown` names it in errors (without the options that place its storage)."""
+def _run(argv: list[str], timeout: float, check: bool, env: dict, shown: str,
+         cwd: str | None = None) -> subprocess.CompletedProcess:
+    """Run an engine's command; `shown` names it in errors (without the options that place its storage).
+    cwd: where it runs (conmon writes a file named "oom" into its working directory after an OOM kill)."""
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                             env=env)
+                             env=env, cwd=cwd)
     except subprocess.TimeoutExpired:
         raise LabError(f"{shown} did not finish within {timeout:.0f} s",
                        "the engine or the container hangs", "run `lab.reset()` and try again") from None
@@ -156,7 +158,7 @@ class Podman:
     def __call__(self, *args: str, timeout: float = 60, check: bool = True,
                  runtime: str = "minicontainer") -> subprocess.CompletedProcess:
         return _run([*self.base, *args], timeout, check, engine_env(CONTAINERS_CONF=self.confs[runtime]),
-                    " ".join(["podman", *args[:3]]))
+                    " ".join(["podman", *args[:3]]), cwd=self.workdir)
 
     def run(self, runtime: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
         """`podman run` with the runtime named, no network and our cgroup parent: ARGS as for podman run."""
