@@ -479,7 +479,7 @@ def client() -> Client:
         return _client
 
 
-class Handle:
+class Handle(helper_process.ForkedHelper):
     """A container's helper as its caller sees it (as subprocess.Popen sees a process). Its pid is the
     helper's that starts the container; after the hand-over the shared helper supervises it. Done once
     neither holds the container any more. stdin/stdout/stderr: the caller's ends of the pipes it asked for
@@ -510,14 +510,6 @@ class Handle:
                 self.returncode = 0 if self._held_by() is None else -signal.SIGKILL
                 os.close(self.pidfd)
                 self.client.handles.discard(self)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(f"helper of {self.name}", timeout)
-            time.sleep(0.005)
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
