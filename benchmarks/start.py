@@ -316,6 +316,19 @@ def _timed_in_child(work) -> float:
     return float(answer)
 
 
+FORK_THEN_JOIN = "fork, child joins (v2)"
+CLONE_INTO = "clone3 CLONE_INTO_CGROUP"
+
+
+def _own_v2_cgroup() -> str | None:
+    """Our own directory in the cgroup2 hierarchy (pure v2, or the unified one of a hybrid host), if any."""
+    with open("/proc/self/mounts") as f:
+        mount = next((line.split()[1] for line in f if line.split()[2] == "cgroup2"), None)
+    with open("/proc/self/cgroup") as f:
+        own = next((line.strip()[3:] for line in f if line.startswith("0::")), None)
+    return None if mount is None or own is None else os.path.join(mount, own.lstrip("/"))
+
+
 def bare_calls(rootfs: str, runs: int) -> dict:
     """The system calls under the steps, alone: run in a fresh, single-threaded process (--bare-calls)."""
     from minicontainer import seccomp
@@ -353,6 +366,31 @@ def bare_calls(rootfs: str, runs: int) -> dict:
             return time.perf_counter() - t
         add("join cgroup", join)
         for directory in group.directories:
+            os.rmdir(directory)
+    v2_parent = _own_v2_cgroup()
+    for i in range(runs if v2_parent else 0):
+        # PID 1's birth: a fork and then its write to cgroup.procs, against clone3 born in the v2 cgroup.
+        directory = os.path.join(v2_parent, f"bench-clone-{os.getpid()}-{i}")
+        os.mkdir(directory)
+        try:
+            t = time.perf_counter()
+            pid = os.fork()
+            if pid == 0:
+                with open(os.path.join(directory, "cgroup.procs"), "w") as f:
+                    f.write("0")
+                os._exit(0)
+            os.waitpid(pid, 0)
+            results.setdefault(FORK_THEN_JOIN, []).append(time.perf_counter() - t)
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            t = time.perf_counter()
+            pid, pidfd = kernel.clone_fork(into_cgroup=fd)
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+            results.setdefault(CLONE_INTO, []).append(time.perf_counter() - t)
+            os.close(pidfd)
+            os.close(fd)
+        finally:
             os.rmdir(directory)
     with tempfile.TemporaryDirectory(prefix="minicontainer-bare-") as tmp:
         for i in range(runs):
@@ -404,6 +442,11 @@ def print_steps(table: dict) -> None:
         print(f"{name:<26} {table['steps'][name] * 1e3:>7.2f} {'-' if bare is None else f'{bare * 1e3:.2f}':>8}")
     total = sum(table["steps"].values())
     print(f"{'(sum)':<26} {total * 1e3:>7.2f}")
+    print("\nPID 1's birth into its cgroup, bare (fork to reaped child; where a run forks PID 1 and joins it in one "
+          "go,\non one v2 cgroup, the runtime forks it with clone3 and CLONE_INTO_CGROUP)")
+    for name in (FORK_THEN_JOIN, CLONE_INTO):
+        bare = table["bare"].get(name)
+        print(f"{name:<26} {'':>7} {'-' if bare is None else f'{bare * 1e3:.2f}':>8}")
     if table["bare_error"]:
         print(f"bare calls failed: {table['bare_error'][0]}")
 

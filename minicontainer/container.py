@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from . import rootfs, state
 from .cgroups import Cgroup, base_dir, detect
 from .errors import LabError
+from .lifecycle import list_containers, remove_stale  # noqa: F401  (the CLI's list)
 from .process import messages, spawn
 from .process.channel import Channel
 from .spec import ContainerSpec
@@ -338,45 +339,10 @@ def exec_command(name: str, command: list[str]) -> list[str]:
     return ["minicontainer.process.enter", json.dumps(request)]
 
 
-def list_containers() -> list[dict]:
-    """Every container with state on this host: a supervised one marked stale once its helper is gone; one
-    made by OCI `create` with its status from the kernel (stale only if its creator died before the gate)."""
-    rows = []
-    for name in state.all_names():
-        info = state.read_state(name) or {"name": name}
-        if info.get("mode") == "oci":
-            status = state.oci_status(info)
-            if status == "stopped" and info.get("status") == "creating":
-                status = "stale (its create was killed)"
-            elif status == "stopped" and not os.path.isdir(info.get("bundle", "")):
-                status = "stale (its engine removed the bundle without `delete`)"  # e.g. its conmon was killed
-            info["status"] = status
-        else:
-            alive = state.process_alive(info.get("helper_pid"), info.get("helper_start"))
-            info["status"] = info.get("status", "unknown") if alive else "stale (its helper is gone)"
-        rows.append(info)
-    return rows
-
-
 def cleanup() -> list[str]:
     """Remove what crashed runs left: state dirs whose helper is gone, and their cgroups;
     then any container cgroup that no running container owns. Returns what was removed."""
-    removed, live = [], set()
-    for info in list_containers():
-        name = info["name"]
-        if not info["status"].startswith("stale"):
-            live.add(name)  # an OCI container, even stopped, is its engine's to delete
-            continue
-        if info.get("mode") == "oci":
-            from .lifecycle import teardown
-            removed += teardown(info)
-            continue
-        cgroup = Cgroup(name, dirs=info.get("cgroup")) if info.get("cgroup") else None
-        if cgroup and cgroup.exists():
-            cgroup.kill_all()
-            removed += [f"cgroup {d}" for d in cgroup.remove()]
-        if state.remove_dir(name):
-            removed.append(f"state {state.container_dir(name)}")
+    removed, live = remove_stale()
     from . import network
     if not network.leases_in_use() and network.leftovers():
         removed += network.teardown()

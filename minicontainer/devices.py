@@ -177,7 +177,6 @@ BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_QUERY = 15, 16
 BPF_PROG_TYPE_CGROUP_DEVICE = 15
 BPF_CGROUP_DEVICE = 6               # the attach type
 BPF_F_ALLOW_MULTI = 2               # programs above us keep running too: ours can only refuse more
-SYS_bpf = 280 if os.uname().machine in ("aarch64", "arm64") else 321
 PROGRAM_NAME = b"mc_devices"        # shown by `bpftool prog`
 
 
@@ -217,7 +216,7 @@ class _ProgInfo(ctypes.Structure):
 
 def _bpf(command: int, attr: ctypes.Structure) -> tuple[int, int]:
     """bpf(command, &attr, sizeof attr): (result, errno)."""
-    result = kernel.libc.syscall(SYS_bpf, command, ctypes.byref(attr), ctypes.sizeof(attr))
+    result = kernel.libc.syscall(kernel.syscall_number("bpf"), command, ctypes.byref(attr), ctypes.sizeof(attr))
     return result, (ctypes.get_errno() if result < 0 else 0)
 
 

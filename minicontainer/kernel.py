@@ -7,10 +7,12 @@ argument and the likely cause. Nothing here decides policy; it only calls.
 
 from __future__ import annotations
 
+import _thread
 import ctypes
 import ctypes.util
 import errno
 import os
+import signal
 import socket
 
 from .errors import LabError
@@ -79,9 +81,22 @@ _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 _libc.syscall.restype = ctypes.c_long
-SYS_pivot_root = 155  # x86_64
-if os.uname().machine in ("aarch64", "arm64"):
-    SYS_pivot_root = 41
+# The system calls glibc has no wrapper for (in the Python this runs on), by architecture: the one place their
+# numbers are written. arm64 (like every architecture since) uses the kernel's generic table, x86_64 its own.
+SYSCALL_NUMBERS = {
+    "x86_64": {"pivot_root": 155, "bpf": 321, "keyctl": 250, "clone3": 435},
+    "aarch64": {"pivot_root": 41, "bpf": 280, "keyctl": 219, "clone3": 435},
+}
+MACHINE = {"arm64": "aarch64", "amd64": "x86_64"}.get(os.uname().machine, os.uname().machine)
+
+
+def syscall_number(name: str) -> int:
+    try:
+        return SYSCALL_NUMBERS[MACHINE][name]
+    except KeyError:
+        raise LabError(f"no system call number for {name} on {MACHINE}", "the runtime knows x86_64 and arm64 "
+                       "(aarch64)", "run the lab on one of them (the lab VM is either)") from None
+
 
 # Why a call most often fails, by call and errno. The generic fallbacks follow.
 _CAUSES = {
@@ -184,7 +199,7 @@ def pivot_root(new_root: str, put_old: str) -> None:
     Rules the kernel enforces: new_root must be a mount point; put_old must be at or
     below new_root; neither the new nor the old root may have shared propagation.
     """
-    ret = _libc.syscall(SYS_pivot_root, _b(new_root), _b(put_old))
+    ret = _libc.syscall(syscall_number("pivot_root"), _b(new_root), _b(put_old))
     _check(ret, "pivot_root", f"{new_root!r}, {put_old!r}")
 
 
@@ -241,3 +256,75 @@ def mknod(path: str, mode: int, major: int, minor: int) -> None:
         os.mknod(path, mode, os.makedev(major, minor))
     except OSError as e:
         raise syscall_error("mknod", repr(path), e.errno) from None
+
+
+# -- clone3: a fork born into its cgroup, or as a sibling ------------------------------------------------------------
+CLONE_PIDFD = 0x00001000
+CLONE_PARENT = 0x00008000
+CLONE_CHILD_CLEARTID = 0x00200000
+CLONE_CHILD_SETTID = 0x01000000
+CLONE_INTO_CGROUP = 0x200000000
+
+
+class CloneArgs(ctypes.Structure):
+    """struct clone_args (linux/sched.h), every field 64 bits."""
+    _fields_ = [(name, ctypes.c_uint64) for name in ("flags", "pidfd", "child_tid", "parent_tid", "exit_signal",
+                                                     "stack", "stack_size", "tls", "set_tid", "set_tid_size",
+                                                     "cgroup")]
+
+
+# Called with the GIL held, as os.fork calls fork(): no other Python code runs between the parent's
+# PyOS_BeforeFork and the child's PyOS_AfterFork_Child.
+_syscall_holding_gil = ctypes.PyDLL(None, use_errno=True).syscall
+_syscall_holding_gil.restype = ctypes.c_long
+_syscall_holding_gil.argtypes = [ctypes.c_long, ctypes.c_void_p, ctypes.c_size_t]
+
+
+def _own_tid_address() -> int | None:
+    """Where glibc keeps this thread's id (struct pthread's tid), from the offset it publishes for debuggers
+    (_thread_db_pthread_tid: bits, count, offset); None unless it checks out against gettid()."""
+    try:
+        bits, _, offset = (ctypes.c_uint32 * 3).in_dll(_libc, "_thread_db_pthread_tid")
+    except ValueError:
+        return None  # not glibc, or a glibc that does not publish it
+    _libc.pthread_self.restype = ctypes.c_void_p
+    address = _libc.pthread_self() + offset
+    if bits != 32 or ctypes.c_int.from_address(address).value != _thread.get_native_id():
+        return None
+    return address
+
+
+def clone_fork(*, into_cgroup: int | None = None, sibling: bool = False) -> tuple[int, int]:
+    """os.fork through clone3, with what fork cannot ask for:
+    - into_cgroup, an fd of a cgroup v2 directory: the child is born there (CLONE_INTO_CGROUP), with no
+      write to cgroup.procs afterwards, which on v2 may wait for an RCU grace period;
+    - sibling: the child's parent is our own parent (CLONE_PARENT), which reaps it and whose death its
+      PR_SET_PDEATHSIG then follows, however long we live.
+    Returns (pid, pidfd) in the parent, (0, -1) in the child. Only for a single-threaded process (as any fork
+    that goes on running Python); raises OSError where the kernel or the C library do not allow it, so the
+    caller forks as before."""
+    tid_address = _own_tid_address()
+    if tid_address is None:
+        raise OSError(errno.ENOTSUP, "glibc does not say where it keeps the thread id")
+    pidfd = ctypes.c_int(-1)
+    # As glibc's fork: the kernel writes the child's own id where glibc keeps it (else the child would carry
+    # ours), and clears it when the child exits.
+    flags = CLONE_PIDFD | CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID
+    flags |= (CLONE_INTO_CGROUP if into_cgroup is not None else 0) | (CLONE_PARENT if sibling else 0)
+    # A sibling's exit signal is our own's (the kernel refuses one given with CLONE_PARENT).
+    args = CloneArgs(flags=flags, pidfd=ctypes.addressof(pidfd), child_tid=tid_address,
+                     exit_signal=0 if sibling else signal.SIGCHLD, cgroup=into_cgroup or 0)
+    # No signal handler may run in the child before Python has been told it is a new process.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    ctypes.pythonapi.PyOS_BeforeFork()
+    pid = _syscall_holding_gil(syscall_number("clone3"), ctypes.addressof(args), ctypes.sizeof(args))
+    if pid == 0:
+        ctypes.pythonapi.PyOS_AfterFork_Child()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        return 0, -1
+    err = ctypes.get_errno()
+    ctypes.pythonapi.PyOS_AfterFork_Parent()
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    if pid < 0:
+        raise OSError(err, f"clone3: {os.strerror(err)}")
+    return pid, pidfd.value

@@ -285,6 +285,48 @@ def teardown(info: dict, grace: float = 10.0) -> list[str]:
     return removed
 
 
+def list_containers() -> list[dict]:
+    """Every container with state on this host: a supervised one marked stale once its helper is gone; one
+    made by OCI `create` with its status from the kernel (stale only if its creator died before the gate)."""
+    rows = []
+    for name in state.all_names():
+        info = state.read_state(name) or {"name": name}
+        if info.get("mode") == "oci":
+            status = state.oci_status(info)
+            if status == "stopped" and info.get("status") == "creating":
+                status = "stale (its create was killed)"
+            elif status == "stopped" and not os.path.isdir(info.get("bundle", "")):
+                status = "stale (its engine removed the bundle without `delete`)"  # e.g. its conmon was killed
+            info["status"] = status
+        else:
+            alive = state.process_alive(info.get("helper_pid"), info.get("helper_start"))
+            info["status"] = info.get("status", "unknown") if alive else "stale (its helper is gone)"
+        rows.append(info)
+    return rows
+
+
+def remove_stale() -> tuple[list[str], set[str]]:
+    """Remove the containers whose supervisor is gone (a helper, or a shared helper that died with its caller)
+    or whose OCI create was killed: their processes, cgroups and state. What was removed, and the names that
+    stay (running, or an OCI container, even stopped, which is its engine's to delete)."""
+    removed, live = [], set()
+    for info in list_containers():
+        name = info["name"]
+        if not info["status"].startswith("stale"):
+            live.add(name)
+            continue
+        if info.get("mode") == "oci":
+            removed += teardown(info)
+            continue
+        cgroup = Cgroup(name, dirs=info.get("cgroup")) if info.get("cgroup") else None
+        if cgroup and cgroup.exists():
+            cgroup.kill_all()
+            removed += [f"cgroup {d}" for d in cgroup.remove()]
+        if state.remove_dir(name):
+            removed.append(f"state {state.container_dir(name)}")
+    return removed, live
+
+
 # -- exec --------------------------------------------------------------------------------------
 
 def exec_in(container_id: str, command: list[str], process_file: str | None = None, *, detach: bool = False,

@@ -39,6 +39,7 @@ class Stage:
         self.done: list[str] = []
         self.log: list[tuple[str, str]] = []          # (name, detail) as each step reported
         self.pid = 0                                   # PID 1 once forked, as the host sees it
+        self.intermediate_pid = 0                      # with a user namespace: the process that owns it
         self.cgroup: Cgroup | None = None
         self.ended = False
         LIVE[self.name] = self
@@ -131,7 +132,7 @@ class Stage:
         start = len(self.log)
         self.channel.send(request)
         paused = self._reply(messages.Paused)
-        self.done, self.pid = list(paused.done), paused.pid
+        self.done, self.pid, self.intermediate_pid = list(paused.done), paused.pid, paused.intermediate
         if paused.cgroup:
             self.cgroup = Cgroup(self.name, dirs=paused.cgroup)
         if paused.error:

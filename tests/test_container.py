@@ -237,3 +237,29 @@ def test_sigkill_of_the_caller_leaves_nothing_within_5s(image, who):
     caller.wait()
     assert_back_to(before, within=5)  # nothing left within 5 s, with no cleanup call
     assert subprocess.run(["pgrep", "-f", "sleep 100"], capture_output=True).returncode == 1
+
+
+def _in_cgroup(pid: int, directories: list[str]) -> list[bool]:
+    """For each of the container's cgroup directories: is the process listed in it, as the kernel says?"""
+    result = []
+    for directory in directories:
+        with open(os.path.join(directory, "cgroup.procs")) as f:
+            result.append(str(pid) in f.read().split())
+    return result
+
+
+def test_pid1_is_born_in_its_cgroup_when_one_v2_directory_holds_it_and_no_one_watches(image):
+    from minicontainer.stage import Stage
+    with Container.start(ContainerSpec(image, ["sleep", "30"], memory="64M")) as box:
+        joined = dict(box.steps)["join cgroup"]
+        assert all(_in_cgroup(box.pid, box.cgroup.directories))
+        if len(box.cgroup.directories) == 1:  # cgroup v2 alone: clone3 put it there, with nothing to write
+            assert "born there" in joined, joined
+        else:  # v1 or hybrid: CLONE_INTO_CGROUP places in one v2 cgroup only, so it writes each cgroup.procs
+            assert "born there" not in joined, joined
+    # A stage is watched step by step: there PID 1 starts in the helper's cgroup and its join moves it.
+    with Stage(ContainerSpec(image, ["sleep", "30"], memory="64M")) as stage:
+        stage.run_until("fork PID 1")
+        assert not any(_in_cgroup(stage.pid, stage.cgroup.directories))
+        stage.run_until("join cgroup")
+        assert all(_in_cgroup(stage.pid, stage.cgroup.directories))

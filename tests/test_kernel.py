@@ -124,3 +124,52 @@ kernel.unshare(kernel.CLONE_NEWNS)
 kernel.mount("x", "/mnt", "nosuchfs")
 """)
     assert "ENODEV" in text and "does not support this filesystem type" in text
+
+
+# In a fresh, single-threaded interpreter (pytest's own process has threads): make a cgroup below our own in
+# the cgroup2 hierarchy, clone3 a child into it, and have the child say, first thing, where the kernel put it
+# and what glibc believes its thread id is; then that it can still start a thread and a process.
+CLONE_INTO_CGROUP = r"""
+import ctypes, json, os, subprocess, sys, threading
+from minicontainer import kernel
+mount = next(l.split()[1] for l in open("/proc/self/mounts") if l.split()[2] == "cgroup2")
+own = next(l.strip()[3:] for l in open("/proc/self/cgroup") if l.startswith("0::"))
+directory = os.path.join(mount, own.lstrip("/"), f"clone-test-{os.getpid()}")
+os.mkdir(directory)
+fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+read, write = os.pipe()
+tid_address = kernel._own_tid_address()  # the same address in the child, a copy of us
+try:
+    pid, pidfd = kernel.clone_fork(into_cgroup=fd)
+    if pid == 0:
+        born = next(l.strip()[3:] for l in open("/proc/self/cgroup") if l.startswith("0::"))
+        glibc_tid = ctypes.c_int.from_address(tid_address).value
+        thread = threading.Thread(target=lambda: None)
+        thread.start()
+        thread.join()
+        echoed = subprocess.run(["echo", "ok"], capture_output=True, text=True).stdout.strip()
+        os.write(write, json.dumps({"born": born, "pid": os.getpid(), "glibc_tid": glibc_tid,
+                                    "echoed": echoed}).encode())
+        os._exit(7)
+    os.close(write)
+    child = json.loads(os.read(read, 4096))
+    _, status = os.waitpid(pid, 0)
+    print(json.dumps({**child, "expected": os.path.join(own, os.path.basename(directory)), "child_pid": pid,
+                      "code": os.waitstatus_to_exitcode(status),
+                      "pidfd_is_child": os.readlink(f"/proc/self/fd/{pidfd}")}))
+finally:
+    os.rmdir(directory)
+"""
+
+
+def test_a_clone3_child_is_born_in_its_cgroup_and_knows_its_own_thread_id():
+    import json
+    out = run_python(CLONE_INTO_CGROUP)
+    assert out.returncode == 0, out.stderr
+    child = json.loads(out.stdout)
+    # Without CLONE_INTO_CGROUP the child would start in its parent's cgroup.
+    assert child["born"] == child["expected"]
+    # Without CLONE_CHILD_SETTID glibc would still hold the parent's id for the child's only thread.
+    assert child["glibc_tid"] == child["pid"] == child["child_pid"]
+    assert child["echoed"] == "ok" and child["code"] == 7
+    assert child["pidfd_is_child"] == "anon_inode:[pidfd]"

@@ -124,6 +124,41 @@ def test_kill_9_of_the_caller_takes_its_containers_with_it(image):
         caller.stdout.close()
 
 
+def test_kill_9_of_the_caller_and_its_shared_helper_together_leaves_nothing_the_next_one_does_not_remove(image):
+    # Two kinds of container: PID 1 forked by the helper, and (user namespace) by an intermediate.
+    code = ("import time; from minicontainer.container import Container; from minicontainer.spec import "
+            "ContainerSpec; from minicontainer.process import shared; "
+            f"boxes = [Container.start(ContainerSpec({image!r}, ['sleep', '600'], memory='32M', **more)) for more in "
+            "({}, {}, {'namespaces': ('user', 'pid', 'mnt', 'uts', 'ipc', 'net', 'cgroup')})]; "
+            "print(shared.client().process.pid, *[f'{b.pid}:{b.name}' for b in boxes], flush=True); time.sleep(100)")
+    caller = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=REPO))
+    try:
+        helper, *boxes = caller.stdout.readline().split()
+        pids = [int(b.split(":")[0]) for b in boxes]
+        names = [b.split(":")[1] for b in boxes]
+        cgroups = [state.read_state(name)["cgroup"] for name in names]
+        assert all(running(pid) for pid in pids)
+        os.kill(int(helper), signal.SIGKILL)
+        caller.kill()
+        caller.wait()
+        # No one is left to kill them: each first process was born the shared helper's child, and dies with it.
+        wait_for(lambda: not any(running(pid) for pid in pids), "a container outlived its caller and supervisor")
+        assert all(state.read_state(name) for name in names)  # left for the next one
+        # The next shared helper of this state root removes what they left before it starts anything.
+        after = subprocess.run([sys.executable, "-c", "from minicontainer.container import run; from minicontainer."
+                                f"spec import ContainerSpec; print(run(ContainerSpec({image!r}, ['true'])).code)"],
+                               capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO), timeout=60)
+        assert after.stdout.strip() == "0", after.stderr
+        assert not any(state.read_state(name) for name in names)
+        assert not any(os.path.isdir(d) for dirs in cgroups for d in dirs.values())
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+            caller.wait()
+        caller.stdout.close()
+
+
 @pytest.mark.slow
 def test_100_containers_started_and_stopped_from_one_caller_leave_nothing(image):
     boxes = []

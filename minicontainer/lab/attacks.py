@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from .. import namespaces, rootfs
+from .. import kernel, namespaces, rootfs
 from ..container import Container, run
 from ..doctor import read_if_there
 from ..errors import LabError
@@ -284,7 +284,7 @@ def _run_during_execs(spec: ContainerSpec, execs: int = 10) -> str:
 
 def _host_keyring() -> int:
     """The id of uid 0's user keyring as the host sees it (keyctl KEYCTL_GET_KEYRING_ID, no create)."""
-    number = 219 if os.uname().machine in ("aarch64", "arm64") else 250  # SYS_keyctl
+    number = kernel.syscall_number("keyctl")
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
     return libc.syscall(number, 0, -4, 0)

@@ -80,11 +80,12 @@ class Staged:
 @dataclass
 class Paused:
     """Staged: the steps asked for have run, or those before the one in error (a LabError's to_dict).
-    pid: PID 1 (0 until it is forked)."""
+    pid: PID 1 (0 until it is forked); intermediate: the user namespace's process, while there is one."""
     done: list
     pid: int = 0
     cgroup: dict = field(default_factory=dict)
     error: dict | None = None
+    intermediate: int = 0
 
 
 @dataclass

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import os
+import select
 import signal
 import sys
 from dataclasses import asdict
@@ -85,6 +86,11 @@ def chown_for_user_ns(paths: dict, uid_map: str) -> None:
             os.chown(paths[key], outside, outside)
 
 
+# clone3's two uses (fork_child), each of which can be switched off (to compare, or on a kernel that
+# misbehaves): every join a write to cgroup.procs; a handed-over PID 1 reparented, not born a sibling.
+CLONE_INTO_CGROUP = os.environ.get("MINICONTAINER_CLONE_INTO_CGROUP", "1") != "0"
+CLONE_AS_SIBLING = os.environ.get("MINICONTAINER_CLONE_AS_SIBLING", "1") != "0"
+
 # Steps whose doing is the helper's own bookkeeping (what it creates it must also remove).
 NOT_REPLACEABLE = ("cgroup", "pid namespace", "fork intermediate", "fork PID 1", "exec")
 
@@ -106,6 +112,7 @@ class Sequence:
         self.cgroup: Cgroup | None = None
         self.child: Channel | None = None   # to the intermediate, then to init
         self.child_pid = 0                   # the helper's direct child (init, or the intermediate)
+        self.child_pidfd: int | None = None  # that child, when it was born a sibling (our parent reaps it)
         self.init_pid = 0                    # PID 1 of the container, as the host sees it
         self.init_pidfd: int | None = None   # that very process, even once its PID could be reused
         self.own_namespaces: list = []       # to return to after forking into a new PID namespace
@@ -115,6 +122,7 @@ class Sequence:
         self.owns_state = self.owns_cgroup = False  # made by us: only that is ours to remove
         self.status: state.Status | None = None   # what state.json says; moved on only by advance()
         self.supervisor_pid = 0              # who supervises it once it runs, if not we (a shared helper)
+        self.join_at_birth = False           # the next fork may be born in the cgroup (CLONE_INTO_CGROUP)
 
     # -- preparing ----------------------------------------------------------------------------
     def prepare(self, spec: ContainerSpec) -> None:
@@ -248,6 +256,8 @@ class Sequence:
                    and self.child is not None and self.child_process == steps.INIT):
                 batch.append(todo[i])
                 i += 1
+            # Forked with its join to come in the same run (no one watches in between): born in the cgroup.
+            self.join_at_birth = any(s.name == "join cgroup" for s in todo[i + 1:])
             if len(batch) > 1:
                 self.child.send(messages.RunSteps([s.name for s in batch]))
                 for step in batch:
@@ -276,12 +286,13 @@ class Sequence:
     def fork(self, serve) -> None:
         """Fork the intermediate or init, with a channel of its own; back to our own namespaces after."""
         mine, theirs = Channel.pair()
-        me = os.getpid()
         # Every object so far into the collector's permanent generation: a collection in the child (which
         # lives until its exec) then never writes to, and so never copies, the pages it shares with us.
         gc.freeze()
-        pid = os.fork()
+        parent = os.getpid()
+        pid, pidfd, born_in_cgroup, sibling = self.fork_child()
         if pid == 0:
+            self.ctx.born_in_cgroup, self.ctx.parent_supervises = born_in_cgroup, sibling
             for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)  # the helper's handlers are not the child's
             mine.close()
@@ -291,14 +302,40 @@ class Sequence:
             for _, fd in self.own_namespaces:
                 os.close(fd)  # the way back to the host's PID namespace stays with the helper
             self.ctx.channel = theirs
-            serve(self.ctx, me)
+            serve(self.ctx, os.getppid() if sibling else parent)
         theirs.close()
-        self.child, self.child_pid = mine, pid
+        self.child, self.child_pid, self.child_pidfd = mine, pid, pidfd
         if self.own_namespaces:
             # Once the container's PID 1 exits, the kernel refuses every fork into its PID namespace,
             # and the helper's own tools (nft) must not run there anyway.
             namespaces.enter(self.own_namespaces)
             self.own_namespaces = []
+
+    def fork_child(self) -> tuple[int, int | None, bool, bool]:
+        """os.fork, or clone3 where it can do more: (pid, a pidfd of a sibling, born in its cgroup?, sibling?).
+        - Where the child's join cgroup step follows in the same run (nobody watches it move) and the cgroup
+          is one v2 directory: born there (CLONE_INTO_CGROUP), and its join writes nothing.
+        - Where a shared helper is to supervise the container: the child is its child from birth
+          (CLONE_PARENT), so it dies with the shared helper (PDEATHSIG) even once we have handed it over."""
+        directories = self.ctx.paths.get("cgroup_dirs") or []
+        wanted, self.join_at_birth = self.join_at_birth, False
+        into = wanted and CLONE_INTO_CGROUP and len(directories) == 1 and os.path.exists(
+            os.path.join(directories[0], "cgroup.type"))  # a v2 cgroup has it, v1 not
+        sibling = self.ctx.hands_over and CLONE_AS_SIBLING
+        if into or sibling:
+            directory = os.open(directories[0], os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if into else None
+            try:
+                pid, pidfd = kernel.clone_fork(into_cgroup=directory, sibling=sibling)
+            except OSError:
+                pass  # refused (an old kernel, a filter that says ENOSYS, not glibc): fork and join as before
+            else:
+                if pid and not sibling:
+                    os.close(pidfd)  # a child of ours: waitpid knows it
+                return pid, (pidfd if pid and sibling else None), bool(into), sibling
+            finally:
+                if directory is not None:
+                    os.close(directory)  # in the child too
+        return os.fork(), None, False, False
 
     def await_step(self, name: str) -> None:
         """Relay what the child says while it runs step `name`; serve what it asks of us."""
@@ -400,11 +437,13 @@ class Sequence:
         if self.owns_cgroup and self.cgroup.exists():
             self.cgroup.kill_all()
         self._signal(signal.SIGKILL)
-        if self.child_pid:  # not reaped yet, so the PID is still this child's
-            try:
+        try:
+            if self.child_pidfd is not None:  # reaped by our parent, maybe already: only its pidfd is sure
+                signal.pidfd_send_signal(self.child_pidfd, signal.SIGKILL)
+            elif self.child_pid:  # not reaped yet, so the PID is still this child's
                 os.kill(self.child_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        except ProcessLookupError:
+            pass
 
     def final_stats(self) -> dict:
         """The cgroup's counters as the container ends (OOM kills, peak memory...), before rmdir loses them."""
@@ -416,7 +455,11 @@ class Sequence:
     def cleanup(self) -> None:
         """Kill what is left, reap our child, remove the cgroup and the state dir."""
         self.kill_all()
-        if self.child_pid:
+        if self.child_pidfd is not None:
+            select.select([self.child_pidfd], [], [], 10)  # gone (readable) once it has exited; not ours to reap
+            os.close(self.child_pidfd)
+            self.child_pidfd = None
+        elif self.child_pid:
             try:
                 os.waitpid(self.child_pid, 0)
             except ChildProcessError:

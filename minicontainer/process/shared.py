@@ -3,21 +3,28 @@ kernel, a script, the test suite), which imports the runtime once and forks each
 itself. A container's start costs a fork, not an interpreter; a running container costs no process of the
 runtime's at all.
 
-    caller ──(once)──> shared helper ──fork──> helper ──fork──> [intermediate ──>] init ──exec──> command
-                            ▲                    │
-                            └──── hand_over ─────┘   once the command runs; then the helper exits
+    caller ──(once)──> shared helper ──fork──> helper ──clone3(CLONE_PARENT)──> [intermediate ──>] init ──> command
+                            ▲   ▲                  │                                      │
+                            │   └── hand_over ─────┘  once the command runs; then the     │
+                            │                         helper exits                        │
+                            └──── parent of ──────────────────────────────────────────────┘
 
 Each container still starts in a helper of its own (helper.py: its steps, or a stage's step by step, and a
-learner's functions, none of which may take the others down). Once its command runs, the helper hands
-supervision over (Supervisor.hand_over: the caller's channel and PID 1's pidfd by SCM_RIGHTS) and exits;
-this process, a subreaper, becomes PID 1's parent, and one event loop reaps, relays Signal and Stop and
-removes what each container made.
+learner's functions, none of which may take the others down). The helper forks the container's first
+process as its own sibling: this process is its parent from birth, so it dies with this process
+(PR_SET_PDEATHSIG) whoever else has died. Once its command runs, the helper hands supervision over
+(Supervisor.hand_over: the caller's channel and PID 1's pidfd by SCM_RIGHTS) and exits; one event loop here
+reaps, relays Signal and Stop and removes what each container made. (Where clone3 is refused, the helper
+forks as usual and this process, a subreaper, becomes PID 1's parent when the helper exits; PID 1 then
+cannot die with it.)
 
 Who removes what, when something is killed:
 - the caller: every container's channel hits EOF, so each is killed and removed; the control socket's EOF
   then lets this process exit;
-- this process: the helpers still starting die with it (PR_SET_PDEATHSIG), and their init at its channel's
-  EOF; the caller's watcher thread (Client) tears the running ones down from their state on disk;
+- this process: the helpers still starting die with it (PR_SET_PDEATHSIG), and so does every container's
+  first process; the caller's watcher thread (Client) removes what is left from their state on disk;
+- both: the containers' processes die with this one; their cgroups and state dirs stay until the next
+  shared helper starts, or `minicontainer cleanup` runs (both remove what a dead supervisor left);
 - a helper while it starts its container: this process tears that container down from its state on disk.
 
 The control socket carries one request per container: which fds are the container's channel, stdio and
@@ -60,6 +67,8 @@ class SharedHelper:
         self.starting: dict[int, tuple[dict, socket.socket]] = {}  # helper pid -> (its request, hand-over socket)
         self.running: dict[int, Supervisor] = {}                       # PID 1's parent (our child) -> its supervisor
         self.runs: dict[int, socket.socket] = {}                       # a module run for the caller -> its status's way
+        # PID 1 born our child (a helper's sibling) that ended before its helper handed it over: its exit code.
+        self.unclaimed: dict[int, int] = {}
         self.accepting = True
         # SIGCHLD wakes the loop through this socket (signal.set_wakeup_fd): every child is reaped in reap().
         self.wake, wake_writer = socket.socketpair()
@@ -192,6 +201,9 @@ class SharedHelper:
         self.running[supervisor.child_pid] = supervisor
         self.selector.register(supervisor.caller.sock, selectors.EVENT_READ,
                                lambda sock, s=supervisor: self.on_caller(s))
+        if supervisor.child_pid in self.unclaimed:  # born ours, it ended (and we reaped it) before the hand-over
+            self.container_ended(self.running.pop(supervisor.child_pid), self.unclaimed.pop(supervisor.child_pid))
+            return
         if b"\n" in supervisor.caller.unread():
             self.on_caller(supervisor)  # sent before the hand-over, read by the helper, not yet handled
 
@@ -232,6 +244,10 @@ class SharedHelper:
                     except OSError:
                         pass  # the caller stopped waiting
                     result.close()
+                else:  # a helper's sibling not handed over yet (or an orphan that reached us: never claimed)
+                    self.unclaimed[pid] = code
+                    while len(self.unclaimed) > 1024:
+                        del self.unclaimed[next(iter(self.unclaimed))]
             except Exception as e:  # noqa: BLE001  one container's failed clean-up must not end the others'
                 print(f"minicontainer shared helper: clean-up after process {pid} failed: {type(e).__name__}: {e} "
                       "(run `minicontainer cleanup`)", file=sys.stderr)
@@ -299,8 +315,21 @@ def serve(control_fd: int) -> None:
         seccomp.compiled(default.seccomp, default.refuses_namespaces, tuple(default.allow_syscalls))
     except LabError:
         pass  # no libseccomp: each container that asks for a filter says so itself
+    remove_what_dead_supervisors_left()
     gc.freeze()
     SharedHelper(socket.socket(fileno=control_fd)).loop()
+
+
+def remove_what_dead_supervisors_left() -> None:
+    """A caller killed together with its shared helper leaves its containers' cgroups and state (their
+    processes died with the shared helper): the next shared helper of this state root removes them."""
+    from ..lifecycle import remove_stale
+    try:
+        for line in remove_stale()[0]:
+            print(f"minicontainer shared helper: removed {line}, left by a supervisor that was killed", file=sys.stderr)
+    except (OSError, LabError) as e:
+        print(f"minicontainer shared helper: could not remove what a killed run left ({e}): run `minicontainer "
+              "cleanup`", file=sys.stderr)
 
 
 def main() -> None:

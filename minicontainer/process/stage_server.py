@@ -32,7 +32,8 @@ class StageServer(Sequence):
                     except LabError as e:  # the steps before it stay done, and the stage says so
                         failed = e.to_dict()
                     self.write_state(Status.STAGED)
-                    self.caller.send(messages.Paused(self.ctx.done, self.init_pid, self.cgroup.dirs, failed))
+                    self.caller.send(messages.Paused(self.ctx.done, self.init_pid, self.cgroup.dirs, failed,
+                                                    self.intermediate_pid))
                 elif isinstance(message, messages.RunFunction) and message.instead_of:
                     self.caller.send(self.replace_step(message))
                 elif isinstance(message, messages.RunFunction):

@@ -46,12 +46,15 @@ class Context:
     gate_fd: int | None = None                  # OCI create: an O_PATH fd of the exec gate (state.GATE), and the
                                                 # container outlives its creator (detached); None: supervised
     hands_over: bool = False                    # its helper hands it to the caller's shared helper once it runs
+    born_in_cgroup: bool = False                # forked into its cgroup (clone3 CLONE_INTO_CGROUP): no join to do
+    parent_supervises: bool = False             # born a child of the shared helper that will supervise it
 
     @property
     def dies_with_parent(self) -> bool:
         """PR_SET_PDEATHSIG towards the parent that forked it? Not when it is to outlive that parent: OCI create
-        (the engine's monitor reaps it), exec --detach, or a helper that hands it over (process/shared.py)."""
-        return not self.detached and not self.hands_over
+        (the engine's monitor reaps it), exec --detach, or a helper that hands it over (process/shared.py) to a
+        shared helper that is not its parent (born a sibling of the helper, it is: then it dies with that one)."""
+        return not self.detached and (not self.hands_over or self.parent_supervises)
 
     @property
     def root(self) -> str:
@@ -154,9 +157,17 @@ def unshare_for_children(ctx: Context) -> None:
 
 def join_cgroup(ctx: Context) -> None:
     """Write "0" (the writer) to cgroup.procs: this process and everything it forks count there."""
+    if ctx.born_in_cgroup:
+        return  # the helper's clone3 put us there at birth
     for directory in ctx.paths["cgroup_dirs"]:
         with open(os.path.join(directory, "cgroup.procs"), "w") as f:
             f.write("0")
+
+
+def _how_joined(ctx: Context) -> str:
+    if ctx.born_in_cgroup:
+        return "nothing to write: it was born there (the helper forked it with clone3 and CLONE_INTO_CGROUP)"
+    return ""
 
 
 def unshare_user(ctx: Context) -> None:
@@ -422,7 +433,7 @@ STEPS: list[Step] = [
          "with a user namespace", None),
     Step("join cgroup", INTERMEDIATE, "move itself into the container's group: it and all it forks are counted "
          "there",
-         lambda s: _user(s) and _cgroup(s), "with a user namespace, unless rootless", join_cgroup,
+         lambda s: _user(s) and _cgroup(s), "with a user namespace, unless rootless", join_cgroup, _how_joined,
          after=("fork intermediate", "cgroup")),
     Step("user namespace", INTERMEDIATE, "unshare(CLONE_NEWUSER): uids and capabilities of its own", _user,
          "with a user namespace", unshare_user, after=("fork intermediate",)),
@@ -445,7 +456,7 @@ STEPS: list[Step] = [
     Step("join cgroup", INIT, "move itself into the container's group: it and all it forks are counted "
          "there",
          lambda s: not _user(s) and _cgroup(s), "without a user namespace, unless rootless", join_cgroup,
-         after=("fork PID 1", "cgroup")),
+         _how_joined, after=("fork PID 1", "cgroup")),
     *[Step(f"unshare {kind}", INIT, f"unshare({kernel.flag_names(namespaces.flags_for([kind]))}): its own "
            f"{namespaces.KINDS[kind].isolates}", _unshared(kind), f"with {kind}", unshare_kind(kind),
            after=("fork PID 1", "join cgroup"), movable=True) for kind in UNSHARED_BY_INIT],

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 
@@ -18,12 +19,10 @@ ID_MAP_SPEC = dict(namespaces=("user", "mnt", "pid", "uts", "ipc"), uid_map="0 1
 
 
 def _intermediate_of(stage) -> int:
-    """The helper's child: the process that unshared the user namespace (the maps are its)."""
-    with open(f"/proc/{stage.helper.pid}/task/{stage.helper.pid}/children") as f:
-        children = f.read().split()
-    if not children:
+    """The process that unshared the user namespace (the maps are its)."""
+    if not stage.intermediate_pid or not os.path.exists(f"/proc/{stage.intermediate_pid}"):
         raise Problems("the stage's user-namespace process is gone")
-    return int(children[0])
+    return stage.intermediate_pid
 
 
 def check_id_maps(answer) -> list[str]:
