@@ -316,8 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--root", metavar="DIR", help=f"where containers' state is kept (default {state.STATE_ROOT})")
     parser.add_argument("--log", metavar="FILE", help="also write errors to this file (as engines ask)")
     parser.add_argument("--log-format", choices=("text", "json"), default="text", help="the format of --log")
-    parser.add_argument("--systemd-cgroup", action="store_true", help="refused: cgroups through systemd are not "
-                        "implemented (engines: --cgroup-manager cgroupfs)")
+    parser.add_argument("--systemd-cgroup", action="store_true", help="a cgroupsPath slice:prefix:name is a systemd "
+                        "scope, asked of systemd over D-Bus (only where systemd is PID 1)")
     parser.add_argument("--debug", action="store_true", help="print each step of create")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -436,9 +436,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.root:
             state.use_root(args.root)
         if args.systemd_cgroup:
-            raise LabError("--systemd-cgroup is not supported", "minicontainer writes cgroupfs itself; cgroups made "
-                           "through systemd's D-Bus API are not implemented", "configure the engine for cgroupfs "
-                           "(podman --cgroup-manager cgroupfs; containerd's runc options SystemdCgroup = false)")
+            from . import cgroups
+            from .cgroups import systemd
+            systemd.refuse_unless_available()
+            cgroups.USE_SYSTEMD = True
         return args.func(args, command)
     except LabError as e:
         print(f"minicontainer: {e}", file=sys.stderr)

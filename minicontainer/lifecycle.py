@@ -201,7 +201,7 @@ def kill(container_id: str, sig: int = signal.SIGTERM, everyone: bool = False) -
         raise LabError(f"container {container_id!r} is {status}: there is no process to signal", "kill reaches a "
                        "created or running container", f"delete it: minicontainer delete {container_id}")
     if everyone:
-        cgroup = Cgroup(info["name"], dirs=info.get("cgroup") or {})
+        cgroup = Cgroup(info["name"], dirs=info.get("cgroup") or {}, systemd_unit=info.get("systemd_unit"))
         for pid in cgroup.procs() if cgroup.exists() else []:
             _signal_pid(pid, sig)
     _signal_pid(info["init_pid"], sig, info.get("init_start"))
@@ -224,7 +224,7 @@ def _signal_pid(pid: int, sig: int, start_time: int | None = None) -> None:
 def processes(container_id: str) -> list[int]:
     """The host PIDs of the container's processes (its cgroup's), for `ps`."""
     info = recorded(container_id)
-    cgroup = Cgroup(info["name"], dirs=info.get("cgroup") or {})
+    cgroup = Cgroup(info["name"], dirs=info.get("cgroup") or {}, systemd_unit=info.get("systemd_unit"))
     if cgroup.exists():
         return sorted(cgroup.procs())
     alive = state.process_alive(info.get("init_pid"), info.get("init_start"))
@@ -262,7 +262,8 @@ def teardown(info: dict, grace: float = 10.0) -> list[str]:
     """Kill whatever of the container still runs, then remove its cgroup, network and state; what was
     removed. Any process may call it: everything it needs is in state.json."""
     name = info["name"]
-    cgroup = Cgroup(name, dirs=info.get("cgroup") or {}) if info.get("cgroup") else None
+    cgroup = (Cgroup(name, dirs=info.get("cgroup") or {}, systemd_unit=info.get("systemd_unit"))
+              if info.get("cgroup") else None)
     if cgroup is not None and cgroup.exists():
         cgroup.kill_all()
     _signal_pid(info.get("init_pid") or 0, signal.SIGKILL, info.get("init_start"))
@@ -285,12 +286,22 @@ def teardown(info: dict, grace: float = 10.0) -> list[str]:
     return removed
 
 
+NO_STATE_GRACE = 60.0  # seconds a state dir may lack its state.json before it counts as left behind
+
+
 def list_containers() -> list[dict]:
     """Every container with state on this host: a supervised one marked stale once its helper is gone; one
     made by OCI `create` with its status from the kernel (stale only if its creator died before the gate)."""
     rows = []
     for name in state.all_names():
-        info = state.read_state(name) or {"name": name}
+        info = state.read_state(name)
+        if info is None:  # its creator makes the dir, then writes state.json: give it time to
+            try:
+                age = time.time() - os.stat(state.container_dir(name)).st_mtime
+            except FileNotFoundError:
+                continue  # removed just now
+            rows.append({"name": name, "status": "creating" if age < NO_STATE_GRACE else "stale (no state.json)"})
+            continue
         if info.get("mode") == "oci":
             status = state.oci_status(info)
             if status == "stopped" and info.get("status") == "creating":
@@ -318,7 +329,8 @@ def remove_stale() -> tuple[list[str], set[str]]:
         if info.get("mode") == "oci":
             removed += teardown(info)
             continue
-        cgroup = Cgroup(name, dirs=info.get("cgroup")) if info.get("cgroup") else None
+        cgroup = (Cgroup(name, dirs=info.get("cgroup"), systemd_unit=info.get("systemd_unit"))
+                  if info.get("cgroup") else None)
         if cgroup and cgroup.exists():
             cgroup.kill_all()
             removed += [f"cgroup {d}" for d in cgroup.remove()]

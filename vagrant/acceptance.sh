@@ -2,12 +2,15 @@
 # End-to-end acceptance of the lab VM, on a Debian 12 machine as root, with nothing from Vagrant Cloud:
 #
 #   sudo vagrant/acceptance.sh            (MINICONTAINER_ACCEPTANCE_REBUILD=1 rebuilds the cached box)
+#   sudo MINICONTAINER_ACCEPTANCE_SUITE=trixie vagrant/acceptance.sh      (a Debian 13 guest instead of 12)
 #
-# 1. builds a Debian 12 libvirt box from Debian's own packages (debootstrap -> disk image -> box),
+# 1. builds a Debian 12 (or 13) libvirt box from Debian's own packages (debootstrap -> disk image -> box),
+#    a systemd guest as a learner's is,
 # 2. brings it up with Debian's vagrant + vagrant-libvirt (qemu/TCG when KVM is unusable), provisions it
 #    with vagrant/provision.sh (the script every learner's VM runs), provisions it again (idempotence),
 # 3. checks cgroup v2, the service's leaf cgroup, the token'ed URL through the forwarded port, a file
-#    written in the guest showing up on the host, `minicontainer doctor`, and every notebook under nbval,
+#    written in the guest showing up on the host, `minicontainer doctor`, the runtime, stage, security and
+#    escape tests in the lab service's kind of cgroup, and every notebook under nbval,
 # 4. tears everything down, even on failure: domain, volumes, pools, networks, firewall chains, loop
 #    devices, mounts, the daemons it started.
 # Each phase runs under a timeout and prints its duration. Not part of the default test command: it
@@ -18,8 +21,14 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
 WORK=${MINICONTAINER_ACCEPTANCE_DIR:-/var/tmp/minicontainer-acceptance}
 CACHE=${MINICONTAINER_ACCEPTANCE_CACHE:-/var/cache/minicontainer/acceptance}
-BOX_FILE=$CACHE/debian12-libvirt.box
-BOX_NAME=minicontainer-acceptance/debian12
+SUITE=${MINICONTAINER_ACCEPTANCE_SUITE:-bookworm}
+case "$SUITE" in
+  bookworm) RELEASE=debian12 ;;
+  trixie) RELEASE=debian13 ;;
+  *) echo "MINICONTAINER_ACCEPTANCE_SUITE: bookworm (Debian 12) or trixie (Debian 13), not $SUITE" >&2; exit 2 ;;
+esac
+BOX_FILE=$CACHE/$RELEASE-libvirt.box
+BOX_NAME=minicontainer-acceptance/$RELEASE
 GUEST_REPO=/home/vagrant/minicontainer
 export VAGRANT_HOME=$WORK/vagrant.d           # a private box store: nothing left in ~/.vagrant.d
 export VAGRANT_CWD=$WORK/repo/vagrant          # a copy of the checkout: the guest writes into it
@@ -81,7 +90,7 @@ phase_build_box() {
   mount "$part" "$mnt"
   timeout 900 debootstrap --variant=minbase \
     --include=linux-image-amd64,grub-pc,systemd-sysv,udev,dbus,kmod,openssh-server,sudo,ifupdown,isc-dhcp-client,ca-certificates,iproute2,procps \
-    bookworm "$mnt" http://deb.debian.org/debian
+    "$SUITE" "$mnt" http://deb.debian.org/debian
   echo minicontainer-acceptance > "$mnt/etc/hostname"
   echo "UUID=$uuid / ext4 errors=remount-ro 0 1" > "$mnt/etc/fstab"
   printf 'auto lo\niface lo inet loopback\nauto eth0\niface eth0 inet dhcp\n' > "$mnt/etc/network/interfaces"
@@ -98,7 +107,8 @@ EOF
       "$mnt/home/vagrant/.ssh/authorized_keys"
   echo 'UseDNS no' > "$mnt/etc/ssh/sshd_config.d/vagrant.conf"
   for d in dev proc sys; do mount --bind "/$d" "$mnt/$d"; done
-  grub-install --target=i386-pc --boot-directory="$mnt/boot" "$loop"
+  # The guest's own grub (its modules must match the grub.cfg its update-grub writes), not this host's.
+  chroot "$mnt" grub-install --target=i386-pc "$loop"
   chroot "$mnt" update-grub
   # update-grub names the root by the build host's loop device; the guest boots it by UUID.
   sed -i "s|root=/dev/loop[0-9]*p1|root=UUID=$uuid|g" "$mnt/boot/grub/grub.cfg"
@@ -181,6 +191,18 @@ phase_checks() {
   vagrant ssh -c "echo written-by-vagrant > $GUEST_REPO/notebooks/work/$shell_file"
   grep -q written-by-vagrant "$WORK/repo/notebooks/work/$shell_file"
   echo "written by the vagrant user in a shell, found on the host: $shell_file"
+}
+
+phase_runtime_tests() {
+  # The runtime, the staged container, the defences and the escapes, in a delegated cgroup as the lab
+  # service runs, and cgroups as systemd scopes (--systemd-cgroup, beside runc); the browser and the
+  # engine tests stay on CI's host.
+  vagrant ssh -c "sudo systemd-run --quiet --wait --pipe --collect -p Delegate=yes \
+    -p WorkingDirectory=$GUEST_REPO -E PATH=/opt/minicontainer/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    /usr/local/libexec/minicontainer/in-leaf /opt/minicontainer/venv/bin/pytest -p no:cacheprovider -q -rfEs \
+    -o timeout=600 tests/unit tests/test_container.py tests/test_stage.py tests/test_security.py \
+    tests/test_escapes.py tests/test_kernel.py tests/test_cgroups.py tests/test_shared_helper.py \
+    tests/test_systemd_cgroup.py"
 }
 
 phase_nbval() {
@@ -335,5 +357,6 @@ run_phase host_trust 120
 run_phase provision 5400
 run_phase provision 900   # again: re-provisioning must be safe and quick
 run_phase checks 600
+run_phase runtime_tests 3600
 run_phase nbval 5400
 say "acceptance passed"

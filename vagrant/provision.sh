@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Turn a Debian 12 / Ubuntu 24.04 machine into the minicontainer lab (the lab VM runs this; so can an
+# Turn a Debian 12 or 13 / Ubuntu 24.04 machine into the minicontainer lab (the lab VM runs this; so can an
 # instructor on a bare host or cloud VM):
 #
 #   sudo vagrant/provision.sh [REPO_DIR]    REPO_DIR: the checkout (default: the one holding this script)
@@ -45,8 +45,8 @@ APT_PACKAGES+=(curl)
 . /etc/os-release
 step "host: $PRETTY_NAME, kernel $(uname -r), repo $REPO"
 case "$ID-$VERSION_ID" in
-  debian-12|ubuntu-24.04) ;;
-  *) echo "warning: tested on Debian 12 and Ubuntu 24.04 only; continuing on $ID $VERSION_ID" ;;
+  debian-12|debian-13|ubuntu-24.04) ;;
+  *) echo "warning: tested on Debian 12 and 13 and Ubuntu 24.04 only; continuing on $ID $VERSION_ID" ;;
 esac
 
 # The lab teaches cgroup v2 only. Ubuntu 24.04 and Debian 12 boot pure v2 unless told otherwise.

@@ -27,6 +27,8 @@ WANTED = ("memory", "cpu", "cpuacct", "pids", "freezer", "io", "devices")
 NOT_IN_SUBTREE_CONTROL = ("devices",)  # nothing to enable on v2 for it
 V1_NAMES = {"blkio": "io"}
 BASE_NAME = "minicontainer"  # the directory that holds every container's cgroup
+# `--systemd-cgroup` (an engine with systemd's cgroup manager): a slice:prefix:name cgroupsPath is a scope.
+USE_SYSTEMD = False
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,12 @@ def base_dir(layout: Layout, controller: Controller) -> str:
 class Cgroup:
     """A container's cgroup: one directory per hierarchy it spans (one on v2)."""
 
-    def __init__(self, name: str, dirs: dict[str, str] | None = None, layout: Layout | None = None):
+    def __init__(self, name: str, dirs: dict[str, str] | None = None, layout: Layout | None = None,
+                 systemd_unit: str | None = None):
         self.name = name
+        self.systemd_unit = systemd_unit  # a scope systemd made for it (cgroups/systemd.py), else None
+        self.systemd_slice = ""
+        self.left_for_scope: str | None = None  # our own cgroup, to return to once the container is forked
         self.layout = layout or detect()
         if dirs is None:
             dirs = {c.name: os.path.join(base_dir(self.layout, c), name)
@@ -163,9 +169,12 @@ class Cgroup:
         Podman's /libpod_parent/libpod-ID); relative, below the runtime's own cgroup, as runc reads it."""
         layout = layout or detect()
         if ":" in path:
-            raise LabError(f"cgroupsPath {path!r} is in systemd's slice:prefix:name form", "minicontainer writes "
-                           "cgroupfs itself and does not ask systemd for a scope", "configure the engine for "
-                           "cgroupfs (podman --cgroup-manager cgroupfs)")
+            if USE_SYSTEMD:
+                return cls.at_systemd(name, path, layout)
+            raise LabError(f"cgroupsPath {path!r} is in systemd's slice:prefix:name form", "that form asks systemd "
+                           "for a scope, which the runtime does only when the engine passes --systemd-cgroup",
+                           "configure the engine for cgroupfs (podman --cgroup-manager cgroupfs), or pass "
+                           "--systemd-cgroup where systemd runs the machine")
         dirs = {}
         for controller in layout.controllers.values():
             top = controller.mount if path.startswith("/") else controller.own_dir
@@ -176,6 +185,21 @@ class Cgroup:
             dirs[controller.name] = directory
         made = cls(name, dirs=dirs, layout=layout)
         made.engine_path = True
+        return made
+
+    @classmethod
+    def at_systemd(cls, name: str, path: str, layout: Layout | None = None) -> Cgroup:
+        """A systemd scope (cgroups/systemd.py) for a slice:prefix:name cgroupsPath, on cgroup v2."""
+        from . import systemd
+        systemd.refuse_unless_available()
+        layout = layout or detect()
+        if not layout.v2_mount or any(c.version != 2 for c in layout.controllers.values()):
+            raise LabError("--systemd-cgroup is supported on cgroup v2 alone", f"this host's cgroups are "
+                           f"{layout.mode}", "boot with systemd.unified_cgroup_hierarchy=1, or use cgroupfs")
+        slice_, unit = systemd.parse(path)
+        directory = os.path.join(layout.v2_mount, systemd.slice_dir(slice_), unit)
+        made = cls(name, dirs={c: directory for c in layout.controllers}, layout=layout, systemd_unit=unit)
+        made.systemd_slice, made.engine_path = slice_, True
         return made
 
     # -- where things are -------------------------------------------------
@@ -200,7 +224,15 @@ class Cgroup:
 
     # -- lifecycle ----------------------------------------------------------
     def create(self) -> Cgroup:
-        """mkdir the cgroup in each hierarchy; on v2 first enable the controllers down to it."""
+        """mkdir the cgroup in each hierarchy; on v2 first enable the controllers down to it. A systemd
+        scope instead: systemd makes it with us inside (we leave once the container is forked: leave_scope)."""
+        if self.systemd_unit:
+            from . import systemd
+            with open("/proc/self/cgroup") as f:  # where we are now (the layout may have been read elsewhere)
+                own = next(line.strip()[3:] for line in f if line.startswith("0::"))
+            self.left_for_scope = os.path.join(self.layout.v2_mount, own.lstrip("/"))
+            systemd.start_scope(self.systemd_unit, self.systemd_slice, os.getpid(), self.directories[0])
+            return self
         v2_ctrls = [n for n, c in self.layout.controllers.items()
                     if c.version == 2 and n in self.dirs and n not in NOT_IN_SUBTREE_CONTROL]
         created = []
@@ -229,6 +261,13 @@ class Cgroup:
                                "not root, or cgroupfs is mounted read-only here",
                                "run as root on a host with writable cgroupfs (`minicontainer doctor`)") from None
         raise LabError(f"cannot create cgroup {self.name}", "its parent kept disappearing", "try again")
+
+    def leave_scope(self) -> None:
+        """Back to our own cgroup, out of the scope systemd made with us in it (its only process then is the
+        container's, forked inside)."""
+        if self.left_for_scope:
+            write_file(os.path.join(self.left_for_scope, "cgroup.procs"), str(os.getpid()))
+            self.left_for_scope = None
 
     def _delegate_down_to(self, base: str, controllers: list[str]) -> None:
         """An engine's cgroupsPath may sit several levels below the last cgroup that has the controllers:
@@ -367,6 +406,14 @@ class Cgroup:
         then the shared base directory if no other container uses it. Returns what was removed."""
         removed = []
         deadline = time.monotonic() + timeout
+        if self.systemd_unit:
+            from . import systemd
+            self.kill_all()  # now, not after StopUnit's SIGTERM and its grace
+            systemd.stop_scope(self.systemd_unit)
+            while self.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)  # systemd removes a stopped scope's cgroup itself
+            if not self.exists():
+                return [f"{self.directories[0]} (systemd scope {self.systemd_unit})"]
         for directory in self.directories:
             while os.path.isdir(directory):
                 try:

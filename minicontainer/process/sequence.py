@@ -163,7 +163,7 @@ class Sequence:
         state.write_state(spec.name, {**(state.read_state(spec.name) or {}), "name": spec.name,
                                       "helper_pid": self.supervisor_pid or os.getpid(),
                                       "helper_start": state.start_time(self.supervisor_pid or os.getpid()),
-                                      "cgroup": self.cgroup.dirs,
+                                      "cgroup": self.cgroup.dirs, "systemd_unit": self.cgroup.systemd_unit,
                                       "paths": {k: v for k, v in self.ctx.paths.items() if k != "cgroup_dirs"},
                                       "spec": spec.to_dict(), "status": status, "init_pid": self.init_pid,
                                       "init_start": self._init_start(), "done": self.ctx.done,
@@ -305,6 +305,7 @@ class Sequence:
             serve(self.ctx, os.getppid() if sibling else parent)
         theirs.close()
         self.child, self.child_pid, self.child_pidfd = mine, pid, pidfd
+        self.cgroup.leave_scope()  # a systemd scope was made with us in it; the container's process stays there
         if self.own_namespaces:
             # Once the container's PID 1 exits, the kernel refuses every fork into its PID namespace,
             # and the helper's own tools (nft) must not run there anyway.
