@@ -44,6 +44,9 @@ MS_NOSUID = 2
 MS_NODEV = 4
 MS_NOEXEC = 8
 MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_RELATIME = 1 << 21
 MS_BIND = 4096
 MS_MOVE = 8192
 MS_REC = 16384
@@ -186,6 +189,21 @@ def mount(source: str | None, target: str, fstype: str | None = None, flags: int
     """mount(2)."""
     ret = _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data))
     _check(ret, "mount", f"{source!r}, {target!r}, {fstype!r}, flags={flags:#x}, {data!r}")
+
+
+# The flags of a mount that a less privileged mount namespace may not drop ("locked" when the mount came from
+# the parent's namespace): statvfs's bit for each, and mount's.
+LOCKED_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+                (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME), (os.ST_RELATIME, MS_RELATIME))
+
+
+def remount_bind(target: str, flags: int) -> None:
+    """mount -o remount,bind,FLAGS: the only way a bind mount takes flags (ro, nosuid...). Those the mount has
+    already and may not lose are kept: in a user namespace the kernel refuses (EPERM) a remount that would drop
+    the nosuid, nodev, noexec or atime setting of a mount the host made (runc keeps them too)."""
+    present = os.statvfs(target).f_flag
+    flags |= sum(ms for st, ms in LOCKED_FLAGS if present & st)
+    mount(None, target, None, MS_REMOUNT | MS_BIND | flags)
 
 
 def umount2(target: str, flags: int = 0) -> None:

@@ -238,7 +238,7 @@ def bind_mount(root: str, source: str, target: str, read_only: bool = True, opti
     kernel.mount(source, path, None, kernel.MS_BIND | kernel.MS_REC)
     flags = (kernel.MS_RDONLY if read_only else 0) | sum(BIND_FLAGS[o] for o in options if o in BIND_FLAGS)
     if flags:  # a bind mount takes its flags only from a second, remounting call
-        kernel.mount(None, path, None, kernel.MS_REMOUNT | kernel.MS_BIND | flags)
+        kernel.remount_bind(path, flags)
 
 
 TMPFS_DATA = ("size", "mode", "uid", "gid", "nr_inodes", "nr_blocks")
@@ -286,7 +286,7 @@ def mount_sys(root: str) -> None:
         kernel.mount("sysfs", target, "sysfs", flags)
     except LabError:  # sysfs needs a network namespace we own; fall back to a read-only bind
         kernel.mount("/sys", target, None, kernel.MS_BIND | kernel.MS_REC)
-        kernel.mount(None, target, None, kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY)
+        kernel.remount_bind(target, kernel.MS_RDONLY)
 
 
 def mount_extra(root: str, kind: str) -> None:
@@ -337,7 +337,7 @@ def mount_cgroup_v1(root: str, flags: int) -> None:
             continue
         relative = os.path.relpath(own[key], mount_root)
         kernel.mount(os.path.normpath(os.path.join(mount_point, relative)), target, None, kernel.MS_BIND)
-        kernel.mount(None, target, None, kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY | flags)
+        kernel.remount_bind(target, kernel.MS_RDONLY | flags)
     for name in os.listdir("/sys/fs/cgroup"):  # the host's aliases of co-mounted ones (cpu -> cpu,cpuacct)
         link = os.path.join("/sys/fs/cgroup", name)
         if os.path.islink(link) and not os.path.lexists(os.path.join(top, name)):

@@ -121,7 +121,7 @@ def read_only_paths(root: str, paths=None) -> None:
         target = path_in(root, path)
         if os.path.exists(target):
             kernel.mount(target, target, None, kernel.MS_BIND | kernel.MS_REC)
-            kernel.mount(None, target, None, kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY)
+            kernel.remount_bind(target, kernel.MS_RDONLY)
 
 
 def mount_tmp(root: str, size: int) -> None:

@@ -90,8 +90,13 @@ import os, tempfile
 from minicontainer import kernel
 kernel.unshare(kernel.CLONE_NEWNS)
 kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_PRIVATE)
-d = tempfile.mkdtemp(); os.mkdir(d + "/old")
-kernel.pivot_root(d, d + "/old")
+d = tempfile.mkdtemp(dir="/")  # on the root's own mount (a host's /tmp may be a mount of its own)
+try:
+    os.mkdir(d + "/old")
+    kernel.pivot_root(d, d + "/old")
+finally:
+    os.rmdir(d + "/old")
+    os.rmdir(d)
 """)
     # A plain directory on the root's own mount: the kernel answers EBUSY.
     assert "pivot_root(" in text and "EBUSY" in text and "not a mount point" in text
@@ -173,3 +178,36 @@ def test_a_clone3_child_is_born_in_its_cgroup_and_knows_its_own_thread_id():
     assert child["glibc_tid"] == child["pid"] == child["child_pid"]
     assert child["echoed"] == "ok" and child["code"] == 7
     assert child["pidfd_is_child"] == "anon_inode:[pidfd]"
+
+
+REMOUNT_LOCKED = """
+import os, sys
+from minicontainer import kernel
+from minicontainer.errors import LabError
+d = sys.argv[1]
+kernel.unshare(kernel.CLONE_NEWNS)
+kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_PRIVATE)
+kernel.mount("tmpfs", d, "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC)
+# A user namespace with a mount namespace of its own: the tmpfs's flags are locked there, as a host's /sys is
+# for a user-namespaced container.
+kernel.unshare(kernel.CLONE_NEWUSER | kernel.CLONE_NEWNS)
+kernel.mount(d, d, None, kernel.MS_BIND)
+try:
+    kernel.mount(None, d, None, kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY)
+    print("plain remount: allowed")
+except LabError as e:
+    print("plain remount:", str(e).split(":")[1].split()[0])
+kernel.remount_bind(d, kernel.MS_RDONLY)
+flags = os.statvfs(d).f_flag
+print("kept:", *(bool(flags & bit) for bit in (os.ST_RDONLY, os.ST_NOSUID, os.ST_NODEV, os.ST_NOEXEC)))
+"""
+
+
+def test_a_read_only_bind_keeps_the_flags_a_user_namespace_may_not_drop(tmp_path):
+    out = run_python(REMOUNT_LOCKED, args=[tmp_path])
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    # The kernel's side: dropping nosuid, nodev and noexec there is refused.
+    assert lines[0] == "plain remount: EPERM", out.stdout
+    # remount_bind asks for read-only and keeps them: the bind is read-only, and still nosuid, nodev, noexec.
+    assert lines[1] == "kept: True True True True", out.stdout

@@ -144,6 +144,29 @@ mkdir -p "$NOTEBOOKS/work"
 chown "$LAB_USER:" "$NOTEBOOKS/work" 2>/dev/null || true
 if ! runuser -u "$LAB_USER" -- test -w "$NOTEBOOKS/work"; then chmod 1777 "$NOTEBOOKS/work"; fi
 
+step "the checkout reachable by the rootless lesson's unprivileged user"
+# Lesson 05 runs the runtime as uid 20000 with the checkout on PYTHONPATH. Homes are 0700 on Debian 13
+# and 0750 on Ubuntu 24.04, so that user cannot reach a checkout in one. On the lab VM (one learner,
+# the vagrant user) let others pass through (x only: no listing) each directory above the checkout that
+# stops them; on any other machine say what to do rather than change someone's home.
+if setpriv --reuid=20000 --regid=20000 --clear-groups test -r "$REPO/minicontainer/__init__.py"; then
+  echo "uid 20000 can read $REPO"
+else
+  blocked=()
+  dir=$REPO
+  while [ "$dir" != / ]; do
+    dir=$(dirname "$dir")
+    if ! setpriv --reuid=20000 --regid=20000 --clear-groups test -x "$dir"; then blocked+=("$dir"); fi
+  done
+  if [ "$LAB_USER" = vagrant ] && [ "$REPO" = /home/vagrant/minicontainer ] && [ ${#blocked[@]} -gt 0 ]; then
+    chmod o+x "${blocked[@]}"
+    echo "chmod o+x ${blocked[*]}: others may pass through to $REPO (not list it)"
+  else
+    echo "warning: uid 20000 cannot reach $REPO (blocked at: ${blocked[*]:-its own permissions}): the rootless"
+    echo "         lesson will fail. Move the checkout below a directory others may traverse, or chmod o+x those."
+  fi
+fi
+
 step "systemd service minicontainer-lab (Delegate=yes, processes in the leaf cgroup 'lab')"
 install -d "$LIBEXEC"
 install -m 0755 "$REPO/vagrant/in-leaf.sh" "$LIBEXEC/in-leaf"

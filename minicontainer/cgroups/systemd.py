@@ -85,14 +85,14 @@ def _call(method: str, signature: str, body: tuple):
     try:
         from jeepney import new_method_call
         from jeepney.io.blocking import open_dbus_connection
-        from jeepney.wrappers import DBusErrorResponse
+        from jeepney.wrappers import DBusErrorResponse, unwrap_msg
     except ImportError:
         raise LabError("--systemd-cgroup needs the jeepney package", "it speaks D-Bus to systemd",
                        "pip install jeepney (the lab's install has it)") from None
     try:
         with open_dbus_connection(bus="SYSTEM") as connection:
-            return connection.send_and_get_reply(new_method_call(_manager(), method, signature, body), timeout=10,
-                                                 unwrap=True)
+            reply = connection.send_and_get_reply(new_method_call(_manager(), method, signature, body), timeout=10)
+            return unwrap_msg(reply)
     except DBusErrorResponse as e:
         raise LabError(f"systemd refused {method}: {e.name}: {' '.join(map(str, e.data))}", "the unit exists "
                        "already, or its name or properties are wrong", "see `systemctl status` of the unit") from None

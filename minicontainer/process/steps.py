@@ -345,7 +345,7 @@ def chroot(ctx: Context) -> None:
 
 
 def read_only_root(ctx: Context) -> None:
-    kernel.mount(None, "/", None, kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY)
+    kernel.remount_bind("/", kernel.MS_RDONLY)
 
 
 def fresh_proc(ctx: Context) -> None:
