@@ -311,7 +311,14 @@ class Cgroup:
         return []
 
     def set_limits(self, memory=None, cpus=None, pids=None, swap: bool | int = False) -> None:
-        """Apply limits given as text or numbers ("64M", 0.5, 32); None leaves a limit alone."""
+        """Apply limits given as text or numbers ("64M", 0.5, 32); None leaves a limit alone. A systemd scope
+        gets them as its unit's properties first (cgroups/systemd.py), then in its files like any cgroup."""
+        if self.systemd_unit:
+            from . import systemd
+            pid_limit = parse_pids(pids) if pids is not None else None
+            systemd.set_limits(self.systemd_unit, None if memory is None else parse_size(memory), swap,
+                               None if cpus is None else parse_cpus(cpus),
+                               pid_limit if isinstance(pid_limit, int) else None)
         if memory is not None:
             self._module("memory").set_memory(self._dir("memory", "limit memory"), parse_size(memory), swap)
         if cpus is not None:

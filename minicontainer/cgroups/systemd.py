@@ -81,7 +81,12 @@ def _manager():
                        interface="org.freedesktop.systemd1.Manager")
 
 
-def _call(method: str, signature: str, body: tuple):
+def _properties_of(path: str):
+    from jeepney import DBusAddress
+    return DBusAddress(path, bus_name="org.freedesktop.systemd1", interface="org.freedesktop.DBus.Properties")
+
+
+def _call(method: str, signature: str, body: tuple, address=None):
     try:
         from jeepney import new_method_call
         from jeepney.io.blocking import open_dbus_connection
@@ -91,7 +96,8 @@ def _call(method: str, signature: str, body: tuple):
                        "pip install jeepney (the lab's install has it)") from None
     try:
         with open_dbus_connection(bus="SYSTEM") as connection:
-            reply = connection.send_and_get_reply(new_method_call(_manager(), method, signature, body), timeout=10)
+            reply = connection.send_and_get_reply(new_method_call(address or _manager(), method, signature, body),
+                                                  timeout=10)
             return unwrap_msg(reply)
     except DBusErrorResponse as e:
         raise LabError(f"systemd refused {method}: {e.name}: {' '.join(map(str, e.data))}", "the unit exists "
@@ -108,12 +114,31 @@ def start_scope(unit: str, slice_: str, pid: int, cgroup_dir: str, timeout: floa
                   ("MemoryAccounting", ("b", True)), ("CPUAccounting", ("b", True)),
                   ("TasksAccounting", ("b", True))]
     _call("StartTransientUnit", "ssa(sv)a(sa(sv))", (unit, "fail", properties, []))
+    # The job runs after the reply. Until the unit is active systemd may still write its own settings into
+    # the scope's cgroup files, over anything written there first.
+    path = _call("GetUnit", "s", (unit,))[0]
     deadline = time.monotonic() + timeout
-    while not os.path.isdir(cgroup_dir):  # the job runs after the reply; its cgroup appears when it has
+    while _call("Get", "ss", ("org.freedesktop.systemd1.Unit", "ActiveState"), _properties_of(path))[0][1] != "active" \
+            or not os.path.isdir(cgroup_dir):
         if time.monotonic() > deadline:
-            raise LabError(f"systemd did not make {cgroup_dir} for {unit} within {timeout:.0f} s",
+            raise LabError(f"systemd did not start {unit} (its cgroup {cgroup_dir}) within {timeout:.0f} s",
                            "its start job failed or is queued behind others", f"systemctl status {unit}")
         time.sleep(0.01)
+
+
+def set_limits(unit: str, memory: int | None, swap: bool, cpus: float | None, pids: int | None) -> None:
+    """The limits as the scope's own properties too (SetUnitProperties, for this boot), as runc sets them:
+    whenever systemd applies the unit again (a daemon-reload) it writes its properties into the cgroup's
+    files, and what it does not know would go back to its defaults."""
+    properties = []
+    if memory is not None:
+        properties += [("MemoryMax", ("t", memory))] + ([("MemorySwapMax", ("t", 0))] if swap is False else [])
+    if cpus is not None:
+        properties.append(("CPUQuotaPerSecUSec", ("t", int(cpus * 1_000_000))))
+    if pids is not None:
+        properties.append(("TasksMax", ("t", pids)))
+    if properties:
+        _call("SetUnitProperties", "sba(sv)", (unit, True, properties))
 
 
 def stop_scope(unit: str) -> None:
