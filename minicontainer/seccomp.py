@@ -388,6 +388,7 @@ def load_oci(profile: dict) -> None:
             if added not in (0, -errno.EEXIST):  # the native one is there already
                 raise LabError(f"seccomp_arch_add({arch}) failed: {errno.errorcode.get(-added, added)}",
                                "libseccomp does not know this architecture", "drop it from the profile")
+        added_rules = set()  # a profile may repeat a rule (Podman 5's repeats one for socket): add each once
         for call in profile.get("syscalls", []):
             action = _oci_action(call["action"], call.get("errnoRet"))
             if action == default:
@@ -404,8 +405,16 @@ def load_oci(profile: dict) -> None:
                 if number < 0:
                     continue  # no such call on this architecture
                 for group in groups:
+                    rule = (action, number, tuple((c.arg, c.op, c.datum_a, c.datum_b) for c in group))
+                    if rule in added_rules:
+                        continue  # libseccomp (2.6) refuses the same rule twice with EEXIST
+                    added_rules.add(rule)
                     array = (_ArgCmp * len(group))(*group) if group else None
                     added = lib.seccomp_rule_add_array(ctx, action, number, len(group), array)
+                    if added == -errno.EEXIST:
+                        # libseccomp 2.6 says a rule exists already where an added architecture multiplexes
+                        # the call (x86's socketcall for socket) and cannot tell two argument rules apart.
+                        continue
                     if added != 0:
                         raise LabError(f"seccomp rule for {name} refused: {errno.errorcode.get(-added, added)}",
                                        "libseccomp rejected the profile's rule", "check the profile's args")
