@@ -141,9 +141,13 @@ def process_alive(pid: int | None, start_time: int | None = None) -> bool:
 
 
 def start_time(pid: int) -> int:
-    """Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot."""
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[19])
+    """Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot. FileNotFoundError once it
+    is gone, also when it was reaped between the open and the read (which says ESRCH)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except ProcessLookupError:
+        raise FileNotFoundError(f"/proc/{pid}/stat: process {pid} has been reaped") from None
 
 
 def remove_dir(name: str) -> bool:
