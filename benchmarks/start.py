@@ -372,8 +372,7 @@ def bare_calls(rootfs: str, runs: int) -> dict:
                     f.write("0")
             return time.perf_counter() - t
         add("join cgroup", join)
-        for directory in group.directories:
-            os.rmdir(directory)
+        group.remove()  # its directories, and the runtime's base directory when it made it
     v2_parent = _own_v2_cgroup()
     for i in range(runs if v2_parent else 0):
         # PID 1's birth: a fork and then its write to cgroup.procs, against clone3 born in the v2 cgroup.

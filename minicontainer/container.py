@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 from . import rootfs, state
-from .cgroups import Cgroup, base_dir, detect
+from .cgroups import Cgroup, base_dir, detect, remove_base_if_unused
 from .errors import LabError
 from .lifecycle import list_containers, remove_stale  # noqa: F401  (the CLI's list)
 from .process import messages, spawn
@@ -354,4 +354,6 @@ def cleanup() -> list[str]:
                 cgroup = Cgroup(name, dirs={controller.name: os.path.join(base, name)})
                 cgroup.kill_all()
                 removed += [f"cgroup {d}" for d in cgroup.remove()]
+        if remove_base_if_unused(base):  # left empty by a run that removed only its own cgroups
+            removed.append(f"cgroup {base}")
     return removed

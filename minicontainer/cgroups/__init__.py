@@ -19,7 +19,8 @@ from . import v1, v2
 from .files import read_file, write_file
 from .limits import parse_cpus, parse_pids, parse_size
 
-__all__ = ["Cgroup", "Controller", "Layout", "detect", "layout_from", "parse_cpus", "parse_pids", "parse_size"]
+__all__ = ["Cgroup", "Controller", "Layout", "detect", "layout_from", "parse_cpus", "parse_pids", "parse_size",
+           "remove_base_if_unused"]
 
 # The controllers the lab uses, by their v2 names ("io" is "blkio" on v1). v2 has no devices
 # controller: there "devices" stands for the cgroup a BPF device program attaches to (devices.py).
@@ -128,6 +129,18 @@ def layout_from(proc_cgroups: str, self_cgroup: str, mountinfo: str, v2_controll
         else:
             layout.unavailable[name] = "not in /proc/cgroups or not enabled in this cgroup tree"
     return layout
+
+
+def remove_base_if_unused(base: str) -> bool:
+    """rmdir the directory that holds containers' cgroups once none is left in it; whether it was removed.
+    Never a parent the user named (MINICONTAINER_CGROUP_PARENT), only the runtime's own."""
+    if os.path.basename(base) != BASE_NAME:
+        return False
+    try:
+        os.rmdir(base)
+        return True
+    except OSError:
+        return False  # other containers still use it (or it is already gone)
 
 
 def base_dir(layout: Layout, controller: Controller) -> str:
@@ -432,10 +445,5 @@ class Cgroup:
                                        "processes are still in it", "run `minicontainer cleanup`") from None
                     self.kill_all()
                     time.sleep(0.02)
-            base = os.path.dirname(directory)
-            if os.path.basename(base) == BASE_NAME:  # never a parent the user named
-                try:
-                    os.rmdir(base)
-                except OSError:
-                    pass  # other containers still use it (or it is already gone)
+            remove_base_if_unused(os.path.dirname(directory))
         return removed
