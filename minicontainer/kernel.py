@@ -84,6 +84,7 @@ _libc.unshare.argtypes = [ctypes.c_int]
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 _libc.syscall.restype = ctypes.c_long
+_libc.pthread_self.restype = ctypes.c_void_p
 # The system calls glibc has no wrapper for (in the Python this runs on), by architecture: the one place their
 # numbers are written. arm64 (like every architecture since) uses the kernel's generic table, x86_64 its own.
 SYSCALL_NUMBERS = {
@@ -305,7 +306,6 @@ def _own_tid_address() -> int | None:
         bits, _, offset = (ctypes.c_uint32 * 3).in_dll(_libc, "_thread_db_pthread_tid")
     except ValueError:
         return None  # not glibc, or a glibc that does not publish it
-    _libc.pthread_self.restype = ctypes.c_void_p
     address = _libc.pthread_self() + offset
     if bits != 32 or ctypes.c_int.from_address(address).value != _thread.get_native_id():
         return None

@@ -201,7 +201,7 @@ def kill(container_id: str, sig: int = signal.SIGTERM, everyone: bool = False) -
         raise LabError(f"container {container_id!r} is {status}: there is no process to signal", "kill reaches a "
                        "created or running container", f"delete it: minicontainer delete {container_id}")
     if everyone:
-        cgroup = Cgroup(info["name"], dirs=info.get("cgroup") or {}, systemd_unit=info.get("systemd_unit"))
+        cgroup = Cgroup(info["name"], dirs=info.get("cgroup") or {})
         for pid in cgroup.procs() if cgroup.exists() else []:
             _signal_pid(pid, sig)
     _signal_pid(info["init_pid"], sig, info.get("init_start"))
@@ -224,7 +224,7 @@ def _signal_pid(pid: int, sig: int, start_time: int | None = None) -> None:
 def processes(container_id: str) -> list[int]:
     """The host PIDs of the container's processes (its cgroup's), for `ps`."""
     info = recorded(container_id)
-    cgroup = Cgroup(info["name"], dirs=info.get("cgroup") or {}, systemd_unit=info.get("systemd_unit"))
+    cgroup = Cgroup(info["name"], dirs=info.get("cgroup") or {})
     if cgroup.exists():
         return sorted(cgroup.procs())
     alive = state.process_alive(info.get("init_pid"), info.get("init_start"))

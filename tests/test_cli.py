@@ -127,6 +127,8 @@ def test_cleanup_removes_what_a_killed_helper_left(image):
 def test_cleanup_removes_the_base_dir_a_run_left_empty():
     # What a run that removes only its own cgroups leaves (the benchmark's bare calls did): the runtime's
     # base directory, empty, in each hierarchy. cleanup must see it, though no container is in it.
+    if os.environ.get("MINICONTAINER_CGROUP_PARENT"):
+        pytest.skip("MINICONTAINER_CGROUP_PARENT names the base: a parent of the user's, never removed")
     layout = detect()
     bases = sorted({base_dir(layout, c) for c in layout.controllers.values()})
     for base in bases:

@@ -256,8 +256,6 @@ class Sequence:
                    and self.child is not None and self.child_process == steps.INIT):
                 batch.append(todo[i])
                 i += 1
-            # Forked with its join to come in the same run (no one watches in between): born in the cgroup.
-            self.join_at_birth = any(s.name == "join cgroup" for s in todo[i + 1:])
             if len(batch) > 1:
                 self.child.send(messages.RunSteps([s.name for s in batch]))
                 for step in batch:
@@ -266,6 +264,8 @@ class Sequence:
                 continue
             if not batch:
                 batch, i = [todo[i]], i + 1
+                # A fork whose child's join comes in this same run (no one watches in between): born in the cgroup.
+                self.join_at_birth = any(s.name == "join cgroup" for s in todo[i:])
             self.run_one(batch[0])
 
     def before_step(self, step: steps.Step) -> None:
