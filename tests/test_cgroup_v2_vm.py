@@ -84,16 +84,6 @@ def test_cgroup_v2_in_a_vm(image):
                                     timeout=VM_TIMEOUT)
     except harness.Unavailable as e:
         pytest.skip(str(e))
-    tail = "\n".join(result.log.splitlines()[-60:])
-    if not result.junit:
-        pytest.fail(f"the VM produced no test results (pytest exit status {result.status}, {result.seconds:.0f} s); "
-                    f"its console ends with:\n{tail}", pytrace=False)
-    count, problems = harness.problems(result.junit)
-    if problems:  # the first ones in full, the rest by name
-        more = [p.split(" ", 1)[0] for p in problems[8:]]
-        pytest.fail(f"{len(problems)} of {count} tests failed under cgroup v2 (pytest exit status {result.status}):\n\n"
-                    + "\n\n".join(problems[:8]) + (f"\n\nand {len(more)} more: {', '.join(more)}" if more else ""),
-                    pytrace=False)
-    if result.status != 0 or not count:
-        pytest.fail(f"pytest in the VM ran {count} tests and exited {result.status}; its console ends with:\n{tail}",
-                    pytrace=False)
+    failed = harness.verdict(result, "under cgroup v2")
+    if failed:
+        pytest.fail(failed, pytrace=False)

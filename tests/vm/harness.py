@@ -1,15 +1,24 @@
-"""Run pytest inside a small qemu VM that has cgroup v2 only, and bring the results back.
+"""Run pytest inside a small qemu VM and bring the results back; one harness for two guests.
 
-The guest boots Debian's own kernel (the linux-image-amd64 package, downloaded and unpacked,
-never installed here) with a tiny initramfs: busybox, the modules it needs, and init.sh. It
-sees this machine's / through 9p, read-only, under a tmpfs overlay, so it runs the same Python,
-venv and checkout at the same paths with nothing to build. A second 9p share, a temp dir here,
-carries the run's arguments in and the JUnit XML and pytest's exit status out.
+Each guest boots Debian's own kernel (unpacked from its .deb, never installed here) with a tiny
+initramfs: a static busybox, the modules it needs, and init.sh. It sees its root through 9p,
+read-only, under a tmpfs overlay, so a run changes nothing on the host. A second 9p share, a
+temp dir here, carries the run's arguments in and the JUnit XML and pytest's exit status out.
+
+- AMD64, the cgroup v2 VM: the root is this machine's own /, so it runs the same Python, venv and
+  checkout at the same paths with nothing to build (the kernel comes from linux-image-amd64).
+- ARM64: an arm64 Debian 12 root that cannot be this machine's, built once into CACHE from Debian's
+  packages (debootstrap --foreign here, its second stage and a venv inside the guest: no binfmt
+  handler, no foreign dpkg architecture on this host) and rebuilt when its recipe changes. The
+  checkout under test is a third share, mounted at its host path under an overlay of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
+import hashlib
 import os
 import platform
 import re
@@ -25,17 +34,20 @@ from dataclasses import dataclass
 from minicontainer import kernel as syscalls
 
 CACHE = os.environ.get("MINICONTAINER_VM_CACHE", "/var/cache/minicontainer/vm")
-INIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "init.sh")
-BUSYBOX = "/bin/busybox"  # busybox-static: runs with no libraries in the initramfs
+HERE = os.path.dirname(os.path.abspath(__file__))
+INIT = os.path.join(HERE, "init.sh")
+PREPARE = os.path.join(HERE, "prepare.sh")
+HOST_BUSYBOX = "/bin/busybox"  # busybox-static: runs with no libraries in the initramfs
 # What Debian's kernel has as modules but the guest needs before its root exists; loop, so that
 # the guest (whose root is a 9p share) has block devices for the device cgroup's tests; and what
 # the lab's network needs (veth pairs on a bridge, NAT in an nftables table, a dummy uplink).
 # crc32c_generic before the rest: libcrc32c (under nf_tables) asks the crypto API for crc32c at
-# load time, a soft dependency that no depends= line names.
+# load time, a soft dependency that no depends= line names. Those built into a kernel are skipped.
 MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay", "loop", "veth", "bridge", "dummy",
            "crc32c_generic", "nf_tables", "nft_chain_nat", "nft_nat", "nft_masq", "nft_ct")
-# TCG: this CI's /dev/kvm cannot run guests. MINICONTAINER_VM_ACCEL=kvm where it can.
+# TCG: this CI's /dev/kvm cannot run guests. MINICONTAINER_VM_ACCEL=kvm where it can (same-arch guests only).
 ACCEL = os.environ.get("MINICONTAINER_VM_ACCEL", "tcg")
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
 
 class Unavailable(Exception):
@@ -43,15 +55,17 @@ class Unavailable(Exception):
 
 
 @dataclass
-class Kernel:
-    version: str    # e.g. 6.1.0-56-amd64
+class Boot:
+    """What one boot is made of, all on this machine."""
     vmlinuz: str
     modules: list   # .ko paths, each after the modules it depends on
+    busybox: str    # a static busybox of the guest's architecture
+    root: str       # the directory shared as the guest's /
 
 
 @dataclass
 class Result:
-    status: int | None   # pytest's exit status in the guest; None if it never got that far
+    status: int | None   # the guest command's exit status; None if it never got that far
     junit: str | None    # the JUnit XML text, if any
     log: str             # the serial console and qemu's own output
     seconds: float
@@ -61,14 +75,11 @@ def _run(*cmd: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, **kwargs)
 
 
-def check_host() -> None:
-    if platform.machine() != "x86_64":
-        raise Unavailable(f"the VM boots Debian's amd64 kernel with qemu-system-x86_64; this is {platform.machine()}")
-    if not shutil.which("apt-get"):
-        raise Unavailable("no apt-get here: the VM's kernel and qemu come from Debian's packages")
-    if not os.access(BUSYBOX, os.X_OK):
-        # A broken set-up, not a machine that cannot run the VM: fail, do not skip.
-        raise RuntimeError(f"{BUSYBOX} missing: apt-get install busybox-static (./lab setup does)")
+def _read(path: str) -> str | None:
+    if not os.path.exists(path):
+        return None
+    with open(path, errors="replace") as f:
+        return f.read()
 
 
 def apt_get(*args: str, cwd: str | None = None) -> None:
@@ -78,25 +89,18 @@ def apt_get(*args: str, cwd: str | None = None) -> None:
         raise RuntimeError(f"apt-get {' '.join(args)} failed:\n{out.stdout[-1500:]}{out.stderr[-1500:]}")
 
 
-def ensure_qemu() -> str:
-    qemu = shutil.which("qemu-system-x86_64")
-    if not qemu:
+def ensure_command(command: str, package: str) -> str:
+    """The command's path, installing its Debian package first if it is missing."""
+    path = shutil.which(command)
+    if not path:
+        if not shutil.which("apt-get"):
+            raise Unavailable(f"no {command} and no apt-get to install {package} with")
         apt_get("update", "-qq")
-        apt_get("install", "-y", "-qq", "--no-install-recommends", "qemu-system-x86")
-        qemu = shutil.which("qemu-system-x86_64")
-    return qemu
-
-
-def kernel_package() -> str:
-    """linux-image-amd64's current dependency, e.g. linux-image-6.1.0-56-amd64, from apt's metadata."""
-    for attempt in range(2):
-        out = _run("apt-cache", "depends", "linux-image-amd64").stdout
-        found = re.search(r"Depends: (linux-image-[\w.+-]+)", out)
-        if found:
-            return found.group(1)
-        if attempt == 0:
-            apt_get("update", "-qq")  # no package lists yet (a fresh machine)
-    raise RuntimeError("apt knows no linux-image-amd64 package (is this Debian?)")
+        apt_get("install", "-y", "-qq", "--no-install-recommends", package)
+        path = shutil.which(command)
+        if not path:
+            raise RuntimeError(f"apt-get installed {package} but there is still no {command}")
+    return path
 
 
 def module_order(moddir: str, wanted) -> list[str]:
@@ -127,56 +131,34 @@ def module_order(moddir: str, wanted) -> list[str]:
     return order
 
 
-def unpack_kernel(package: str) -> None:
-    """apt-get download the package, dpkg-deb -x it, keep only vmlinuz and the modules the VM needs."""
-    version = package.removeprefix("linux-image-")
-    os.makedirs(CACHE, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=".download-", dir=CACHE)
+def unpack_kernel(deb: str, keep: str, wanted) -> None:
+    """dpkg-deb -x a linux-image .deb and keep only its vmlinuz, as keep/vmlinuz, and the wanted modules
+    with what they depend on, as keep/modules/NN-name.ko in load order."""
+    work = tempfile.mkdtemp(prefix=".unpack-", dir=os.path.dirname(keep))
     try:
-        apt_get("download", package, cwd=work)
-        deb = next(os.path.join(work, n) for n in os.listdir(work) if n.endswith(".deb"))
-        tree, keep = os.path.join(work, "tree"), os.path.join(work, "keep")
-        out = _run("dpkg-deb", "-x", deb, tree)
+        out = _run("dpkg-deb", "-x", deb, work)
         if out.returncode != 0:
             raise RuntimeError(f"dpkg-deb -x {deb} failed: {out.stderr}")
+        moddirs = glob.glob(os.path.join(work, "lib/modules/*"))
+        if len(moddirs) != 1:
+            raise RuntimeError(f"{deb} holds {len(moddirs)} module trees, not one")
+        version = os.path.basename(moddirs[0])
         os.makedirs(os.path.join(keep, "modules"))
-        for i, path in enumerate(module_order(os.path.join(tree, "lib/modules", version), MODULES)):
+        for i, path in enumerate(module_order(moddirs[0], wanted)):
             shutil.copy(path, os.path.join(keep, "modules", f"{i:02d}-{os.path.basename(path)}"))
-        shutil.copy(os.path.join(tree, "boot", f"vmlinuz-{version}"), os.path.join(keep, "vmlinuz"))
-        try:
-            os.rename(keep, os.path.join(CACHE, package))
-        except OSError:
-            pass  # another run cached it first
+        shutil.copy(os.path.join(work, "boot", f"vmlinuz-{version}"), os.path.join(keep, "vmlinuz"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    for old in os.listdir(CACHE):  # kernels the mirror has moved on from
-        if old.startswith("linux-image-") and old != package:
-            shutil.rmtree(os.path.join(CACHE, old), ignore_errors=True)
 
 
-def fetch_kernel() -> Kernel:
-    """The current Debian kernel, unpacked into the cache on first use."""
-    package = kernel_package()
-    if not os.path.isdir(os.path.join(CACHE, package)):
-        try:
-            unpack_kernel(package)
-        except RuntimeError:  # old package lists name a version the mirror no longer has
-            apt_get("update", "-qq")
-            package = kernel_package()
-            if not os.path.isdir(os.path.join(CACHE, package)):
-                unpack_kernel(package)
-    home = os.path.join(CACHE, package)
-    if not has_modules(home):  # cached before MODULES grew
-        shutil.rmtree(home)
-        unpack_kernel(package)
-    modules = sorted(os.path.join(home, "modules", n) for n in os.listdir(os.path.join(home, "modules")))
-    return Kernel(package.removeprefix("linux-image-"), os.path.join(home, "vmlinuz"), modules)
+def cached_modules(home: str) -> list[str]:
+    return sorted(glob.glob(os.path.join(home, "modules", "*.ko")))
 
 
-def has_modules(home: str) -> bool:
-    """Whether the cached kernel holds every module in MODULES (files are NN-name.ko)."""
-    cached = {name.split("-", 1)[1][:-3].replace("-", "_") for name in os.listdir(os.path.join(home, "modules"))}
-    return set(MODULES) <= cached
+def has_modules(home: str, wanted) -> bool:
+    """Whether the cached kernel holds every wanted module (files are NN-name.ko)."""
+    cached = {os.path.basename(p).split("-", 1)[1][:-3].replace("-", "_") for p in cached_modules(home)}
+    return set(wanted) <= cached
 
 
 def cpio(entries) -> bytes:
@@ -191,26 +173,234 @@ def cpio(entries) -> bytes:
     return bytes(out)
 
 
-def initramfs(kernel: Kernel) -> bytes:
+def initramfs(boot: Boot) -> bytes:
     def read(path):
         with open(path, "rb") as f:
             return f.read()
     dirs = [(d, 0o40755, b"", (0, 0)) for d in ("bin", "dev", "proc", "sys", "modules")]
-    files = [("init", 0o100755, read(INIT), (0, 0)), ("bin/busybox", 0o100755, read(BUSYBOX), (0, 0)),
+    files = [("init", 0o100755, read(INIT), (0, 0)), ("bin/busybox", 0o100755, read(boot.busybox), (0, 0)),
              ("dev/console", 0o20600, b"", (5, 1))]  # init's stdio before devtmpfs is mounted
-    modules = [(f"modules/{os.path.basename(p)}", 0o100644, read(p), (0, 0)) for p in kernel.modules]
+    modules = [(f"modules/{os.path.basename(p)}", 0o100644, read(p), (0, 0)) for p in boot.modules]
     return cpio(dirs + files + modules)
 
 
-def qemu_command(qemu: str, kernel: Kernel, initrd: str, share: str, log: str, cpus: int, memory: str) -> list:
+class Guest:
+    """A kind of VM: which qemu, board and console, and how its kernel, busybox and root are had."""
+    qemu: str             # the qemu binary
+    qemu_package: str     # Debian's package that has it
+    board: tuple          # qemu's options for the machine and its CPU
+    console: str          # the serial port's device in the guest
+    modules: tuple = MODULES
+    python: str | None = None      # the guest's Python; None: the caller's own, at the same path
+    shares_checkout = False        # the checkout is a share of its own (the guest's root is not this /)
+
+    def check_host(self) -> None:
+        """Raise Unavailable where this machine cannot run the guest, RuntimeError where its set-up is broken."""
+        if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
+            raise Unavailable("no apt-get and dpkg-deb here: the VM's kernel and qemu come from Debian's packages")
+
+    def boot(self, repo: str) -> Boot:
+        raise NotImplementedError
+
+
+class HostRootGuest(Guest):
+    """The cgroup v2 VM: this x86_64 machine's own / as the root, Debian's current amd64 kernel."""
+    qemu, qemu_package = "qemu-system-x86_64", "qemu-system-x86"
+    board = ("-cpu", "max")
+    console = "ttyS0"
+
+    def check_host(self) -> None:
+        if platform.machine() != "x86_64":
+            raise Unavailable(f"the VM boots Debian's amd64 kernel over this machine's /; this is {platform.machine()}")
+        super().check_host()
+        if not os.access(HOST_BUSYBOX, os.X_OK):
+            # A broken set-up, not a machine that cannot run the VM: fail, do not skip.
+            raise RuntimeError(f"{HOST_BUSYBOX} missing: apt-get install busybox-static (./lab setup does)")
+
+    def kernel_package(self) -> str:
+        """linux-image-amd64's current dependency, e.g. linux-image-6.1.0-56-amd64, from apt's metadata."""
+        for attempt in range(2):
+            out = _run("apt-cache", "depends", "linux-image-amd64").stdout
+            found = re.search(r"Depends: (linux-image-[\w.+-]+)", out)
+            if found:
+                return found.group(1)
+            if attempt == 0:
+                apt_get("update", "-qq")  # no package lists yet (a fresh machine)
+        raise RuntimeError("apt knows no linux-image-amd64 package (is this Debian?)")
+
+    def download_kernel(self, package: str) -> None:
+        os.makedirs(CACHE, exist_ok=True)
+        work = tempfile.mkdtemp(prefix=".download-", dir=CACHE)
+        try:
+            apt_get("download", package, cwd=work)
+            deb = next(os.path.join(work, n) for n in os.listdir(work) if n.endswith(".deb"))
+            unpack_kernel(deb, os.path.join(work, "keep"), self.modules)
+            with contextlib.suppress(OSError):  # another run cached it first
+                os.rename(os.path.join(work, "keep"), os.path.join(CACHE, package))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        for old in os.listdir(CACHE):  # kernels the mirror has moved on from
+            if old.startswith("linux-image-") and old != package:
+                shutil.rmtree(os.path.join(CACHE, old), ignore_errors=True)
+
+    def boot(self, repo: str) -> Boot:
+        """The current Debian kernel, unpacked into the cache on first use."""
+        package = self.kernel_package()
+        if not os.path.isdir(os.path.join(CACHE, package)):
+            try:
+                self.download_kernel(package)
+            except RuntimeError:  # old package lists name a version the mirror no longer has
+                apt_get("update", "-qq")
+                package = self.kernel_package()
+                if not os.path.isdir(os.path.join(CACHE, package)):
+                    self.download_kernel(package)
+        home = os.path.join(CACHE, package)
+        if not has_modules(home, self.modules):  # cached before MODULES grew
+            shutil.rmtree(home)
+            self.download_kernel(package)
+        return Boot(os.path.join(home, "vmlinuz"), cached_modules(home), HOST_BUSYBOX, "/")
+
+
+class DebianRootGuest(Guest):
+    """A Debian root of another architecture, built into the cache from Debian's packages (see prepare.sh)."""
+    shares_checkout = True
+
+    def __init__(self, arch: str, suite: str, qemu: str, qemu_package: str, board: tuple, console: str,
+                 modules: tuple, extra_packages: tuple, venv: str, build_timeout: float):
+        self.arch, self.suite = arch, suite
+        self.qemu, self.qemu_package, self.board, self.console = qemu, qemu_package, board, console
+        self.modules = modules
+        self.extra_packages, self.venv, self.build_timeout = extra_packages, venv, build_timeout
+        self.python = os.path.join(venv, "bin", "python")
+        self.home = os.path.join(CACHE, f"{arch}-{suite}")
+
+    def packages(self, repo: str) -> list[str]:
+        """packages.apt (what a learner's machine installs) and what this guest needs besides."""
+        with open(os.path.join(repo, "packages.apt")) as f:
+            listed = [line.split("#")[0].strip() for line in f]
+        return sorted({*filter(None, listed), *self.extra_packages})
+
+    def requirements(self, repo: str) -> list[str]:
+        """The project's Python dependencies, its lab's and its notebook tests' (not the linter's nor the
+        browser driver's: the host runs those), without the project itself: the checkout is on sys.path."""
+        import tomllib  # Python 3.11+, as Debian 12 has; the lab itself still runs on 3.10
+
+        with open(os.path.join(repo, "pyproject.toml"), "rb") as f:
+            project = tomllib.load(f)["project"]
+        wanted = [*project["dependencies"], *project["optional-dependencies"]["lab"],
+                  *project["optional-dependencies"]["notebooks"]]
+        return sorted({r for r in wanted if not r.startswith(project["name"])})
+
+    def recipe(self, repo: str) -> str:
+        """Everything the built root depends on: a change in any of it makes a new root."""
+        with open(PREPARE) as f, open(os.path.join(repo, "constraints.txt")) as g:
+            parts = [f"{self.arch} {self.suite} {DEBIAN_MIRROR}", " ".join(self.packages(repo)),
+                     " ".join(self.modules), self.venv, " ".join(self.requirements(repo)), g.read(), f.read()]
+        return "\n".join(parts)
+
+    def check_host(self) -> None:
+        super().check_host()
+        ensure_command("debootstrap", "debootstrap")
+
+    def boot(self, repo: str) -> Boot:
+        digest = hashlib.sha256(self.recipe(repo).encode()).hexdigest()
+        os.makedirs(CACHE, exist_ok=True)
+        with open(self.home + ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time; a second run waits for it and uses it
+            if (_read(os.path.join(self.home, "ready")) or "").strip() != digest:
+                self.build(repo, digest)
+        kept = os.path.join(self.home, "boot")
+        return Boot(os.path.join(kept, "vmlinuz"), cached_modules(kept), os.path.join(kept, "busybox"),
+                    os.path.join(self.home, "root"))
+
+    def build(self, repo: str, digest: str) -> None:
+        """debootstrap's first stage here, the kernel and busybox taken from the .debs it downloaded, then one
+        boot with the root writable and a network: the second stage and the venv (prepare.sh). Built beside
+        the old root and swapped in only once all of it succeeded."""
+        started = time.monotonic()
+        new = self.home + ".new"
+        shutil.rmtree(new, ignore_errors=True)
+        root = os.path.join(new, "root")
+        os.makedirs(new)
+        include = ",".join(self.packages(repo))
+        print(f"[{self.arch} guest] debootstrap --foreign {self.suite} into {root}", flush=True)
+        out = _run("debootstrap", "--foreign", f"--arch={self.arch}", "--variant=minbase", f"--include={include}",
+                   self.suite, root, DEBIAN_MIRROR, timeout=1800)
+        if out.returncode != 0:
+            details = (_read(os.path.join(root, "debootstrap/debootstrap.log")) or "")[-2000:]
+            raise RuntimeError(f"debootstrap --foreign failed ({out.returncode}):\n{out.stdout[-2000:]}"
+                               f"{out.stderr[-2000:]}\n{details}")
+        # The first stage links proc to the running system's /proc, for a chroot on the same machine; the
+        # guest's init mounts its own there before the second stage runs, which then expects a directory.
+        if os.path.islink(os.path.join(root, "proc")):
+            os.unlink(os.path.join(root, "proc"))
+            os.mkdir(os.path.join(root, "proc"), 0o555)
+        archives = os.path.join(root, "var/cache/apt/archives")
+        kernel = self.one_deb(archives, rf"linux-image-\d[\w.+-]*-{self.arch}_")
+        unpack_kernel(kernel, os.path.join(new, "boot"), self.modules)
+        busybox = os.path.join(new, "busybox-static")
+        out = _run("dpkg-deb", "-x", self.one_deb(archives, r"busybox-static_"), busybox)
+        if out.returncode != 0:
+            raise RuntimeError(f"dpkg-deb -x busybox-static failed: {out.stderr}")
+        shutil.move(os.path.join(busybox, "bin", "busybox"), os.path.join(new, "boot", "busybox"))
+        shutil.rmtree(busybox)
+        boot = Boot(os.path.join(new, "boot", "vmlinuz"), cached_modules(os.path.join(new, "boot")),
+                    os.path.join(new, "boot", "busybox"), root)
+        print(f"[{self.arch} guest] first stage done after {time.monotonic() - started:.0f} s; booting it for the "
+              "second stage and the venv", flush=True)
+        files = {"prepare.sh": PREPARE, "constraints.txt": os.path.join(repo, "constraints.txt")}
+        env = f"export VENV={shlex.quote(self.venv)}\nset -- {shlex.join(self.requirements(repo))}\n"
+        result = boot_guest(self, boot, env, self.build_timeout - (time.monotonic() - started), files=files,
+                            prepare=True, memory="2048M")
+        if result.status != 0:
+            tail = "\n".join(result.log.splitlines()[-80:])
+            raise RuntimeError(f"preparing the {self.arch} root failed (status {result.status}, "
+                               f"{result.seconds:.0f} s); the console ends with:\n{tail}")
+        with open(os.path.join(new, "ready"), "w") as f:
+            f.write(digest + "\n")
+        shutil.rmtree(self.home, ignore_errors=True)
+        os.rename(new, self.home)
+        print(f"[{self.arch} guest] root ready after {time.monotonic() - started:.0f} s "
+              f"(the guest's part: {result.seconds:.0f} s)", flush=True)
+
+    @staticmethod
+    def one_deb(archives: str, pattern: str) -> str:
+        found = [n for n in os.listdir(archives) if re.match(pattern, n) and n.endswith(".deb")]
+        if len(found) != 1:
+            raise RuntimeError(f"expected one .deb matching {pattern} in {archives}, found {found}")
+        return os.path.join(archives, found[0])
+
+
+AMD64 = HostRootGuest()
+ARM64 = DebianRootGuest(
+    "arm64", "bookworm", "qemu-system-aarch64", "qemu-system-arm",
+    # pauth-impdef: the CPU's pointer authentication with QEMU's cheap hash, not the architected QARMA
+    # cipher, whose emulation costs every function return of a kernel and libc built with it.
+    board=("-M", "virt", "-cpu", "max,pauth-impdef=on"), console="ttyAMA0",
+    # virtio_net for the preparation boot's network (the package downloads).
+    modules=(*MODULES, "virtio_net"),
+    # The kernel installed too (its /lib/modules lets the guest load any module on demand); kmod for modprobe.
+    extra_packages=("linux-image-arm64", "kmod"),
+    venv="/opt/minicontainer/venv", build_timeout=5400)
+
+
+def qemu_command(guest: Guest, boot: Boot, initrd: str, share: str, log: str, cpus: int, memory: str,
+                 checkout: str | None, prepare: bool) -> list:
+    qemu = shutil.which(guest.qemu) or guest.qemu
     virtfs = "local,security_model=none,multidevs=remap"
-    return [qemu, "-accel", ACCEL, "-cpu", "max", "-smp", str(cpus), "-m", memory,
-            "-nodefaults", "-display", "none", "-no-reboot", "-serial", f"file:{log}",
-            "-kernel", kernel.vmlinuz, "-initrd", initrd,
-            # quiet: the console is a log file shown only on failure; panic=-1: a dying init ends qemu.
-            "-append", "console=ttyS0 quiet loglevel=3 panic=-1",
-            "-virtfs", f"{virtfs},path=/,mount_tag=hostroot,readonly=on",
-            "-virtfs", f"{virtfs},path={share},mount_tag=results"]
+    # quiet: the console is a log file shown only on failure; panic=-1: a dying init ends qemu. vm_mode
+    # reaches init as an environment variable (the kernel passes on parameters it does not know).
+    append = f"console={guest.console} quiet loglevel=3 panic=-1 vm_mode={'prepare' if prepare else 'test'}"
+    command = [qemu, "-accel", ACCEL, *guest.board, "-smp", str(cpus), "-m", memory,
+               "-nodefaults", "-display", "none", "-no-reboot", "-serial", f"file:{log}",
+               "-kernel", boot.vmlinuz, "-initrd", initrd, "-append", append,
+               "-virtfs", f"{virtfs},path={boot.root},mount_tag=root" + ("" if prepare else ",readonly=on"),
+               "-virtfs", f"{virtfs},path={share},mount_tag=results"]
+    if checkout:
+        command += ["-virtfs", f"{virtfs},path={checkout},mount_tag=checkout,readonly=on"]
+    if prepare:  # qemu's user-mode network: the guest reaches what this machine reaches, with no privileges
+        command += ["-netdev", "user,id=uplink", "-device", "virtio-net-pci,netdev=uplink"]
+    return command
 
 
 def sweep() -> None:
@@ -221,26 +411,25 @@ def sweep() -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def run_pytest(args: list[str], repo: str, python: str, timeout: float, cpus: int = 2,
-               memory: str = "2048M") -> Result:
-    """Boot the VM, run `python -m pytest ARGS` in repo inside it, and return what came back."""
-    check_host()
-    qemu = ensure_qemu()
-    kernel = fetch_kernel()
+def boot_guest(guest: Guest, boot: Boot, env: str, timeout: float, files: dict | None = None,
+               checkout: str | None = None, prepare: bool = False, cpus: int = 2, memory: str = "2048M") -> Result:
+    """Boot the guest with env (shell lines init.sh sources) and files (name -> host path) on the results share,
+    wait for it to power off, and return what it left there."""
     sweep()
     work = tempfile.mkdtemp(prefix=f"minicontainer-vm-{os.getpid()}-")
     try:
         share, log, initrd = (os.path.join(work, n) for n in ("share", "console.log", "initrd"))
         os.mkdir(share)
         with open(initrd, "wb") as f:
-            f.write(initramfs(kernel))
+            f.write(initramfs(boot))
         with open(os.path.join(share, "env"), "w") as f:
-            f.write(f"REPO={shlex.quote(repo)}\nPYTHON={shlex.quote(python)}\nDEADLINE={int(timeout) - 30}\n"
-                    f"set -- {shlex.join(args)}\n")
+            f.write(f"DEADLINE={int(timeout) - 30}\n{env}")
+        for name, path in (files or {}).items():
+            shutil.copy(path, os.path.join(share, name))
         start = time.monotonic()
         # Its own session, so a timeout can kill qemu's whole process group; PDEATHSIG, so qemu
         # dies with this process even if it is killed outright (./lab test's timeout, a Ctrl-C'd CI).
-        vm = subprocess.Popen(qemu_command(qemu, kernel, initrd, share, log, cpus, memory),
+        vm = subprocess.Popen(qemu_command(guest, boot, initrd, share, log, cpus, memory, checkout, prepare),
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               start_new_session=True,
                               preexec_fn=lambda: syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL))
@@ -254,17 +443,42 @@ def run_pytest(args: list[str], repo: str, python: str, timeout: float, cpus: in
             vm.wait()
             raise
         seconds = time.monotonic() - start
-
-        def read(path):
-            if not os.path.exists(path):
-                return None
-            with open(path, errors="replace") as f:
-                return f.read()
-        status = read(os.path.join(share, "status"))
+        status = _read(os.path.join(share, "status"))
         return Result(int(status) if status and status.strip().isdigit() else None,
-                      read(os.path.join(share, "junit.xml")), (read(log) or "") + qemu_output, seconds)
+                      _read(os.path.join(share, "junit.xml")), (_read(log) or "") + qemu_output, seconds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def run_pytest(args: list[str], repo: str, python: str | None, timeout: float, cpus: int = 2,
+               memory: str = "2048M", guest: Guest = AMD64) -> Result:
+    """Boot the guest, run `python -m pytest ARGS` in repo inside it, and return what came back. python
+    None: the guest's own (a guest whose root is this machine's runs the caller's)."""
+    guest.check_host()
+    ensure_command(guest.qemu, guest.qemu_package)
+    boot = guest.boot(repo)
+    env = (f"REPO={shlex.quote(repo)}\nPYTHON={shlex.quote(python or guest.python)}\n"
+           f"CHECKOUT={'1' if guest.shares_checkout else ''}\nset -- {shlex.join(args)}\n")
+    return boot_guest(guest, boot, env, timeout, checkout=repo if guest.shares_checkout else None,
+                      cpus=cpus, memory=memory)
+
+
+def verdict(result: Result, what: str) -> str | None:
+    """Why the run failed ("what" names the guest in the message), or None if every inner test passed. A
+    skipped inner test counts as failed: the VM is there to run it."""
+    tail = "\n".join(result.log.splitlines()[-60:])
+    if not result.junit:
+        return (f"the VM produced no test results (pytest exit status {result.status}, {result.seconds:.0f} s); "
+                f"its console ends with:\n{tail}")
+    count, found = problems(result.junit)
+    if found:  # the first ones in full, the rest by name
+        more = [p.split(" ", 1)[0] for p in found[8:]]
+        return (f"{len(found)} of {count} tests failed {what} (pytest exit status {result.status}, "
+                f"{result.seconds:.0f} s):\n\n" + "\n\n".join(found[:8])
+                + (f"\n\nand {len(more)} more: {', '.join(more)}" if more else ""))
+    if result.status != 0 or not count:
+        return f"pytest in the VM ran {count} tests and exited {result.status}; its console ends with:\n{tail}"
+    return None
 
 
 def problems(junit: str) -> tuple[int, list[str]]:

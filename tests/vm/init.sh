@@ -2,12 +2,15 @@
 # The VM's init, in two stages (see harness.py for the host's side).
 #
 # stage 1, PID 1 in the initramfs: load the modules the kernel lacks (virtio, 9p, overlay),
-#   mount the host's / (9p, read-only) under a tmpfs overlay so the guest can write anywhere
+#   mount the guest's root (9p, read-only) under a tmpfs overlay so the guest can write anywhere
 #   without touching the host, then switch_root into it. Containers pivot_root, which the
 #   initramfs itself (rootfs) cannot be, so the tests must not run from it.
 # stage 2, PID 1 in the overlay: the set-up a learner's machine has under systemd (/ rshared,
 #   cgroup2 alone at /sys/fs/cgroup, the tests in a leaf of a delegated cgroup), run pytest,
 #   leave its exit status and JUnit XML on the results share, power off.
+# vm_mode=prepare (on the kernel's command line; it reaches init as a variable) builds a guest's root
+#   instead: the root share is mounted writable, with no overlay, and stage 2 brings up qemu's user-mode
+#   network and runs prepare.sh from the results share.
 # Any other failing step ends init, and so the VM (panic=-1, -no-reboot), with its error in the log.
 set -e
 
@@ -21,11 +24,16 @@ if [ "$1" != stage2 ]; then
 
     nine_p="trans=virtio,version=9p2000.L,msize=512000"
     mkdir -p /lower /upper /newroot
-    # cache=loose: the share is read-only and only read during a run, so caching is safe and far faster.
-    mount -t 9p -o "ro,cache=loose,$nine_p" hostroot /lower
-    mount -t tmpfs -o mode=755 upper /upper
-    mkdir /upper/data /upper/work
-    mount -t overlay -o lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work overlay /newroot
+    if [ "$vm_mode" = prepare ]; then
+        # cache=mmap: written through at once, and what dpkg and the dynamic loader map stays coherent.
+        mount -t 9p -o "cache=mmap,$nine_p" root /newroot
+    else
+        # cache=loose: the share is read-only and only read during a run, so caching is safe and far faster.
+        mount -t 9p -o "ro,cache=loose,$nine_p" root /lower
+        mount -t tmpfs -o mode=755 upper /upper
+        mkdir /upper/data /upper/work
+        mount -t overlay -o lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work overlay /newroot
+    fi
     # A fresh /run, as at boot: the host's container state must not show through. (Not /tmp: the
     # checkout under test may live there, as a CI clone can.)
     mount -t tmpfs -o mode=755 run /newroot/run
@@ -38,6 +46,18 @@ if [ "$1" != stage2 ]; then
 fi
 
 bb=/run/busybox
+if [ "$vm_mode" = prepare ]; then
+    $bb ip link set lo up
+    $bb ip link set eth0 up
+    $bb ip addr add 10.0.2.15/24 dev eth0  # qemu's user-mode network: fixed addresses, no DHCP needed
+    $bb ip route add default via 10.0.2.2
+    . /run/vm/env  # DEADLINE, and what prepare.sh is given
+    status=0
+    $bb timeout -s KILL "$DEADLINE" $bb sh /run/vm/prepare.sh "$@" || status=$?
+    echo $status > /run/vm/status
+    $bb sync
+    $bb poweroff -f
+fi
 $bb mount --make-rshared /  # as systemd does: mounts propagate unless a namespace says otherwise
 $bb mkdir -p /dev/pts /dev/shm
 $bb mount -t devpts devpts /dev/pts
@@ -58,7 +78,7 @@ cd /sys/fs/cgroup
 for controller in $($bb cat cgroup.controllers); do echo "+$controller" > cgroup.subtree_control; done
 $bb mkdir lab.service lab.service/main
 
-. /run/vm/env  # REPO, PYTHON, DEADLINE and the pytest arguments, written by the host
+. /run/vm/env  # REPO, PYTHON, CHECKOUT, DEADLINE and the pytest arguments, written by the host
 # /tmp on tmpfs, as Debian 13 has it: on the overlay / a rootless container's state dir
 # (/tmp/minicontainer-UID) could not hold its own overlay's upper layer, which no machine of a
 # learner's has. A checkout under /tmp (a CI clone can be) is bound back in at its path.
@@ -67,11 +87,23 @@ $bb mount --bind /tmp /run/vm-old-tmp
 # Private, or the tmpfs below would propagate onto it too: the bind is a peer of the shared /.
 $bb mount --make-private /run/vm-old-tmp
 $bb mount -t tmpfs -o mode=1777 tmp /tmp
-case "$REPO" in /tmp/*) $bb mkdir -p "$REPO"; $bb mount --bind "/run/vm-old-tmp/${REPO#/tmp/}" "$REPO";; esac
+if [ -n "$CHECKOUT" ]; then
+    # The checkout is a share of its own (the root is not the host's /): at its host path, under an
+    # overlay as the root is, so what the tests write there stays in the guest.
+    $bb mkdir -p /run/vm-checkout/lower /run/vm-checkout/data /run/vm-checkout/work "$REPO"
+    $bb mount -t 9p -o ro,cache=loose,trans=virtio,version=9p2000.L,msize=512000 checkout /run/vm-checkout/lower
+    $bb mount -t overlay -o lowerdir=/run/vm-checkout/lower,upperdir=/run/vm-checkout/data,workdir=/run/vm-checkout/work \
+        checkout "$REPO"
+else
+    case "$REPO" in /tmp/*) $bb mkdir -p "$REPO"; $bb mount --bind "/run/vm-old-tmp/${REPO#/tmp/}" "$REPO";; esac
+fi
 export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 TERM=dumb
 # Here the lessons run once each, under nbval; on the host the twice-in-one-kernel test runs them instead.
 export MINICONTAINER_NBVAL=1
 cd "$REPO"
+# The guest's venv has the project's dependencies but not the project: the checkout goes on its path as an
+# editable install puts it (a .pth file), for every interpreter (Jupyter's kernels, the CLI's helpers).
+[ -z "$CHECKOUT" ] || "$PYTHON" -c 'import site, sys; open(site.getsitepackages()[0] + "/minicontainer-checkout.pth", "w").write(sys.argv[1] + "\n")' "$REPO"
 echo "vm init: up $($bb cut -d" " -f1 /proc/uptime) s, running pytest $*"
 # The subshell moves itself ("0": the writer) into the leaf, then becomes pytest. Before the host's
 # timeout kills the VM, SIGINT stops pytest, which still writes the results of the tests that ran.
