@@ -317,11 +317,20 @@ class DebianRootGuest(Guest):
         """debootstrap's first stage here, the kernel and busybox taken from the .debs it downloaded, then one
         boot with the root writable and a network: the second stage and the venv (prepare.sh). Built beside
         the old root and swapped in only once all of it succeeded."""
-        started = time.monotonic()
         new = self.home + ".new"
         shutil.rmtree(new, ignore_errors=True)
-        root = os.path.join(new, "root")
         os.makedirs(new)
+        try:
+            self.build_into(new, repo, digest)
+        except BaseException:  # a half-built root is no use to the next run, which starts again anyway
+            shutil.rmtree(new, ignore_errors=True)
+            raise
+        shutil.rmtree(self.home, ignore_errors=True)
+        os.rename(new, self.home)
+
+    def build_into(self, new: str, repo: str, digest: str) -> None:
+        started = time.monotonic()
+        root = os.path.join(new, "root")
         include = ",".join(self.packages(repo))
         print(f"[{self.arch} guest] debootstrap --foreign {self.suite} into {root}", flush=True)
         out = _run("debootstrap", "--foreign", f"--arch={self.arch}", "--variant=minbase", f"--include={include}",
@@ -354,12 +363,12 @@ class DebianRootGuest(Guest):
                             prepare=True, memory="2048M")
         if result.status != 0:
             tail = "\n".join(result.log.splitlines()[-80:])
+            dpkg = "\n".join((_read(os.path.join(root, "debootstrap/debootstrap.log")) or "").splitlines()[-30:])
             raise RuntimeError(f"preparing the {self.arch} root failed (status {result.status}, "
-                               f"{result.seconds:.0f} s); the console ends with:\n{tail}")
+                               f"{result.seconds:.0f} s); the console ends with:\n{tail}"
+                               + (f"\n\ndebootstrap.log ends with:\n{dpkg}" if dpkg else ""))
         with open(os.path.join(new, "ready"), "w") as f:
             f.write(digest + "\n")
-        shutil.rmtree(self.home, ignore_errors=True)
-        os.rename(new, self.home)
         print(f"[{self.arch} guest] root ready after {time.monotonic() - started:.0f} s "
               f"(the guest's part: {result.seconds:.0f} s)", flush=True)
 
@@ -381,7 +390,8 @@ ARM64 = DebianRootGuest(
     modules=(*MODULES, "virtio_net"),
     # The kernel installed too (its /lib/modules lets the guest load any module on demand); kmod for modprobe.
     extra_packages=("linux-image-arm64", "kmod"),
-    venv="/opt/minicontainer/venv", build_timeout=5400)
+    # Measured on 2 shared cores: the second stage's unpacking alone took about 55 minutes over 9p.
+    venv="/opt/minicontainer/venv", build_timeout=7200)
 
 
 def qemu_command(guest: Guest, boot: Boot, initrd: str, share: str, log: str, cpus: int, memory: str,
