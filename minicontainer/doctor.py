@@ -83,13 +83,37 @@ def check_namespaces() -> list[Check]:
             fix = "use Linux 5.6 or later, which brought time namespaces (the lab VM has one)"
         checks.append(Check(f"{kind} namespace", not error, error or f"isolates {info.isolates}", fix,
                             blocker=kind in namespaces.DEFAULT_KINDS))
-    limit = read_if_there("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
-    if limit == "1":
-        checks.append(Check("unprivileged user namespaces", False,
-                            "AppArmor restricts them (kernel.apparmor_restrict_unprivileged_userns=1)",
-                            "for the rootless lesson: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 "
-                            "(the lab VM does this)", blocker=False))
+    if read_if_there("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+        checks.append(check_userns_profile())
     return checks
+
+
+# Where AppArmor restricts user namespaces (Ubuntu 23.10+), vagrant/userns-profile.sh allows them to this copy
+# of the distribution's Python, and to nothing else on the host.
+USERNS_PYTHON = "/opt/minicontainer/userns/python3"
+
+
+def unprivileged_python() -> str:
+    """The interpreter an ordinary user runs the runtime with (the rootless lesson): the lab's copy that
+    AppArmor's profile lets make user namespaces, where provisioning installed one, else the distribution's."""
+    return USERNS_PYTHON if os.access(USERNS_PYTHON, os.X_OK) else "/usr/bin/python3"
+
+
+def check_userns_profile() -> Check:
+    """On a host whose AppArmor refuses user namespaces to unprivileged processes: is the lab's profile there?"""
+    name = "unprivileged user namespaces"
+    profiles = read_if_there("/sys/kernel/security/apparmor/profiles") or ""
+    fix = "run vagrant/userns-profile.sh as root (provisioning does): it allows them to the lab's interpreter only"
+    if not any(line.startswith("minicontainer-userns ") for line in profiles.splitlines()):
+        return Check(name, False, "AppArmor restricts them and the lab's profile (minicontainer-userns) is not "
+                     "loaded: the rootless lesson cannot start its container", fix, blocker=False)
+    if not os.access(USERNS_PYTHON, os.X_OK):
+        return Check(name, False, f"the lab's profile is loaded but {USERNS_PYTHON} is missing", fix, blocker=False)
+    with open(USERNS_PYTHON, "rb") as copy, open(os.path.realpath("/usr/bin/python3"), "rb") as original:
+        if copy.read() != original.read():  # Python was upgraded since: the copy no longer matches its stdlib
+            return Check(name, False, f"{USERNS_PYTHON} is older than /usr/bin/python3", fix, blocker=False)
+    return Check(name, True,
+                 f"AppArmor restricts them; its profile minicontainer-userns allows them to {USERNS_PYTHON}")
 
 
 def check_cgroups() -> list[Check]:

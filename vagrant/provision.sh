@@ -88,19 +88,9 @@ else
 fi
 
 step "unprivileged user namespaces"
-if [ -e /proc/sys/kernel/apparmor_restrict_unprivileged_userns ]; then
-  # Ubuntu 23.10+ lets AppArmor refuse user namespaces to unconfined unprivileged processes. The rootless
-  # lesson (05) runs a container as an ordinary user in a user namespace, so lift it in this lab machine.
-  cat > /etc/sysctl.d/60-minicontainer-userns.conf <<'EOF'
-# minicontainer lab: the rootless lesson creates user namespaces as an unprivileged user, which
-# Ubuntu's AppArmor restriction would refuse. Remove this file to restore the distribution default.
-kernel.apparmor_restrict_unprivileged_userns = 0
-EOF
-  sysctl -q -p /etc/sysctl.d/60-minicontainer-userns.conf
-  echo "kernel.apparmor_restrict_unprivileged_userns = $(cat /proc/sys/kernel/apparmor_restrict_unprivileged_userns)"
-else
-  echo "no AppArmor restriction on this kernel: nothing to do"
-fi
+# Ubuntu 23.10+ lets AppArmor refuse user namespaces to unprivileged processes. The rootless lesson (05) makes
+# one as an ordinary user: a profile allows that to the lab's own interpreter only (no host-wide switch).
+"$REPO/vagrant/userns-profile.sh"
 
 step "Python environment $VENV (pip install -c constraints.txt -e '.[$EXTRAS]')"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"

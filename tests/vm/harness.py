@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import glob
 import hashlib
+import lzma
 import os
 import platform
 import re
@@ -26,6 +27,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
@@ -36,7 +38,6 @@ from minicontainer import kernel as syscalls
 CACHE = os.environ.get("MINICONTAINER_VM_CACHE", "/var/cache/minicontainer/vm")
 HERE = os.path.dirname(os.path.abspath(__file__))
 INIT = os.path.join(HERE, "init.sh")
-PREPARE = os.path.join(HERE, "prepare.sh")
 HOST_BUSYBOX = "/bin/busybox"  # busybox-static: runs with no libraries in the initramfs
 # What Debian's kernel has as modules but the guest needs before its root exists; loop, so that
 # the guest (whose root is a 9p share) has block devices for the device cgroup's tests; and what
@@ -69,6 +70,11 @@ class Result:
     junit: str | None    # the JUnit XML text, if any
     log: str             # the serial console and qemu's own output
     seconds: float
+
+    def booted(self) -> tuple[str, str] | None:
+        """(machine, kernel release) as the guest's init reported them (uname -m, uname -r), if it got that far."""
+        found = re.search(r"vm init: (\S+), Linux (\S+), up", self.log)
+        return (found.group(1), found.group(2)) if found else None
 
 
 def _run(*cmd: str, **kwargs) -> subprocess.CompletedProcess:
@@ -103,15 +109,28 @@ def ensure_command(command: str, package: str) -> str:
     return path
 
 
+def module_name(filename: str) -> str:
+    """The module's name as the kernel knows it: nf-tables.ko.xz -> nf_tables."""
+    return filename.split(".ko")[0].replace("-", "_")
+
+
+def read_module(path: str) -> bytes:
+    """A module's ELF, uncompressed: busybox's insmod hands the kernel the file as it is."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return lzma.decompress(data) if path.endswith(".xz") else data
+
+
 def module_order(moddir: str, wanted) -> list[str]:
     """The .ko files of the wanted modules and what they depend on (from each file's depends=), deps first."""
     files = {}
     for top, _, names in os.walk(os.path.join(moddir, "kernel")):
         for name in names:
-            if name.endswith(".ko"):  # Debian 12 ships them uncompressed (CONFIG_MODULE_COMPRESS_NONE)
-                files[name[:-3].replace("-", "_")] = os.path.join(top, name)
+            # Debian 12 ships them as .ko, Debian 13 as .ko.xz.
+            if name.endswith((".ko", ".ko.xz")):
+                files[module_name(name)] = os.path.join(top, name)
     with open(os.path.join(moddir, "modules.builtin")) as f:
-        builtin = {os.path.basename(line.strip())[:-3].replace("-", "_") for line in f}
+        builtin = {module_name(os.path.basename(line.strip())) for line in f}
     order = []
 
     def visit(name: str) -> None:
@@ -120,8 +139,7 @@ def module_order(moddir: str, wanted) -> list[str]:
             return
         if name not in files:
             raise RuntimeError(f"kernel module {name} not found in {moddir}")
-        with open(files[name], "rb") as f:
-            depends = re.search(rb"depends=([^\0]*)\0", f.read())
+        depends = re.search(rb"depends=([^\0]*)\0", read_module(files[name]))
         for dep in filter(None, depends.group(1).decode().split(",") if depends else []):
             visit(dep)
         order.append(files[name])
@@ -139,16 +157,25 @@ def unpack_kernel(deb: str, keep: str, wanted) -> None:
         out = _run("dpkg-deb", "-x", deb, work)
         if out.returncode != 0:
             raise RuntimeError(f"dpkg-deb -x {deb} failed: {out.stderr}")
-        moddirs = glob.glob(os.path.join(work, "lib/modules/*"))
+        # Debian 13's package puts them under usr/ (merged /usr), Debian 12's not.
+        moddirs = glob.glob(os.path.join(work, "lib/modules/*")) + glob.glob(os.path.join(work, "usr/lib/modules/*"))
         if len(moddirs) != 1:
             raise RuntimeError(f"{deb} holds {len(moddirs)} module trees, not one")
         version = os.path.basename(moddirs[0])
         os.makedirs(os.path.join(keep, "modules"))
         for i, path in enumerate(module_order(moddirs[0], wanted)):
-            shutil.copy(path, os.path.join(keep, "modules", f"{i:02d}-{os.path.basename(path)}"))
+            with open(os.path.join(keep, "modules", f"{i:02d}-{module_name(os.path.basename(path))}.ko"), "wb") as f:
+                f.write(read_module(path))
         shutil.copy(os.path.join(work, "boot", f"vmlinuz-{version}"), os.path.join(keep, "vmlinuz"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def maintainer_script(deb: str, name: str) -> str:
+    """A package's maintainer script (postinst, ...) as text; "" if it has none."""
+    out = subprocess.run(f"dpkg-deb --ctrl-tarfile {shlex.quote(deb)} | tar -xOf - ./{name}", shell=True,
+                         capture_output=True, text=True)
+    return out.stdout if out.returncode == 0 else ""
 
 
 def cached_modules(home: str) -> list[str]:
@@ -157,7 +184,7 @@ def cached_modules(home: str) -> list[str]:
 
 def has_modules(home: str, wanted) -> bool:
     """Whether the cached kernel holds every wanted module (files are NN-name.ko)."""
-    cached = {os.path.basename(p).split("-", 1)[1][:-3].replace("-", "_") for p in cached_modules(home)}
+    cached = {module_name(os.path.basename(p).split("-", 1)[1]) for p in cached_modules(home)}
     return set(wanted) <= cached
 
 
@@ -262,15 +289,19 @@ class HostRootGuest(Guest):
 
 
 class DebianRootGuest(Guest):
-    """A Debian root of another architecture, built into the cache from Debian's packages (see prepare.sh)."""
+    """A Debian root other than this machine's (another architecture or release), built into the cache from
+    Debian's packages (see build_into) and rebuilt when its recipe changes."""
     shares_checkout = True
 
     def __init__(self, arch: str, suite: str, qemu: str, qemu_package: str, board: tuple, console: str,
-                 modules: tuple, extra_packages: tuple, venv: str, build_timeout: float):
+                 extra_packages: tuple, modules: tuple = MODULES, venv: str = "/opt/minicontainer/venv",
+                 build_timeout: float = 1800):
         self.arch, self.suite = arch, suite
         self.qemu, self.qemu_package, self.board, self.console = qemu, qemu_package, board, console
         self.modules = modules
-        self.extra_packages, self.venv, self.build_timeout = extra_packages, venv, build_timeout
+        self.extra_packages, self.venv = extra_packages, venv
+        # About a minute here: mostly debootstrap's downloads (some 250 MB), then unpacking and pip.
+        self.build_timeout = build_timeout
         self.python = os.path.join(venv, "bin", "python")
         self.home = os.path.join(CACHE, f"{arch}-{suite}")
 
@@ -292,15 +323,19 @@ class DebianRootGuest(Guest):
         return sorted({r for r in wanted if not r.startswith(project["name"])})
 
     def recipe(self, repo: str) -> str:
-        """Everything the built root depends on: a change in any of it makes a new root."""
-        with open(PREPARE) as f, open(os.path.join(repo, "constraints.txt")) as g:
+        """Everything the built root depends on: a change in any of it (this class's code included) makes a new root."""
+        import inspect
+
+        with open(os.path.join(repo, "constraints.txt")) as g:
             parts = [f"{self.arch} {self.suite} {DEBIAN_MIRROR}", " ".join(self.packages(repo)),
-                     " ".join(self.modules), self.venv, " ".join(self.requirements(repo)), g.read(), f.read()]
+                     " ".join(self.modules), self.venv, " ".join(self.requirements(repo)), g.read(),
+                     inspect.getsource(DebianRootGuest)]
         return "\n".join(parts)
 
     def check_host(self) -> None:
         super().check_host()
         ensure_command("debootstrap", "debootstrap")
+        ensure_command("depmod", "kmod")
 
     def boot(self, repo: str) -> Boot:
         digest = hashlib.sha256(self.recipe(repo).encode()).hexdigest()
@@ -314,63 +349,132 @@ class DebianRootGuest(Guest):
                     os.path.join(self.home, "root"))
 
     def build(self, repo: str, digest: str) -> None:
-        """debootstrap's first stage here, the kernel and busybox taken from the .debs it downloaded, then one
-        boot with the root writable and a network: the second stage and the venv (prepare.sh). Built beside
-        the old root and swapped in only once all of it succeeded."""
+        """Build the root beside the old one and swap it in only once all of it succeeded."""
         new = self.home + ".new"
         shutil.rmtree(new, ignore_errors=True)
         os.makedirs(new)
         try:
-            self.build_into(new, repo, digest)
+            started = time.monotonic()
+            self.build_into(new, repo)
+            with open(os.path.join(new, "ready"), "w") as f:
+                f.write(digest + "\n")
+            print(f"[{self.arch} {self.suite} guest] root ready after {time.monotonic() - started:.0f} s", flush=True)
         except BaseException:  # a half-built root is no use to the next run, which starts again anyway
             shutil.rmtree(new, ignore_errors=True)
             raise
         shutil.rmtree(self.home, ignore_errors=True)
         os.rename(new, self.home)
 
-    def build_into(self, new: str, repo: str, digest: str) -> None:
-        started = time.monotonic()
+    def build_into(self, new: str, repo: str) -> None:
+        """debootstrap --foreign downloads the packages and unpacks the essential ones; every other package is
+        unpacked here too, and what their maintainer scripts would have done that the guest needs is done
+        here by hand. Nothing of the root's architecture runs on this machine, so no binfmt handler is
+        needed, and nothing runs under emulation: debootstrap's second stage inside the guest took over an
+        hour under TCG, which no CI run can afford. The price: no maintainer script has run, so the root has
+        no dpkg database and no services set up; the tests need neither."""
         root = os.path.join(new, "root")
-        include = ",".join(self.packages(repo))
-        print(f"[{self.arch} guest] debootstrap --foreign {self.suite} into {root}", flush=True)
-        out = _run("debootstrap", "--foreign", f"--arch={self.arch}", "--variant=minbase", f"--include={include}",
-                   self.suite, root, DEBIAN_MIRROR, timeout=1800)
+        print(f"[{self.arch} {self.suite} guest] debootstrap --foreign {self.suite} into {root}", flush=True)
+        out = _run("debootstrap", "--foreign", f"--arch={self.arch}", "--variant=minbase",
+                   f"--include={','.join(self.packages(repo))}", self.suite, root, DEBIAN_MIRROR, timeout=1800)
         if out.returncode != 0:
             details = (_read(os.path.join(root, "debootstrap/debootstrap.log")) or "")[-2000:]
             raise RuntimeError(f"debootstrap --foreign failed ({out.returncode}):\n{out.stdout[-2000:]}"
                                f"{out.stderr[-2000:]}\n{details}")
-        # The first stage links proc to the running system's /proc, for a chroot on the same machine; the
-        # guest's init mounts its own there before the second stage runs, which then expects a directory.
-        if os.path.islink(os.path.join(root, "proc")):
-            os.unlink(os.path.join(root, "proc"))
-            os.mkdir(os.path.join(root, "proc"), 0o555)
         archives = os.path.join(root, "var/cache/apt/archives")
+        debs = sorted(os.path.join(archives, n) for n in os.listdir(archives) if n.endswith(".deb"))
+        for deb in debs:
+            # As debootstrap unpacks: tar keeps the merged-/usr links (bin -> usr/bin) and fills their targets.
+            unpack = (f"dpkg-deb --fsys-tarfile {shlex.quote(deb)} | "
+                      f"tar --keep-directory-symlink -C {shlex.quote(root)} -xf -")
+            out = subprocess.run(unpack, shell=True, capture_output=True, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"unpacking {os.path.basename(deb)} failed: {out.stderr}")
         kernel = self.one_deb(archives, rf"linux-image-\d[\w.+-]*-{self.arch}_")
         unpack_kernel(kernel, os.path.join(new, "boot"), self.modules)
-        busybox = os.path.join(new, "busybox-static")
-        out = _run("dpkg-deb", "-x", self.one_deb(archives, r"busybox-static_"), busybox)
+        shutil.copy(os.path.join(root, "bin", "busybox"), os.path.join(new, "boot", "busybox"))  # busybox-static
+        self.configure(root, debs)
+        self.install_wheels(root, repo)
+        for path in (archives, os.path.join(root, "debootstrap")):
+            shutil.rmtree(path)
+        os.makedirs(archives)
+
+    @staticmethod
+    def configure(root: str, debs: list) -> None:
+        """What the maintainer scripts would have done that the guest needs."""
+        # The first stage links proc to this machine's /proc, for a chroot here; the guest mounts its own.
+        proc = os.path.join(root, "proc")
+        if os.path.islink(proc):
+            os.unlink(proc)
+            os.mkdir(proc, 0o555)
+        # base-files' postinst: the directories it makes rather than ships (/mnt, /srv, /media, /usr/local/...).
+        postinst = maintainer_script(DebianRootGuest.one_deb(os.path.dirname(debs[0]), r"base-files_"), "postinst")
+        for directory, mode in re.findall(r"^\s*install_directory\s+(\S+)\s+(\d+)", postinst, re.M):
+            os.makedirs(os.path.join(root, directory), exist_ok=True)
+            os.chmod(os.path.join(root, directory), int(mode, 8))
+        for directory in re.findall(r"^\s*install_local_dir\s+(\S+)", postinst, re.M):
+            os.makedirs(root + directory, exist_ok=True)
+        # base-passwd's postinst: the system's users and groups.
+        for name in ("passwd", "group"):
+            shutil.copy(os.path.join(root, f"usr/share/base-passwd/{name}.master"), os.path.join(root, "etc", name))
+        # update-alternatives: awk (mawk), cc (gcc), pager and the like, each to its highest-priority choice.
+        best = {}
+        for deb in debs:
+            script = maintainer_script(deb, "postinst").replace("\\\n", " ")
+            install = r"--install\s+(/[\w/.+-]+)\s+([\w.+-]+)\s+(/[\w/.+-]+)\s+(\d+)"
+            for link, name, path, priority in re.findall(install, script):
+                if os.path.lexists(root + path) and int(priority) >= best.get(name, (0, "", -1))[2]:
+                    best[name] = (link, path, int(priority))
+        for name, (link, path, _) in best.items():
+            via = os.path.join(root, "etc/alternatives", name)
+            os.makedirs(os.path.dirname(via), exist_ok=True)
+            for source, target in ((via, path), (root + link, f"/etc/alternatives/{name}")):
+                if not os.path.lexists(source):
+                    os.symlink(target, source)
+        with open(os.path.join(root, "etc/hostname"), "w") as f:
+            f.write("lab-vm\n")
+        # depmod: the guest loads any of its kernel's modules on demand (modprobe needs modules.dep).
+        for moddir in glob.glob(os.path.join(root, "lib/modules/*")):
+            out = _run("depmod", "-b", root, os.path.basename(moddir))
+            if out.returncode != 0:
+                raise RuntimeError(f"depmod for {moddir} failed: {out.stderr}")
+
+    def install_wheels(self, root: str, repo: str) -> None:
+        """A venv in the root with the project's dependencies, installed here from wheels built for the root's
+        architecture, Python and glibc (pip's --platform), pinned by constraints.txt: no pip runs in the guest."""
+        python = os.readlink(os.path.join(root, "usr/bin/python3"))  # e.g. python3.11
+        version = python.removeprefix("python")
+        glibc = re.search(r"libc6_2\.(\d+)", " ".join(os.listdir(os.path.join(root, "var/cache/apt/archives"))))
+        machine = {"arm64": "aarch64", "amd64": "x86_64"}[self.arch]
+        platforms = ["linux_" + machine, f"manylinux2014_{machine}",
+                     *(f"manylinux_2_{minor}_{machine}" for minor in range(17, int(glibc.group(1)) + 1))]
+        venv = root + self.venv
+        site = os.path.join(venv, "lib", python, "site-packages")
+        os.makedirs(os.path.join(venv, "bin"))
+        for name in ("python", "python3", python):
+            os.symlink(f"/usr/bin/{python}", os.path.join(venv, "bin", name))
+        with open(os.path.join(venv, "pyvenv.cfg"), "w") as f:
+            f.write(f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {version}\n")
+        tag = "cp" + version.replace(".", "")
+        out = _run(sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-compile",
+                   "--target", site, *(f"--platform={p}" for p in platforms), "--implementation=cp",
+                   f"--python-version={version}", f"--abi={tag}", "--abi=abi3", "--abi=none",
+                   "--only-binary=:all:", "-c", os.path.join(repo, "constraints.txt"), *self.requirements(repo),
+                   timeout=900)
         if out.returncode != 0:
-            raise RuntimeError(f"dpkg-deb -x busybox-static failed: {out.stderr}")
-        shutil.move(os.path.join(busybox, "bin", "busybox"), os.path.join(new, "boot", "busybox"))
-        shutil.rmtree(busybox)
-        boot = Boot(os.path.join(new, "boot", "vmlinuz"), cached_modules(os.path.join(new, "boot")),
-                    os.path.join(new, "boot", "busybox"), root)
-        print(f"[{self.arch} guest] first stage done after {time.monotonic() - started:.0f} s; booting it for the "
-              "second stage and the venv", flush=True)
-        files = {"prepare.sh": PREPARE, "constraints.txt": os.path.join(repo, "constraints.txt")}
-        env = f"export VENV={shlex.quote(self.venv)}\nset -- {shlex.join(self.requirements(repo))}\n"
-        result = boot_guest(self, boot, env, self.build_timeout - (time.monotonic() - started), files=files,
-                            prepare=True, memory="2048M")
-        if result.status != 0:
-            tail = "\n".join(result.log.splitlines()[-80:])
-            dpkg = "\n".join((_read(os.path.join(root, "debootstrap/debootstrap.log")) or "").splitlines()[-30:])
-            raise RuntimeError(f"preparing the {self.arch} root failed (status {result.status}, "
-                               f"{result.seconds:.0f} s); the console ends with:\n{tail}"
-                               + (f"\n\ndebootstrap.log ends with:\n{dpkg}" if dpkg else ""))
-        with open(os.path.join(new, "ready"), "w") as f:
-            f.write(digest + "\n")
-        print(f"[{self.arch} guest] root ready after {time.monotonic() - started:.0f} s "
-              f"(the guest's part: {result.seconds:.0f} s)", flush=True)
+            raise RuntimeError(f"pip install for the {self.arch} {self.suite} guest failed:\n"
+                               f"{out.stdout[-2000:]}{out.stderr[-2000:]}")
+        shutil.rmtree(os.path.join(site, "bin"), ignore_errors=True)  # scripts with this machine's interpreter
+        # The project's own commands, as its install would make them: the engines call bin/minicontainer.
+        import tomllib
+
+        with open(os.path.join(repo, "pyproject.toml"), "rb") as f:
+            scripts = tomllib.load(f)["project"]["scripts"]
+        for name, entry in scripts.items():
+            module, function = entry.split(":")
+            with open(os.path.join(venv, "bin", name), "w") as f:
+                f.write(f"#!{self.venv}/bin/python\nimport sys\n"
+                        f"from {module} import {function}\nsys.exit({function}())\n")
+            os.chmod(os.path.join(venv, "bin", name), 0o755)
 
     @staticmethod
     def one_deb(archives: str, pattern: str) -> str:
@@ -386,30 +490,29 @@ ARM64 = DebianRootGuest(
     # pauth-impdef: the CPU's pointer authentication with QEMU's cheap hash, not the architected QARMA
     # cipher, whose emulation costs every function return of a kernel and libc built with it.
     board=("-M", "virt", "-cpu", "max,pauth-impdef=on"), console="ttyAMA0",
-    # virtio_net for the preparation boot's network (the package downloads).
-    modules=(*MODULES, "virtio_net"),
     # The kernel installed too (its /lib/modules lets the guest load any module on demand); kmod for modprobe.
-    extra_packages=("linux-image-arm64", "kmod"),
-    # Measured on 2 shared cores: the second stage's unpacking alone took about 55 minutes over 9p.
-    venv="/opt/minicontainer/venv", build_timeout=7200)
+    extra_packages=("linux-image-arm64", "kmod"))
+# Debian 13 as it is today: kernel 6.12, glibc 2.41, Python 3.13, Podman 5, libseccomp 2.6. AppArmor, which
+# Debian turns on by default, with its parser: the lab's own profile is loaded and tried there.
+TRIXIE = DebianRootGuest(
+    "amd64", "trixie", "qemu-system-x86_64", "qemu-system-x86", board=("-cpu", "max"), console="ttyS0",
+    # docker.io and iptables, for the engine tests' dockerd (./lab test installs them on the host).
+    extra_packages=("linux-image-amd64", "kmod", "apparmor", "docker.io", "iptables"))
 
 
 def qemu_command(guest: Guest, boot: Boot, initrd: str, share: str, log: str, cpus: int, memory: str,
-                 checkout: str | None, prepare: bool) -> list:
+                 checkout: str | None) -> list:
     qemu = shutil.which(guest.qemu) or guest.qemu
     virtfs = "local,security_model=none,multidevs=remap"
-    # quiet: the console is a log file shown only on failure; panic=-1: a dying init ends qemu. vm_mode
-    # reaches init as an environment variable (the kernel passes on parameters it does not know).
-    append = f"console={guest.console} quiet loglevel=3 panic=-1 vm_mode={'prepare' if prepare else 'test'}"
+    # quiet: the console is a log file shown only on failure; panic=-1: a dying init ends qemu.
+    append = f"console={guest.console} quiet loglevel=3 panic=-1"
     command = [qemu, "-accel", ACCEL, *guest.board, "-smp", str(cpus), "-m", memory,
                "-nodefaults", "-display", "none", "-no-reboot", "-serial", f"file:{log}",
                "-kernel", boot.vmlinuz, "-initrd", initrd, "-append", append,
-               "-virtfs", f"{virtfs},path={boot.root},mount_tag=root" + ("" if prepare else ",readonly=on"),
+               "-virtfs", f"{virtfs},path={boot.root},mount_tag=root,readonly=on",
                "-virtfs", f"{virtfs},path={share},mount_tag=results"]
     if checkout:
         command += ["-virtfs", f"{virtfs},path={checkout},mount_tag=checkout,readonly=on"]
-    if prepare:  # qemu's user-mode network: the guest reaches what this machine reaches, with no privileges
-        command += ["-netdev", "user,id=uplink", "-device", "virtio-net-pci,netdev=uplink"]
     return command
 
 
@@ -422,7 +525,7 @@ def sweep() -> None:
 
 
 def boot_guest(guest: Guest, boot: Boot, env: str, timeout: float, files: dict | None = None,
-               checkout: str | None = None, prepare: bool = False, cpus: int = 2, memory: str = "2048M") -> Result:
+               checkout: str | None = None, cpus: int = 2, memory: str = "2048M") -> Result:
     """Boot the guest with env (shell lines init.sh sources) and files (name -> host path) on the results share,
     wait for it to power off, and return what it left there."""
     sweep()
@@ -439,7 +542,7 @@ def boot_guest(guest: Guest, boot: Boot, env: str, timeout: float, files: dict |
         start = time.monotonic()
         # Its own session, so a timeout can kill qemu's whole process group; PDEATHSIG, so qemu
         # dies with this process even if it is killed outright (./lab test's timeout, a Ctrl-C'd CI).
-        vm = subprocess.Popen(qemu_command(guest, boot, initrd, share, log, cpus, memory, checkout, prepare),
+        vm = subprocess.Popen(qemu_command(guest, boot, initrd, share, log, cpus, memory, checkout),
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               start_new_session=True,
                               preexec_fn=lambda: syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL))
@@ -489,6 +592,17 @@ def verdict(result: Result, what: str) -> str | None:
     if result.status != 0 or not count:
         return f"pytest in the VM ran {count} tests and exited {result.status}; its console ends with:\n{tail}"
     return None
+
+
+def judge(result: Result, name: str, machine: str, kernel: str) -> str | None:
+    """verdict(), after checking that the guest that ran is the one meant: its init's uname -m is machine and
+    its uname -r starts with kernel (a guest that silently ran another kernel or architecture proves nothing)."""
+    booted = result.booted()
+    if not booted or booted[0] != machine or not booted[1].startswith(kernel):
+        tail = "\n".join(result.log.splitlines()[-60:])
+        return (f"the {name} guest was to run {machine} with Linux {kernel}*; its init reported "
+                f"{booted or 'nothing'}; its console ends with:\n{tail}")
+    return verdict(result, f"in the {name} guest")
 
 
 def problems(junit: str) -> tuple[int, list[str]]:

@@ -8,9 +8,6 @@
 # stage 2, PID 1 in the overlay: the set-up a learner's machine has under systemd (/ rshared,
 #   cgroup2 alone at /sys/fs/cgroup, the tests in a leaf of a delegated cgroup), run pytest,
 #   leave its exit status and JUnit XML on the results share, power off.
-# vm_mode=prepare (on the kernel's command line; it reaches init as a variable) builds a guest's root
-#   instead: the root share is mounted writable, with no overlay, and stage 2 brings up qemu's user-mode
-#   network and runs prepare.sh from the results share.
 # Any other failing step ends init, and so the VM (panic=-1, -no-reboot), with its error in the log.
 set -e
 
@@ -24,16 +21,11 @@ if [ "$1" != stage2 ]; then
 
     nine_p="trans=virtio,version=9p2000.L,msize=512000"
     mkdir -p /lower /upper /newroot
-    if [ "$vm_mode" = prepare ]; then
-        # cache=mmap: written through at once, and what dpkg and the dynamic loader map stays coherent.
-        mount -t 9p -o "cache=mmap,$nine_p" root /newroot
-    else
-        # cache=loose: the share is read-only and only read during a run, so caching is safe and far faster.
-        mount -t 9p -o "ro,cache=loose,$nine_p" root /lower
-        mount -t tmpfs -o mode=755 upper /upper
-        mkdir /upper/data /upper/work
-        mount -t overlay -o lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work overlay /newroot
-    fi
+    # cache=loose: the share is read-only and only read during a run, so caching is safe and far faster.
+    mount -t 9p -o "ro,cache=loose,$nine_p" root /lower
+    mount -t tmpfs -o mode=755 upper /upper
+    mkdir /upper/data /upper/work
+    mount -t overlay -o lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work overlay /newroot
     # A fresh /run, as at boot: the host's container state must not show through. (Not /tmp: the
     # checkout under test may live there, as a CI clone can.)
     mount -t tmpfs -o mode=755 run /newroot/run
@@ -46,23 +38,12 @@ if [ "$1" != stage2 ]; then
 fi
 
 bb=/run/busybox
-if [ "$vm_mode" = prepare ]; then
-    $bb ip link set lo up
-    $bb ip link set eth0 up
-    $bb ip addr add 10.0.2.15/24 dev eth0  # qemu's user-mode network: fixed addresses, no DHCP needed
-    $bb ip route add default via 10.0.2.2
-    . /run/vm/env  # DEADLINE, and what prepare.sh is given
-    status=0
-    $bb timeout -s KILL "$DEADLINE" $bb sh /run/vm/prepare.sh "$@" || status=$?
-    echo $status > /run/vm/status
-    $bb sync
-    $bb poweroff -f
-fi
 $bb mount --make-rshared /  # as systemd does: mounts propagate unless a namespace says otherwise
 $bb mkdir -p /dev/pts /dev/shm
 $bb mount -t devpts devpts /dev/pts
 $bb mount -t tmpfs -o mode=1777 shm /dev/shm
 $bb mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup  # systemd's options
+$bb mount -t securityfs securityfs /sys/kernel/security  # as systemd mounts it: the LSMs' policy files
 $bb hostname lab-vm
 $bb ip link set lo up  # Jupyter kernels talk to their client over 127.0.0.1
 # No network card, but an address on a network other than the lab's, as a machine's uplink has:
@@ -100,11 +81,13 @@ fi
 export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 TERM=dumb
 # Here the lessons run once each, under nbval; on the host the twice-in-one-kernel test runs them instead.
 export MINICONTAINER_NBVAL=1
+# Tests that change the kernel's own policy (an AppArmor profile) run only where the kernel is the VM's.
+export MINICONTAINER_IN_TEST_VM=1
 cd "$REPO"
 # The guest's venv has the project's dependencies but not the project: the checkout goes on its path as an
 # editable install puts it (a .pth file), for every interpreter (Jupyter's kernels, the CLI's helpers).
 [ -z "$CHECKOUT" ] || "$PYTHON" -c 'import site, sys; open(site.getsitepackages()[0] + "/minicontainer-checkout.pth", "w").write(sys.argv[1] + "\n")' "$REPO"
-echo "vm init: up $($bb cut -d" " -f1 /proc/uptime) s, running pytest $*"
+echo "vm init: $($bb uname -m), Linux $($bb uname -r), up $($bb cut -d" " -f1 /proc/uptime) s, running pytest $*"
 # The subshell moves itself ("0": the writer) into the leaf, then becomes pytest. Before the host's
 # timeout kills the VM, SIGINT stops pytest, which still writes the results of the tests that ran.
 status=0
