@@ -367,6 +367,8 @@ def exec_in(container_id: str, command: list[str], process_file: str | None = No
         user = process.get("user", {})
         uid, gid = user.get("uid", 0), user.get("gid", 0)
         spec["user"] = f"{uid}:{gid}" if uid or gid else None
+        if "apparmorProfile" in process:  # the engine's choice for this process (usually the container's)
+            spec["security"] = {**spec["security"], "apparmor_profile": process["apparmorProfile"]}
     if not command:
         raise LabError("no command given to exec", "exec runs a command inside a running container",
                        f"write it like: minicontainer exec {container_id} ps")

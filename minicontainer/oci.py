@@ -36,7 +36,8 @@ SUPPORTED = {
     # ambient; unsupported() refuses the sets where that would differ from what the config asks
     "process.capabilities.bounding", "process.capabilities.effective", "process.capabilities.permitted",
     "process.capabilities.ambient", "process.capabilities.inheritable",
-    "process.noNewPrivileges", "root", "root.path", "root.readonly", "hostname", "mounts", "linux",
+    "process.noNewPrivileges", "process.apparmorProfile", "root", "root.path", "root.readonly", "hostname",
+    "mounts", "linux",
     "linux.namespaces", "linux.resources", "linux.resources.memory", "linux.resources.memory.limit",
     "linux.resources.memory.swap", "linux.resources.cpu", "linux.resources.cpu.quota", "linux.resources.cpu.period",
     "linux.resources.pids", "linux.resources.cpu.shares",
@@ -80,7 +81,7 @@ def unsupported(config: dict) -> list[str]:
     if linux.get("seccomp"):
         from .seccomp import oci_profile_problems
         problems += oci_profile_problems(linux["seccomp"])
-    rules = linux.get("resources", {}).get("devices", [])
+    rules = effective_device_rules(linux.get("resources", {}).get("devices", []))
     # Deny all first (runc adds its standard devices to that alone), then only rules that allow a
     # character or block device: what both the v1 controller and our v2 BPF program express.
     if rules and not _is_deny_all(rules[0]):
@@ -93,6 +94,10 @@ def unsupported(config: dict) -> list[str]:
     if linux.get("resources", {}).get("blockIO", {}).get("weight"):
         problems.append("linux.resources.blockIO.weight")
     problems += _capability_problems(config.get("process", {}))
+    if config.get("process", {}).get("apparmorProfile"):
+        from .security import APPARMOR_ENABLED, apparmor_enabled
+        if not apparmor_enabled():  # never run the command less confined than the config asks
+            problems.append(f"process.apparmorProfile (AppArmor is not enabled on this host: {APPARMOR_ENABLED})")
     for mount in config.get("mounts", []):
         destination, kind = mount.get("destination"), mount.get("type")
         if KNOWN_MOUNTS.get(destination) == kind:
@@ -147,6 +152,13 @@ BIND_OPTIONS = ("bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "priva
 def _is_deny_all(rule: dict) -> bool:
     return not rule.get("allow") and rule.get("type", "a") == "a" and set(rule.get("access", "rwm")) == set("rwm") \
         and rule.get("major") in (None, -1) and rule.get("minor") in (None, -1)
+
+
+def effective_device_rules(rules: list[dict]) -> list[dict]:
+    """The rules from the last deny-all on: a deny-all empties the allow-list, so what came before it no
+    longer counts (Docker 25 and later send deny-all twice, once from its defaults and once with its devices)."""
+    last = max((i for i, rule in enumerate(rules) if _is_deny_all(rule)), default=0)
+    return rules[last:]
 
 
 def _allowed_devices(rules: list[dict]) -> list | None:
@@ -276,11 +288,12 @@ def from_config(config: dict, bundle: str, command: list[str] | None = None) -> 
                           new_namespaces=ours and annotations.get("org.minicontainer.seccomp.namespaces") == "allowed",
                           # A foreign bundle without device rules still gets the device cgroup; our
                           # own export has none only when it was switched off.
-                          devices=bool(resources.get("devices")) or not ours),
+                          devices=bool(resources.get("devices")) or not ours,
+                          apparmor_profile=process.get("apparmorProfile", "")),
         init=init,
         swap=_swap(resources.get("memory", {})),
         cpu_shares=cpu.get("shares") or None,  # 0 is Docker's "not set", as runc reads it
-        device_rules=_allowed_devices(resources.get("devices", [])),
+        device_rules=_allowed_devices(effective_device_rules(resources.get("devices", []))),
         join=joined,
         cgroup_path=linux.get("cgroupsPath") or None,
         sysctl=dict(linux.get("sysctl", {})),
@@ -359,6 +372,8 @@ def to_config(spec: ContainerSpec) -> dict:
             config["linux"][key] = [{"containerID": inside, "hostID": outside, "size": count}]
     if spec.hostname:
         config["hostname"] = spec.hostname
+    if spec.security.apparmor_profile:
+        config["process"]["apparmorProfile"] = spec.security.apparmor_profile
     if caps is not None:
         root_caps = caps if uid == "0" else []
         config["process"]["capabilities"] = {"bounding": caps, "effective": root_caps, "permitted": root_caps,
@@ -386,7 +401,7 @@ def features() -> dict:
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
             "seccomp": {"enabled": True, "actions": sorted(OCI_ACTIONS), "operators": sorted(OCI_OPERATORS),
                         "archs": sorted(OCI_ARCHES)},
-            "apparmor": {"enabled": False},
+            "apparmor": {"enabled": True},
             "selinux": {"enabled": False},
         },
         "annotations": {"org.minicontainer.seccomp": "allowlist|denylist|off: the runtime's own filter"},

@@ -28,6 +28,7 @@ The steps that apply them, in order, are in process/steps.py; `minicontainer exe
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -62,6 +63,7 @@ class Security:
                                          # of RAM) and /tmp on disk
     non_dumpable: bool = True            # the runtime's processes in the container, until exec (see above);
                                          # off only to show the attack: off() keeps it, as --privileged does
+    apparmor_profile: str = ""           # an OCI config's process.apparmorProfile: AppArmor confines the command
 
     def __post_init__(self):
         self.tmpfs_size = None if self.tmpfs_size is None else parse_size(self.tmpfs_size, "tmpfs size")
@@ -178,6 +180,40 @@ def set_capabilities(kept: set[str] | None) -> None:
 def set_no_new_privs() -> None:
     """PR_SET_NO_NEW_PRIVS: inherited by every child, and can never be unset."""
     kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
+
+
+APPARMOR_ENABLED = "/sys/module/apparmor/parameters/enabled"
+
+
+def apparmor_enabled() -> bool:
+    try:
+        with open(APPARMOR_ENABLED) as f:
+            return f.read().strip() == "Y"
+    except OSError:
+        return False
+
+
+def apply_apparmor_profile(profile: str) -> None:
+    """Ask AppArmor to confine this process in the profile from its next execve ("exec NAME" written to its
+    own attr/exec, what aa_change_onexec(3) and runc do): the runtime's own steps stay unconfined, the command
+    starts confined. The LSM's own directory where several LSMs stack (Linux 5.8+), else the shared file."""
+    attr = "/proc/thread-self/attr/apparmor/exec"
+    if not os.path.exists(attr):
+        attr = "/proc/thread-self/attr/exec"
+    try:
+        fd = os.open(attr, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, f"exec {profile}".encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        if e.errno == errno.ENOENT and os.path.exists(attr):
+            raise LabError(f"AppArmor has no profile named {profile!r} loaded", "the engine names a profile it "
+                           "has not loaded, or it was unloaded", f"load it (apparmor_parser -r FILE) or check "
+                           f"aa-status; writing to {attr} said: {e.strerror}") from None
+        raise LabError(f"AppArmor refused the profile {profile!r}: {e.strerror}", "AppArmor is off, or this "
+                       "process may not change profile", "check /sys/module/apparmor/parameters/enabled "
+                       "and aa-status") from None
 
 
 def load_seccomp(security: Security) -> None:

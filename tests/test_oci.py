@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from conftest import cli
 
-from minicontainer import oci
+from minicontainer import oci, security
 from minicontainer.errors import LabError
 from minicontainer.security import Security
 from minicontainer.spec import ContainerSpec
@@ -42,15 +42,28 @@ def test_a_runc_spec_bundle_runs(runc_bundle):
 
 def test_unsupported_fields_are_listed(runc_bundle):
     config = json.loads((runc_bundle / "config.json").read_text())
-    config["process"]["apparmorProfile"] = "docker-default"
+    config["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0"
     config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock"}
     config["linux"]["namespaces"].append({"type": "mount", "path": "/proc/1/ns/mnt"})
     (runc_bundle / "config.json").write_text(json.dumps(config))
     with pytest.raises(LabError) as caught:
         oci.load_bundle(str(runc_bundle))
     message = str(caught.value)
-    for words in ("process.apparmorProfile", "linux.seccomp.listenerPath", "mount path (only net, ipc, uts"):
+    for words in ("process.selinuxLabel", "linux.seccomp.listenerPath", "mount path (only net, ipc, uts"):
         assert words in message
+
+
+def test_an_apparmor_profile_is_refused_where_apparmor_is_off(runc_bundle):
+    """Never run the command less confined than the config asks. (Where AppArmor is on, the Debian 13 guest
+    applies profiles for real: tests/test_apparmor.py.)"""
+    if security.apparmor_enabled():
+        pytest.skip("AppArmor is on here: the profile is applied, not refused")
+    config = json.loads((runc_bundle / "config.json").read_text())
+    config["process"]["apparmorProfile"] = "docker-default"
+    (runc_bundle / "config.json").write_text(json.dumps(config))
+    with pytest.raises(LabError) as caught:
+        oci.load_bundle(str(runc_bundle))
+    assert "process.apparmorProfile (AppArmor is not enabled on this host" in str(caught.value)
 
 
 def test_capability_sets_and_devices_minicontainer_cannot_reproduce_are_refused(runc_bundle):
@@ -114,3 +127,15 @@ def test_runc_runs_the_exported_init_as_pid_1(image, tmp_path):
     assert out.returncode == 0, out.stderr
     shell_pid, pid_1 = out.stdout.splitlines()
     assert shell_pid != "1" and pid_1.startswith("/dev/minicontainer-init -- sh -c echo"), out.stdout
+
+
+def test_a_deny_all_rule_resets_the_device_rules_before_it(runc_bundle):
+    """Docker 25+ sends deny-all twice: once from its defaults, once before its devices. A deny-all empties the
+    allow-list, so only what follows the last one counts."""
+    config = json.loads((runc_bundle / "config.json").read_text())
+    zero = {"allow": True, "type": "c", "major": 1, "minor": 5, "access": "rwm"}  # /dev/zero
+    null = {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}  # /dev/null
+    config["linux"]["resources"]["devices"] = [{"allow": False, "access": "rwm"}, null, oci.DENY_ALL, zero]
+    assert not oci.unsupported(config)
+    allowed = oci.from_config(config, str(runc_bundle)).device_rules
+    assert ["c", 1, 5, "rwm", True] in allowed and not any(rule[:3] == ["c", 1, 3] for rule in allowed), allowed

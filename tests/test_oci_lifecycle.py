@@ -507,7 +507,8 @@ def test_pid_and_cgroup_namespaces_joined_by_path_as_under_runc(tmp_path, image,
     open(os.path.join(first, "config.json"), "w").write(json.dumps(config))
     seen = {}
     for name, engine in engines.items():
-        assert engine.create("first", first)["create"] == 0 and engine("start", "first").returncode == 0
+        created = engine.create("first", first)
+        assert created["create"] == 0 and engine("start", "first").returncode == 0, (name, created)
         host_pid = engine.state("first")["pid"]
         second = make_bundle(tmp_path, image, ["sleep", "600"])
         config = json.loads(open(os.path.join(second, "config.json")).read())

@@ -266,7 +266,9 @@ def _run_passing_fd(spec: ContainerSpec, fd: int) -> str:
 def _run_during_execs(spec: ContainerSpec, execs: int = 10) -> str:
     """The payload watches /proc while the host runs `minicontainer exec NAME -- true` up to `execs`
     times (or until it gets through); then SIGTERM ends its watch and it says what it saw."""
-    with tempfile.TemporaryFile("w+") as out, Container.start(spec, stdout=out, stderr=subprocess.STDOUT) as box:
+    # "a+": O_APPEND. The container writes through the same open file whose offset said() moves to read it;
+    # without O_APPEND a line written between the seek and the read lands over the start of the file.
+    with tempfile.TemporaryFile("a+") as out, Container.start(spec, stdout=out, stderr=subprocess.STDOUT) as box:
         def said() -> str:
             out.seek(0)
             return out.read()

@@ -369,6 +369,10 @@ def drop_bounding_set(ctx: Context) -> None:
     security.drop_bounding_set(ctx.spec.security.kept)
 
 
+def apparmor_profile(ctx: Context) -> None:
+    security.apply_apparmor_profile(ctx.spec.security.apparmor_profile)
+
+
 def load_seccomp(ctx: Context) -> None:
     security.load_seccomp(ctx.spec.security)
 
@@ -531,6 +535,9 @@ STEPS: list[Step] = [
          "with a terminal", controlling_terminal),
     Step("rlimits", INIT, "setrlimit", lambda s: bool(s.rlimits), "with rlimits", set_rlimits,
          lambda ctx: ", ".join(ctx.spec.rlimits), after=("fork PID 1",), movable=True),
+    Step("apparmor", INIT, "ask AppArmor to confine the command in a profile (attr/exec): it takes effect at execve",
+         lambda s: bool(s.security.apparmor_profile), "with an AppArmor profile (OCI)", apparmor_profile,
+         lambda ctx: ctx.spec.security.apparmor_profile),
     Step("bounding set", INIT, "drop from the bounding set every capability not kept: no setuid or file-capability "
          "program can add it back (the capabilities step empties the inheritable and ambient sets)",
          lambda s: s.security.capabilities is not None, "unless every capability is kept", drop_bounding_set,
@@ -553,7 +560,7 @@ STEPS: list[Step] = [
 ]
 
 # The defences `minicontainer exec` applies to the command it runs in a container, in this order.
-PROCESS_DEFENCES = ("bounding set", "seccomp", "user", "capabilities", "no_new_privs", "close fds")
+PROCESS_DEFENCES = ("apparmor", "bounding set", "seccomp", "user", "capabilities", "no_new_privs", "close fds")
 
 
 def plan(spec: ContainerSpec) -> list[Step]:

@@ -416,20 +416,26 @@ class DebianRootGuest(Guest):
         # base-passwd's postinst: the system's users and groups.
         for name in ("passwd", "group"):
             shutil.copy(os.path.join(root, f"usr/share/base-passwd/{name}.master"), os.path.join(root, "etc", name))
-        # update-alternatives: awk (mawk), cc (gcc), pager and the like, each to its highest-priority choice.
+        # update-alternatives: awk (mawk), cc (gcc), iptables (nft) and the like, each to its highest-priority
+        # choice, with the links that follow it (--slave: iptables-save goes with iptables).
         best = {}
         for deb in debs:
             script = maintainer_script(deb, "postinst").replace("\\\n", " ")
-            install = r"--install\s+(/[\w/.+-]+)\s+([\w.+-]+)\s+(/[\w/.+-]+)\s+(\d+)"
-            for link, name, path, priority in re.findall(install, script):
-                if os.path.lexists(root + path) and int(priority) >= best.get(name, (0, "", -1))[2]:
-                    best[name] = (link, path, int(priority))
-        for name, (link, path, _) in best.items():
-            via = os.path.join(root, "etc/alternatives", name)
-            os.makedirs(os.path.dirname(via), exist_ok=True)
-            for source, target in ((via, path), (root + link, f"/etc/alternatives/{name}")):
-                if not os.path.lexists(source):
-                    os.symlink(target, source)
+            for call in script.split("update-alternatives")[1:]:
+                found = re.search(r"--install\s+(/[\w/.+-]+)\s+([\w.+-]+)\s+(/[\w/.+-]+)\s+(\d+)", call.split("\n")[0])
+                if not found or not os.path.lexists(root + found.group(3)):
+                    continue
+                link, name, path, priority = found.groups()
+                if int(priority) >= best.get(name, ((), -1))[1]:
+                    slaves = re.findall(r"--slave\s+(/[\w/.+-]+)\s+([\w.+-]+)\s+(/[\w/.+-]+)", call.split("\n")[0])
+                    best[name] = (((link, name, path), *slaves), int(priority))
+        os.makedirs(os.path.join(root, "etc/alternatives"), exist_ok=True)
+        for links, _ in best.values():
+            for link, name, path in links:
+                via = os.path.join(root, "etc/alternatives", name)
+                for source, target in ((via, path), (root + link, f"/etc/alternatives/{name}")):
+                    if not os.path.lexists(source):
+                        os.symlink(target, source)
         with open(os.path.join(root, "etc/hostname"), "w") as f:
             f.write("lab-vm\n")
         # depmod: the guest loads any of its kernel's modules on demand (modprobe needs modules.dep).
@@ -496,8 +502,8 @@ ARM64 = DebianRootGuest(
 # Debian turns on by default, with its parser: the lab's own profile is loaded and tried there.
 TRIXIE = DebianRootGuest(
     "amd64", "trixie", "qemu-system-x86_64", "qemu-system-x86", board=("-cpu", "max"), console="ttyS0",
-    # docker.io and iptables, for the engine tests' dockerd (./lab test installs them on the host).
-    extra_packages=("linux-image-amd64", "kmod", "apparmor", "docker.io", "iptables"))
+    # docker.io (in Debian 13, docker-cli apart), iptables: the engine tests' dockerd (./lab test installs them).
+    extra_packages=("linux-image-amd64", "kmod", "apparmor", "docker.io", "docker-cli", "iptables"))
 
 
 def qemu_command(guest: Guest, boot: Boot, initrd: str, share: str, log: str, cpus: int, memory: str,
