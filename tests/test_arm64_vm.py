@@ -15,8 +15,6 @@ escape, kernel and cgroup tests, and every lesson under nbval. docs/tested-on.md
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from conftest import REPO
 from test_notebooks import ids as LESSONS
@@ -55,21 +53,13 @@ FULL_SET = [
     *[f"--deselect=tests/test_kernel.py::{test}[{branch}]" for branch in ("ctypes", "os")
       for test in ("test_unshare_uts_on_each_branch", "test_setns_into_container_on_each_branch")],
 ]
-FULL = os.environ.get("MINICONTAINER_GUEST_FULL") == "1"
-VM_TIMEOUT = 2 * 3600 if FULL else 900  # the whole VM, boot included
-INNER_TEST_TIMEOUT = 600  # a lesson takes minutes there
+
+VM_TIMEOUT = 2 * 3600 if harness.FULL else 900  # the whole VM, boot included
 
 
 @pytest.mark.vm
 @pytest.mark.slow
 @pytest.mark.timeout(VM_TIMEOUT + harness.ARM64.build_timeout + 300)  # + building the root when its recipe changed
 def test_the_runtime_on_arm64():
-    try:
-        result = harness.run_pytest(["-p", "no:cacheprovider", "-q", "-rfEs", f"--timeout={INNER_TEST_TIMEOUT}",
-                                     *(FULL_SET if FULL else CI_SET)],
-                                    REPO, None, timeout=VM_TIMEOUT, guest=harness.ARM64)
-    except harness.Unavailable as e:
-        pytest.skip(str(e))
-    failed = harness.judge(result, "arm64", machine="aarch64", kernel="6.1.")
-    if failed:
-        pytest.fail(failed, pytrace=False)
+    harness.run_set(harness.ARM64, FULL_SET if harness.FULL else CI_SET, REPO, VM_TIMEOUT, "arm64", "aarch64",
+                    "6.1.")

@@ -15,8 +15,6 @@ profile's, and every lesson under nbval. docs/tested-on.md has its last result.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from conftest import REPO
 from test_notebooks import ids as LESSONS
@@ -53,21 +51,13 @@ FULL_SET = [
     *[f"tests/test_notebooks.py::test_nbval[{lesson}]" for lesson in LESSONS],
     *NOT_HERE,
 ]
-FULL = os.environ.get("MINICONTAINER_GUEST_FULL") == "1"
-VM_TIMEOUT = 2 * 3600 if FULL else 1200  # the whole VM, boot included
-INNER_TEST_TIMEOUT = 600  # a lesson takes minutes there
+
+VM_TIMEOUT = 2 * 3600 if harness.FULL else 1200  # the whole VM, boot included
 
 
 @pytest.mark.vm
 @pytest.mark.slow
 @pytest.mark.timeout(VM_TIMEOUT + harness.TRIXIE.build_timeout + 300)  # + building the root when its recipe changed
 def test_the_lab_on_debian_13():
-    try:
-        result = harness.run_pytest(["-p", "no:cacheprovider", "-q", "-rfEs", f"--timeout={INNER_TEST_TIMEOUT}",
-                                     *(FULL_SET if FULL else CI_SET)],
-                                    REPO, None, timeout=VM_TIMEOUT, guest=harness.TRIXIE)
-    except harness.Unavailable as e:
-        pytest.skip(str(e))
-    failed = harness.judge(result, "Debian 13", machine="x86_64", kernel="6.12.")
-    if failed:
-        pytest.fail(failed, pytrace=False)
+    harness.run_set(harness.TRIXIE, FULL_SET if harness.FULL else CI_SET, REPO, VM_TIMEOUT, "Debian 13", "x86_64",
+                    "6.12.")

@@ -116,9 +116,9 @@ def test_a_podman_pod_shares_the_infra_containers_namespaces(podman):
 def test_kill_9_of_conmon_then_podman_rm_force_and_cleanup_leave_nothing(podman):
     """The engine's monitor dies; the container keeps running (nobody supervised it but conmon). podman rm
     --force still reaches it through the runtime (kill), but, waiting in vain for conmon's word that it
-    exited, never calls delete: the runtime's state and cgroup stay, and `minicontainer cleanup` removes
-    them, as its engine removed its bundle. PID 1 stays a zombie of the machine's init, which reaps it
-    (conmon, its subreaper, is gone)."""
+    exited, Podman 4 never calls delete: the runtime's state and cgroup stay, and `minicontainer cleanup`
+    removes them, as its engine removed its bundle (Podman 5 refuses once, then deletes when asked again).
+    PID 1 stays a zombie of the machine's init, which reaps it (conmon, its subreaper, is gone)."""
     podman.run("minicontainer", "-d", "--name", "orphan", "localhost/busybox:lab", "sleep", "600")
     pid = int(podman("inspect", "--format", "{{.State.Pid}}", "orphan").stdout)
     conmon = int(podman("inspect", "--format", "{{.State.ConmonPid}}", "orphan").stdout)
@@ -126,10 +126,17 @@ def test_kill_9_of_conmon_then_podman_rm_force_and_cleanup_leave_nothing(podman)
     os.kill(conmon, 9)
     time.sleep(0.5)
     assert os.path.exists(f"/proc/{pid}")  # PID 1 outlives its monitor
-    podman("rm", "--force", "--time", "0", "orphan")
+    removed = podman("rm", "--force", "--time", "0", "orphan", check=False)
+    if removed.returncode != 0:
+        # Podman 5 kills it through the runtime too, but with no exit code from conmon it keeps its own record
+        # of the container ("conmon exited prematurely") until asked again; Podman 4 removes it at once.
+        assert "conmon exited prematurely" in removed.stderr, removed.stderr
+        podman("rm", "--force", "--time", "0", "orphan")  # and this time it deletes through the runtime too
     cleaned = subprocess.run([os.path.join(os.path.dirname(sys.executable), "minicontainer"), "cleanup"],
                              capture_output=True, text=True, timeout=60)
-    assert "removed state" in cleaned.stdout, cleaned.stdout + cleaned.stderr
+    # Podman 4 never calls delete, so cleanup finds the runtime's state; Podman 5's second rm did call it.
+    left = "removed state" if removed.returncode == 0 else "nothing left behind"
+    assert left in cleaned.stdout, cleaned.stdout + cleaned.stderr
     deadline = time.monotonic() + 10
     while os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split()[2] != "Z" and \
             time.monotonic() < deadline:

@@ -437,7 +437,10 @@ class Client:
             if not pid:
                 raise LabError(f"the shared helper could not run {module}", "it ended, or fork failed",
                                "try again; see `minicontainer doctor`")
-            pidfd = os.pidfd_open(pid)
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:  # it ended and the shared helper reaped it already: its status still comes
+                pidfd = None
             for read in readers:
                 watched.register(read, selecting.EVENT_READ)
             if writer is not None:
@@ -448,7 +451,8 @@ class Client:
             while watched.get_map():
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # what it forked dies with it (PDEATHSIG)
+                    if pidfd is not None:
+                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # what it forked dies with it (PDEATHSIG)
                     timed_out, deadline, left = True, None, None
                 for key, _ in watched.select(None if left is None else left):
                     if key.fd == writer:
@@ -468,7 +472,8 @@ class Client:
                         status += chunk
                     if not chunk:
                         watched.unregister(key.fd)
-            os.close(pidfd)
+            if pidfd is not None:
+                os.close(pidfd)
         finally:
             watched.close()
             for fd in [*readers, writer, ours.detach()]:

@@ -220,6 +220,7 @@ class Guest:
     modules: tuple = MODULES
     python: str | None = None      # the guest's Python; None: the caller's own, at the same path
     shares_checkout = False        # the checkout is a share of its own (the guest's root is not this /)
+    apparmor = False               # the root has AppArmor's tools: init mounts securityfs, so the LSM shows
 
     def check_host(self) -> None:
         """Raise Unavailable where this machine cannot run the guest, RuntimeError where its set-up is broken."""
@@ -295,8 +296,8 @@ class DebianRootGuest(Guest):
 
     def __init__(self, arch: str, suite: str, qemu: str, qemu_package: str, board: tuple, console: str,
                  extra_packages: tuple, modules: tuple = MODULES, venv: str = "/opt/minicontainer/venv",
-                 build_timeout: float = 1800):
-        self.arch, self.suite = arch, suite
+                 build_timeout: float = 1800, apparmor: bool = False):
+        self.arch, self.suite, self.apparmor = arch, suite, apparmor
         self.qemu, self.qemu_package, self.board, self.console = qemu, qemu_package, board, console
         self.modules = modules
         self.extra_packages, self.venv = extra_packages, venv
@@ -503,7 +504,7 @@ ARM64 = DebianRootGuest(
 TRIXIE = DebianRootGuest(
     "amd64", "trixie", "qemu-system-x86_64", "qemu-system-x86", board=("-cpu", "max"), console="ttyS0",
     # docker.io (in Debian 13, docker-cli apart), iptables: the engine tests' dockerd (./lab test installs them).
-    extra_packages=("linux-image-amd64", "kmod", "apparmor", "docker.io", "docker-cli", "iptables"))
+    extra_packages=("linux-image-amd64", "kmod", "apparmor", "docker.io", "docker-cli", "iptables"), apparmor=True)
 
 
 def qemu_command(guest: Guest, boot: Boot, initrd: str, share: str, log: str, cpus: int, memory: str,
@@ -577,7 +578,8 @@ def run_pytest(args: list[str], repo: str, python: str | None, timeout: float, c
     ensure_command(guest.qemu, guest.qemu_package)
     boot = guest.boot(repo)
     env = (f"REPO={shlex.quote(repo)}\nPYTHON={shlex.quote(python or guest.python)}\n"
-           f"CHECKOUT={'1' if guest.shares_checkout else ''}\nset -- {shlex.join(args)}\n")
+           f"CHECKOUT={'1' if guest.shares_checkout else ''}\nSECURITYFS={'1' if guest.apparmor else ''}\n"
+           f"set -- {shlex.join(args)}\n")
     return boot_guest(guest, boot, env, timeout, checkout=repo if guest.shares_checkout else None,
                       cpus=cpus, memory=memory)
 
@@ -609,6 +611,26 @@ def judge(result: Result, name: str, machine: str, kernel: str) -> str | None:
         return (f"the {name} guest was to run {machine} with Linux {kernel}*; its init reported "
                 f"{booted or 'nothing'}; its console ends with:\n{tail}")
     return verdict(result, f"in the {name} guest")
+
+
+# MINICONTAINER_GUEST_FULL=1: a guest test runs its whole set (by hand, before an issue is resolved), not CI's.
+FULL = os.environ.get("MINICONTAINER_GUEST_FULL") == "1"
+INNER_TEST_TIMEOUT = 600  # per inner test: a lesson takes minutes under TCG
+
+
+def run_set(guest: Guest, tests: list, repo: str, timeout: float, name: str, machine: str, kernel: str) -> None:
+    """A guest test's body: the tests in the guest; skipped where this machine cannot run the guest, failed
+    with judge()'s reason where anything inside did not pass."""
+    import pytest
+
+    try:
+        result = run_pytest(["-p", "no:cacheprovider", "-q", "-rfEs", f"--timeout={INNER_TEST_TIMEOUT}", *tests],
+                            repo, None, timeout=timeout, guest=guest)
+    except Unavailable as e:
+        pytest.skip(str(e))
+    failed = judge(result, name, machine, kernel)
+    if failed:
+        pytest.fail(failed, pytrace=False)
 
 
 def problems(junit: str) -> tuple[int, list[str]]:

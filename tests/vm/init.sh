@@ -43,7 +43,6 @@ $bb mkdir -p /dev/pts /dev/shm
 $bb mount -t devpts devpts /dev/pts
 $bb mount -t tmpfs -o mode=1777 shm /dev/shm
 $bb mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup  # systemd's options
-$bb mount -t securityfs securityfs /sys/kernel/security  # as systemd mounts it: the LSMs' policy files
 $bb hostname lab-vm
 $bb ip link set lo up  # Jupyter kernels talk to their client over 127.0.0.1
 # No network card, but an address on a network other than the lab's, as a machine's uplink has:
@@ -59,7 +58,11 @@ cd /sys/fs/cgroup
 for controller in $($bb cat cgroup.controllers); do echo "+$controller" > cgroup.subtree_control; done
 $bb mkdir lab.service lab.service/main
 
-. /run/vm/env  # REPO, PYTHON, CHECKOUT, DEADLINE and the pytest arguments, written by the host
+. /run/vm/env  # REPO, PYTHON, CHECKOUT, SECURITYFS, DEADLINE and the pytest arguments, written by the host
+# securityfs, as systemd mounts it, for a guest that has AppArmor's tools: with it mounted, Docker and Podman see
+# AppArmor on and need its parser to load their profiles (Docker refuses to run without it), which a root
+# without them (this machine's own, in the cgroup v2 VM) does not have.
+[ -z "$SECURITYFS" ] || $bb mount -t securityfs securityfs /sys/kernel/security
 # /tmp on tmpfs, as Debian 13 has it: on the overlay / a rootless container's state dir
 # (/tmp/minicontainer-UID) could not hold its own overlay's upper layer, which no machine of a
 # learner's has. A checkout under /tmp (a CI clone can be) is bound back in at its path.
