@@ -6,6 +6,7 @@ throwaway child, a cgroup is made and removed), not inferred from file names.
 
 from __future__ import annotations
 
+import filecmp
 import json
 import os
 import subprocess
@@ -109,9 +110,8 @@ def check_userns_profile() -> Check:
                      "loaded: the rootless lesson cannot start its container", fix, blocker=False)
     if not os.access(USERNS_PYTHON, os.X_OK):
         return Check(name, False, f"the lab's profile is loaded but {USERNS_PYTHON} is missing", fix, blocker=False)
-    with open(USERNS_PYTHON, "rb") as copy, open(os.path.realpath("/usr/bin/python3"), "rb") as original:
-        if copy.read() != original.read():  # Python was upgraded since: the copy no longer matches its stdlib
-            return Check(name, False, f"{USERNS_PYTHON} is older than /usr/bin/python3", fix, blocker=False)
+    if not filecmp.cmp(USERNS_PYTHON, "/usr/bin/python3", shallow=False):  # Python was upgraded since the copy
+        return Check(name, False, f"{USERNS_PYTHON} is older than /usr/bin/python3", fix, blocker=False)
     return Check(name, True,
                  f"AppArmor restricts them; its profile minicontainer-userns allows them to {USERNS_PYTHON}")
 

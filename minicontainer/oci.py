@@ -19,7 +19,7 @@ from . import devices, namespaces
 from .errors import LabError
 from .hooks import KINDS as HOOK_KINDS
 from .process import mcinit
-from .security import MASKED_PATHS, READ_ONLY_PATHS, Security
+from .security import APPARMOR_ENABLED, MASKED_PATHS, READ_ONLY_PATHS, Security, apparmor_enabled
 from .spec import JOINABLE, ContainerSpec
 
 # OCI namespace type <-> /proc/PID/ns name
@@ -94,10 +94,9 @@ def unsupported(config: dict) -> list[str]:
     if linux.get("resources", {}).get("blockIO", {}).get("weight"):
         problems.append("linux.resources.blockIO.weight")
     problems += _capability_problems(config.get("process", {}))
-    if config.get("process", {}).get("apparmorProfile"):
-        from .security import APPARMOR_ENABLED, apparmor_enabled
-        if not apparmor_enabled():  # never run the command less confined than the config asks
-            problems.append(f"process.apparmorProfile (AppArmor is not enabled on this host: {APPARMOR_ENABLED})")
+    if config.get("process", {}).get("apparmorProfile") and not apparmor_enabled():
+        # never run the command less confined than the config asks
+        problems.append(f"process.apparmorProfile (AppArmor is not enabled on this host: {APPARMOR_ENABLED})")
     for mount in config.get("mounts", []):
         destination, kind = mount.get("destination"), mount.get("type")
         if KNOWN_MOUNTS.get(destination) == kind:

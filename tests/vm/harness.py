@@ -531,10 +531,10 @@ def sweep() -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def boot_guest(guest: Guest, boot: Boot, env: str, timeout: float, files: dict | None = None,
-               checkout: str | None = None, cpus: int = 2, memory: str = "2048M") -> Result:
-    """Boot the guest with env (shell lines init.sh sources) and files (name -> host path) on the results share,
-    wait for it to power off, and return what it left there."""
+def boot_guest(guest: Guest, boot: Boot, env: str, timeout: float, checkout: str | None = None, cpus: int = 2,
+               memory: str = "2048M") -> Result:
+    """Boot the guest with env (shell lines init.sh sources) on the results share, wait for it to power off,
+    and return what it left there."""
     sweep()
     work = tempfile.mkdtemp(prefix=f"minicontainer-vm-{os.getpid()}-")
     try:
@@ -544,8 +544,6 @@ def boot_guest(guest: Guest, boot: Boot, env: str, timeout: float, files: dict |
             f.write(initramfs(boot))
         with open(os.path.join(share, "env"), "w") as f:
             f.write(f"DEADLINE={int(timeout) - 30}\n{env}")
-        for name, path in (files or {}).items():
-            shutil.copy(path, os.path.join(share, name))
         start = time.monotonic()
         # Its own session, so a timeout can kill qemu's whole process group; PDEATHSIG, so qemu
         # dies with this process even if it is killed outright (./lab test's timeout, a Ctrl-C'd CI).
