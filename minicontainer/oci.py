@@ -224,6 +224,12 @@ def load_bundle(bundle: str, command: list[str] | None = None) -> ContainerSpec:
                        "`minicontainer run --print-oci`") from None
     except json.JSONDecodeError as e:
         raise LabError(f"{path} is not valid JSON: {e}", "the file was edited by hand", "fix the JSON") from None
+    kinds = [ns.get("type") for ns in config.get("linux", {}).get("namespaces", [])]
+    twice = sorted({kind for kind in kinds if kinds.count(kind) > 1}, key=str)
+    if twice:
+        raise LabError(f"{path} lists the {', '.join(map(str, twice))} namespace more than once",
+                       "a container is in one namespace of each kind, made or joined: the config is malformed "
+                       "(runc refuses it too)", "keep one entry per namespace type in linux.namespaces")
     problems = unsupported(config)
     if problems:
         raise LabError("the bundle asks for what minicontainer does not support: " + "; ".join(problems),

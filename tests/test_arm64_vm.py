@@ -47,7 +47,7 @@ CI_SET = [
 ]
 FULL_SET = [
     "tests/unit", "tests/test_container.py", "tests/test_stage.py", "tests/test_security.py",
-    "tests/test_escapes.py", "tests/test_kernel.py", "tests/test_cgroups.py",
+    "tests/test_escapes.py", "tests/test_kernel.py", "tests/test_cgroups.py", "tests/test_claims.py",
     *[f"tests/test_notebooks.py::test_nbval[{lesson}]" for lesson in LESSONS],
     # Python 3.11 there: the os.unshare branch (3.12+) has nothing to run on, and would only skip.
     *[f"--deselect=tests/test_kernel.py::{test}[{branch}]" for branch in ("ctypes", "os")

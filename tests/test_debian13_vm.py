@@ -47,7 +47,8 @@ CI_SET = [
 FULL_SET = [
     "tests/unit", "tests/test_userns_profile.py", "tests/test_apparmor.py", "tests/test_container.py",
     "tests/test_stage.py", "tests/test_security.py", "tests/test_escapes.py", "tests/test_kernel.py",
-    "tests/test_cgroups.py", "tests/test_rootless.py", "tests/test_engines.py", "tests/test_oci_lifecycle.py",
+    "tests/test_cgroups.py", "tests/test_claims.py", "tests/test_rootless.py", "tests/test_engines.py",
+    "tests/test_oci_lifecycle.py",
     *[f"tests/test_notebooks.py::test_nbval[{lesson}]" for lesson in LESSONS],
     *NOT_HERE,
 ]

@@ -44,13 +44,25 @@ def test_unsupported_fields_are_listed(runc_bundle):
     config = json.loads((runc_bundle / "config.json").read_text())
     config["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0"
     config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock"}
-    config["linux"]["namespaces"].append({"type": "mount", "path": "/proc/1/ns/mnt"})
+    config["linux"]["namespaces"] = [ns for ns in config["linux"]["namespaces"] if ns["type"] != "mount"] + [
+        {"type": "mount", "path": "/proc/1/ns/mnt"}]
     (runc_bundle / "config.json").write_text(json.dumps(config))
     with pytest.raises(LabError) as caught:
         oci.load_bundle(str(runc_bundle))
     message = str(caught.value)
     for words in ("process.selinuxLabel", "linux.seccomp.listenerPath", "mount path (only net, ipc, uts"):
         assert words in message
+
+
+def test_a_namespace_listed_twice_is_refused_as_runc_refuses_it(runc_bundle):
+    config = json.loads((runc_bundle / "config.json").read_text())
+    config["linux"]["namespaces"].append({"type": "pid"})  # runc spec's own list has pid already
+    (runc_bundle / "config.json").write_text(json.dumps(config))
+    with pytest.raises(LabError, match="lists the pid namespace more than once"):
+        oci.load_bundle(str(runc_bundle))
+    refused = subprocess.run(["runc", "--root", str(runc_bundle / "runc-root"), "run", "--bundle", str(runc_bundle),
+                              "twice"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert refused.returncode != 0 and "duplicated ns" in refused.stderr, refused.stderr
 
 
 def test_an_apparmor_profile_is_refused_where_apparmor_is_off(runc_bundle):

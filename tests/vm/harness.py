@@ -498,13 +498,16 @@ ARM64 = DebianRootGuest(
     # cipher, whose emulation costs every function return of a kernel and libc built with it.
     board=("-M", "virt", "-cpu", "max,pauth-impdef=on"), console="ttyAMA0",
     # The kernel installed too (its /lib/modules lets the guest load any module on demand); kmod for modprobe.
-    extra_packages=("linux-image-arm64", "kmod"))
+    # e2fsprogs: test_claims makes an ext4 whose page cache can be dropped (the guest's own files are on 9p and tmpfs).
+    extra_packages=("linux-image-arm64", "kmod", "e2fsprogs"))
 # Debian 13 as it is today: kernel 6.12, glibc 2.41, Python 3.13, Podman 5, libseccomp 2.6. AppArmor, which
 # Debian turns on by default, with its parser: the lab's own profile is loaded and tried there.
 TRIXIE = DebianRootGuest(
     "amd64", "trixie", "qemu-system-x86_64", "qemu-system-x86", board=("-cpu", "max"), console="ttyS0",
     # docker.io (in Debian 13, docker-cli apart), iptables: the engine tests' dockerd (./lab test installs them).
-    extra_packages=("linux-image-amd64", "kmod", "apparmor", "docker.io", "docker-cli", "iptables"), apparmor=True)
+    # e2fsprogs, as for arm64.
+    extra_packages=("linux-image-amd64", "kmod", "apparmor", "docker.io", "docker-cli", "iptables", "e2fsprogs"),
+    apparmor=True)
 
 
 def qemu_command(guest: Guest, boot: Boot, initrd: str, share: str, log: str, cpus: int, memory: str,
