@@ -88,7 +88,9 @@ class ContainerSpec:
     init: bool = False                      # a small init as PID 1 runs the command as PID 2: passes signals
                                             # on, reaps orphans (process/mcinit.c; docker run --init)
     rootless: bool | None = None            # started by an unprivileged user (root inside is that user
-                                            # outside; no cgroup); None: whether this process is not root
+                                            # outside); None: whether this process is not root
+    rootless_cgroup: bool | None = None     # rootless, a cgroup below the one the host delegated to the user
+                                            # (cgroups.delegated_to_us); None: where there is one (never for root)
 
     def __post_init__(self):
         self.namespaces = namespaces.check_kinds(self.namespaces)
@@ -109,6 +111,10 @@ class ContainerSpec:
             self.hostname = self.name  # "": keep the copy of the host's name the UTS namespace starts with
         if self.rootless is None:
             self.rootless = os.geteuid() != 0
+        if self.rootless and self.rootless_cgroup is None:
+            # Root asking for rootless mode gets what an unprivileged user gets where nothing is delegated.
+            from .cgroups import delegated_to_us
+            self.rootless_cgroup = os.geteuid() != 0 and delegated_to_us() is not None
         if self.rootless and self.uid_map == ContainerSpec.uid_map:
             self.uid_map = f"0 {os.geteuid()} 1"  # unprivileged: only our own uid can be mapped
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 
 import pytest
 from conftest import REPO
+
+from minicontainer import cgroups
+from minicontainer.cgroups import v2
 
 # The venv's interpreter may live under /root (pyenv), out of an unprivileged user's reach;
 # the runtime's core needs only the standard library, so the system Python serves.
@@ -18,12 +22,15 @@ UNPRIVILEGED = ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups"]
 STATE_ROOT = f"/tmp/minicontainer-{UID}"  # state.py's default for a user without XDG_RUNTIME_DIR
 
 
-def as_user(*args: str) -> subprocess.CompletedProcess:
+def as_user(*args: str, in_cgroup: str | None = None) -> subprocess.CompletedProcess:
+    """The CLI run by the unprivileged user; in_cgroup: moved (by root, before dropping to the user) into that
+    cgroup v2 directory first, as systemd starts a unit's process in its cgroup."""
     if not os.access(SYSTEM_PYTHON, os.X_OK):
         pytest.fail(f"{SYSTEM_PYTHON} is missing (./lab setup installs python3)")
     env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
-    out = subprocess.run(UNPRIVILEGED + ["env", f"PYTHONPATH={REPO}", SYSTEM_PYTHON, "-m", "minicontainer.cli",
-                                          *args], capture_output=True, text=True, timeout=60, cwd="/", env=env)
+    moved = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', in_cgroup] if in_cgroup else []
+    out = subprocess.run(moved + UNPRIVILEGED + ["env", f"PYTHONPATH={REPO}", SYSTEM_PYTHON, "-m", "minicontainer.cli",
+                                                  *args], capture_output=True, text=True, timeout=60, cwd="/", env=env)
     left = [n for n in os.listdir(STATE_ROOT) if not n.startswith(".")] if os.path.isdir(STATE_ROOT) else []
     assert not left, f"the rootless run left state behind: {left}"
     return out
@@ -48,3 +55,65 @@ def test_rootless_says_plainly_that_limits_are_not_applied(image):
 def test_without_root_or_rootless_the_error_says_what_to_do(image):
     out = as_user("run", image, "--", "true")
     assert out.returncode == 125 and "--rootless" in out.stderr
+
+
+@pytest.fixture
+def user_cgroup():
+    """A cgroup for the unprivileged user beside ours, with a leaf it starts in, and a function that delegates it
+    as systemd's Delegate=yes does for a unit with User=: chown of the directory, cgroup.procs,
+    cgroup.subtree_control and cgroup.threads. Pure cgroup v2 only."""
+    layout = cgroups.detect()
+    if any(c.version != 2 for c in layout.controllers.values()) or not layout.controllers:
+        pytest.skip(f"this host's cgroups are {layout.mode}: users are delegated cgroups on pure v2 only "
+                    "(the cgroup v2 VM runs this)")
+    parent = os.path.dirname(layout.v2_own_dir)
+    v2.enable_controllers(parent, sorted(v2.available(parent)))  # as systemd enables all for a delegated unit
+    top = tempfile.mkdtemp(prefix="rootless-test-", dir=parent)  # mkdir: a cgroup
+    os.chmod(top, 0o755)  # as cgroups are made: the tests differ in ownership alone
+    leaf = os.path.join(top, "leaf")
+    os.mkdir(leaf)
+
+    def delegate():
+        for path in (top, *(os.path.join(top, f) for f in ("cgroup.procs", "cgroup.subtree_control",
+                                                             "cgroup.threads")), leaf,
+                     os.path.join(leaf, "cgroup.procs")):
+            os.chown(path, UID, UID)
+    try:
+        yield top, leaf, delegate
+    finally:
+        left = [os.path.join(d, n) for d, subdirs, _ in os.walk(top) for n in subdirs if os.path.join(d, n) != leaf]
+        for directory in [*sorted(left, reverse=True), leaf, top]:
+            os.rmdir(directory)
+        assert not left, f"the runtime left cgroups behind: {left}"
+
+
+OOM = ["sh", "-c", "x=$(head -c 64000000 /dev/zero | tr '\\0' a)"]  # a 64 MB shell variable
+
+
+def oom_kills(cgroup_dir: str) -> int:
+    """memory.events counts the OOM kills of the whole subtree below that cgroup."""
+    with open(os.path.join(cgroup_dir, "memory.events")) as f:
+        return int(dict(line.split() for line in f)["oom_kill"])
+
+
+def test_rootless_limits_hold_in_a_delegated_cgroup(image, user_cgroup):
+    """Given a cgroup of its own (a class host's learner: a systemd unit with Delegate=yes), the unprivileged user's
+    container gets a cgroup below it, with its limits: its 64 MB allocation is OOM-killed below that cgroup."""
+    top, leaf, delegate = user_cgroup
+    delegate()
+    out = as_user("run", "-v", "--rootless", "--memory", "32M", image, "--", *OOM, in_cgroup=leaf)
+    assert out.returncode == 137, out.stderr  # SIGKILL: the OOM killer
+    assert oom_kills(top) >= 1, out.stderr
+    assert [d for d in os.listdir(top) if os.path.isdir(os.path.join(top, d))] == ["leaf"]  # its cgroups removed
+
+
+def test_rootless_in_a_cgroup_not_delegated_gets_no_limits(image, user_cgroup):
+    """The counterfactual: the same cgroup, left root's. The container runs with no cgroup of its own: the same
+    allocation succeeds and nothing is OOM-killed below it."""
+    top, leaf, delegate = user_cgroup
+    os.chown(leaf, UID, UID)  # only the leaf the user starts in is its own, not the cgroup above it
+    os.chown(os.path.join(leaf, "cgroup.procs"), UID, UID)
+    out = as_user("run", "-v", "--rootless", "--memory", "32M", image, "--", *OOM, in_cgroup=leaf)
+    assert out.returncode == 0, out.stderr
+    assert "memory=32M: NOT applied" in out.stderr
+    assert oom_kills(top) == 0

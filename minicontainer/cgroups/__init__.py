@@ -19,8 +19,8 @@ from . import v1, v2
 from .files import read_file, write_file
 from .limits import parse_cpus, parse_pids, parse_size
 
-__all__ = ["Cgroup", "Controller", "Layout", "detect", "layout_from", "parse_cpus", "parse_pids", "parse_size",
-           "remove_base_if_unused"]
+__all__ = ["Cgroup", "Controller", "Layout", "delegated_to_us", "detect", "layout_from", "parse_cpus", "parse_pids",
+           "parse_size", "remove_base_if_unused"]
 
 # The controllers the lab uses, by their v2 names ("io" is "blkio" on v1). v2 has no devices
 # controller: there "devices" stands for the cgroup a BPF device program attaches to (devices.py).
@@ -158,6 +158,27 @@ def base_dir(layout: Layout, controller: Controller) -> str:
     if controller.version == 1 or controller.own_dir == controller.mount:
         return os.path.join(controller.own_dir, BASE_NAME)
     return os.path.join(os.path.dirname(controller.own_dir), BASE_NAME)
+
+
+def delegated_to_us(layout: Layout | None = None) -> str | None:
+    """Where an unprivileged user may make containers' cgroups: the v2 cgroup the host delegated to it, or None.
+
+    Delegation is ownership: systemd's Delegate=yes (a unit with User=, or a user's user@.service) chowns the
+    unit's cgroup directory, its cgroup.procs, cgroup.subtree_control and cgroup.threads to that user. The user
+    may then mkdir below it, enable controllers there, and move its own processes between those cgroups. On
+    pure cgroup v2 only: no host delegates v1 hierarchies to users, and the rule that keeps processes out of a
+    cgroup whose children have controllers makes containers go beside us (base_dir), in our parent."""
+    layout = layout or detect()
+    if not layout.v2_mount or not layout.controllers or any(c.version != 2 for c in layout.controllers.values()):
+        return None
+    base = base_dir(layout, Controller("memory", 2, layout.v2_mount, layout.v2_own_dir))
+    # A process moves between two cgroups only with write access to cgroup.procs of their common ancestor.
+    delegated = os.path.commonpath([base, layout.v2_own_dir])
+    if delegated == layout.v2_mount:
+        return None  # the root of the tree is never delegated
+    made_in = base if os.path.isdir(base) else os.path.dirname(base)  # where our mkdir happens
+    writable = [os.path.join(delegated, "cgroup.procs"), made_in, os.path.join(made_in, "cgroup.subtree_control")]
+    return delegated if all(os.access(p, os.W_OK) for p in writable) else None
 
 
 class Cgroup:

@@ -131,21 +131,26 @@ class Sequence:
         if spec.cgroup_path and not spec.rootless:
             self.cgroup = Cgroup.at_path(spec.name, spec.cgroup_path)
         else:
-            self.cgroup = Cgroup(spec.name, dirs={} if spec.rootless else None)
+            self.cgroup = Cgroup(spec.name, dirs=None if steps.has_cgroup(spec) else {})
         paths["cgroup_dirs"] = self.cgroup.directories
         self.ctx = steps.Context(spec, paths, self.cgroup)
         self.ctx.detached = self.detached
         if self.detached:
             self.ctx.gate_fd = make_gate(paths["dir"], spec.uid_map if "user" in spec.namespaces else None)
         self.write_state(state.Status.CREATING)
-        if spec.rootless:
+        if spec.rootless and not spec.rootless_cgroup:
             # An unprivileged user may not make cgroups unless a subtree was delegated to it.
             limits = [f"{k}={v}" for k, v in (("memory", spec.memory and format_size(spec.memory)),
                                               ("cpus", spec.cpus), ("pids", spec.pids)) if v]
             self.say("cgroup", "rootless: no cgroup, so no limits are applied"
                      + (f" (asked for {', '.join(limits)}: NOT applied)" if limits else "")
-                     + "; no device cgroup either, nor one needed: in a user namespace mknod of a device is refused "
-                       "and the filesystems it mounts are nodev (only the host's own /dev nodes are bound in)")
+                     + ": this user has no cgroup of its own to make one in (a host delegates one on cgroup v2, as "
+                       "systemd's Delegate=yes does); no device cgroup either, nor one needed: in a user namespace "
+                       "mknod of a device is refused and the filesystems it mounts are nodev (only the host's own "
+                       "/dev nodes are bound in)")
+        elif spec.rootless:
+            self.say("cgroup", f"rootless, in a cgroup below the one delegated to uid {os.getuid()}; no device "
+                     "cgroup, nor one needed: in a user namespace mknod of a device is refused")
         elif "user" in spec.namespaces:
             chown_for_user_ns(paths, spec.uid_map)
         if spec.security.oci_seccomp is not None:

@@ -83,8 +83,10 @@ def _user(spec: ContainerSpec) -> bool:
     return "user" in spec.namespaces
 
 
-def _cgroup(spec: ContainerSpec) -> bool:
-    return not spec.rootless
+def has_cgroup(spec: ContainerSpec) -> bool:
+    """Root's containers have one; a rootless one where the host delegated a cgroup to its user."""
+    return not spec.rootless or bool(spec.rootless_cgroup)
+
 
 
 def _rootfs(spec: ContainerSpec) -> bool:
@@ -425,19 +427,21 @@ def _seccomp(ctx: Context) -> str:
 
 STEPS: list[Step] = [
     Step("cgroup", HELPER, "make the container's cgroup, one directory per hierarchy (on v2, enable the "
-         "controllers down to it)", _cgroup, "unless rootless", create_cgroup,
+         "controllers down to it)", has_cgroup, "unless rootless with no cgroup delegated", create_cgroup,
          lambda ctx: ", ".join(ctx.cgroup.directories) if ctx.cgroup else ""),
     Step("limits", HELPER, "write its limits: memory.max, cpu.max, pids.max (v1: their v1 names)",
-         lambda s: _cgroup(s) and bool(s.memory or s.cpus or s.pids or s.cpu_shares), "with memory, cpus, pids "
+         lambda s: has_cgroup(s) and bool(s.memory or s.cpus or s.pids or s.cpu_shares), "with memory, cpus, pids "
          "or cpu shares", set_limits,
          _limits, after=("cgroup",)),
-    Step("devices", HELPER, "the device cgroup: which device nodes may be opened", lambda s: _cgroup(s) and
+    # Rootless, never: attaching a BPF program needs CAP_SYS_ADMIN on the host, and none is needed (a user
+    # namespace's mknod of a device is refused, its mounts are nodev).
+    Step("devices", HELPER, "the device cgroup: which device nodes may be opened", lambda s: not s.rootless and
          s.security.devices, "unless rootless or switched off", restrict_devices, _devices, after=("cgroup",)),
     Step("fork intermediate", HELPER, "fork the process that will own the user namespace", _user,
          "with a user namespace", None),
     Step("join cgroup", INTERMEDIATE, "move itself into the container's group: it and all it forks are counted "
          "there",
-         lambda s: _user(s) and _cgroup(s), "with a user namespace, unless rootless", join_cgroup, _how_joined,
+         lambda s: _user(s) and has_cgroup(s), "with a user namespace and a cgroup", join_cgroup, _how_joined,
          after=("fork intermediate", "cgroup")),
     Step("user namespace", INTERMEDIATE, "unshare(CLONE_NEWUSER): uids and capabilities of its own", _user,
          "with a user namespace", unshare_user, after=("fork intermediate",)),
@@ -459,7 +463,7 @@ STEPS: list[Step] = [
          _user, "with a user namespace", None, after=("root in the user namespace", "pid namespace")),
     Step("join cgroup", INIT, "move itself into the container's group: it and all it forks are counted "
          "there",
-         lambda s: not _user(s) and _cgroup(s), "without a user namespace, unless rootless", join_cgroup,
+         lambda s: not _user(s) and has_cgroup(s), "without a user namespace, with a cgroup", join_cgroup,
          _how_joined, after=("fork PID 1", "cgroup")),
     *[Step(f"unshare {kind}", INIT, f"unshare({kernel.flag_names(namespaces.flags_for([kind]))}): its own "
            f"{namespaces.KINDS[kind].isolates}", _unshared(kind), f"with {kind}", unshare_kind(kind),
