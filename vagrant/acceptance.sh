@@ -3,6 +3,8 @@
 #
 #   sudo vagrant/acceptance.sh            (MINICONTAINER_ACCEPTANCE_REBUILD=1 rebuilds the cached box)
 #   sudo MINICONTAINER_ACCEPTANCE_SUITE=trixie vagrant/acceptance.sh      (a Debian 13 guest instead of 12)
+#   sudo MINICONTAINER_ACCEPTANCE_CLASS=2 vagrant/acceptance.sh    (then a class host with 2 learners on it)
+#   MINICONTAINER_ACCEPTANCE_SKIP_TESTS=1: leave out the runtime tests and nbval (the class host's run alone)
 #
 # 1. builds a Debian 12 (or 13) libvirt box from Debian's own packages (debootstrap -> disk image -> box),
 #    a systemd guest as a learner's is,
@@ -213,6 +215,38 @@ phase_nbval() {
     -o timeout=1200 --nbval-lax --nbval-cell-timeout=900 notebooks/"
 }
 
+phase_class_host() {
+  # The class host, from the same provisioning, on the box the lab VM phases just set up.
+  vagrant ssh -c "sudo $GUEST_REPO/vagrant/class-host.sh $MINICONTAINER_ACCEPTANCE_CLASS http://127.0.0.1:8000/"
+}
+
+phase_class_checks() {
+  # Each learner, through the hub as a browser would be (the login card's password, the server started by the
+  # hub, code run in a kernel over its websocket): who the server runs as and in which cgroup, the unit's
+  # limits, a rootless container of theirs held by its memory limit, and what they cannot reach of another's.
+  # shellcheck disable=SC2016  # expanded in the guest, not here
+  vagrant ssh -c 'set -e
+    hub=http://127.0.0.1:8000/; py=/opt/minicontainer/venv/bin/python
+    client() { sudo "$py" -m minicontainer.classroom.client "$hub" "$@"; }
+    cards=$(sudo cat /etc/minicontainer/class/passwords)
+    first=$(echo "$cards" | head -1); second=$(echo "$cards" | sed -n 2p)
+    for card in $cards; do
+      name=${card%%:*}; password=${card#*:}
+      client "$name" "$password" "import os, pwd; print(pwd.getpwuid(os.getuid()).pw_name, os.getuid(), open(\"/proc/self/cgroup\").read().strip())" | tee /tmp/who
+      grep -q "^$name " /tmp/who; grep -q "jupyter-$name-singleuser.service/lab$" /tmp/who
+      systemctl show "jupyter-$name-singleuser" -p User -p MemoryMax -p CPUQuotaPerSecUSec -p TasksMax -p Delegate -p NoNewPrivileges -p ProtectProc
+    done
+    name=${first%%:*}; password=${first#*:}; other=${second%%:*}
+    other_pid=$(systemctl show -p MainPID --value "jupyter-$other-singleuser")
+    client "$name" "$password" "OTHER = \"$other\"; OTHER_PID = $other_pid" --file '"$GUEST_REPO"'/vagrant/class-learner-checks.py'
+  # Lesson 01 run by a learner through the hub: what of it runs for an unprivileged learner today (reported,
+  # not yet required: the lessons still assume root).
+  # shellcheck disable=SC2016  # expanded in the guest, not here
+  vagrant ssh -c 'line=$(sudo head -1 /etc/minicontainer/class/passwords); sudo /opt/minicontainer/venv/bin/python \
+    -m minicontainer.classroom.client http://127.0.0.1:8000/ "${line%%:*}" "${line#*:}" --cell-timeout 300 \
+    --notebook /opt/minicontainer/checkout/notebooks/01-namespaces.ipynb | tail -5' || echo "lesson 01 as a learner: not yet"
+}
+
 # --- teardown: everything this run made, and only that -------------------------------------------
 
 teardown() {
@@ -357,6 +391,12 @@ run_phase host_trust 120
 run_phase provision 5400
 run_phase provision 900   # again: re-provisioning must be safe and quick
 run_phase checks 600
-run_phase runtime_tests 3600
-run_phase nbval 5400
+if [ -z "${MINICONTAINER_ACCEPTANCE_SKIP_TESTS:-}" ]; then
+  run_phase runtime_tests 3600
+  run_phase nbval 5400
+fi
+if [ -n "${MINICONTAINER_ACCEPTANCE_CLASS:-}" ]; then
+  run_phase class_host 3600
+  run_phase class_checks 1800
+fi
 say "acceptance passed"

@@ -14,6 +14,8 @@
 #   MINICONTAINER_LAB_IP  address JupyterLab listens on (default 127.0.0.1; the Vagrantfile says when a
 #                         provider's NAT port forward needs the guest's NAT interface instead)
 #   MINICONTAINER_EXTRAS  pip extras to install (default "lab"; "lab,notebooks" adds pytest and nbval)
+#   MINICONTAINER_ROLE    "class": a class host's base (vagrant/class-host.sh): no single-learner JupyterLab
+#                         service (each learner gets a server of their own from JupyterHub)
 set -euo pipefail
 
 REPO=$(cd "${1:-$(dirname "$0")/..}" && pwd)
@@ -24,6 +26,8 @@ ETC=/etc/minicontainer
 NOTEBOOKS=$REPO/notebooks
 LAB_IP=${MINICONTAINER_LAB_IP:-127.0.0.1}
 EXTRAS=${MINICONTAINER_EXTRAS:-lab}
+ROLE=${MINICONTAINER_ROLE:-vm}
+case "$ROLE" in vm|class) ;; *) echo "provision: MINICONTAINER_ROLE is vm (default) or class, not $ROLE" >&2; exit 2 ;; esac
 LAB_USER=${MINICONTAINER_USER:-${SUDO_USER:-}}
 if [ -z "$LAB_USER" ] || [ "$LAB_USER" = root ]; then
   LAB_USER=$(id -un vagrant 2>/dev/null || echo root)
@@ -115,6 +119,20 @@ if [ -x /var/lib/minicontainer/rootfs/busybox/bin/busybox ]; then
   echo "already built"
 else
   minicontainer rootfs build
+fi
+
+if [ "$ROLE" = class ]; then
+  # A class host serves each learner through JupyterHub: the single-learner service must not run (it would
+  # give whoever has its token root's JupyterLab).
+  if [ -f /etc/systemd/system/minicontainer-lab.service ]; then
+    systemctl disable --now minicontainer-lab.service 2>/dev/null || true
+    rm -f /etc/systemd/system/minicontainer-lab.service
+    systemctl daemon-reload 2>/dev/null || true
+  fi
+  step "doctor"
+  minicontainer doctor || true
+  step "done: the class host's base (vagrant/class-host.sh goes on from here)"
+  exit 0
 fi
 
 step "JupyterLab token and work folder"

@@ -1,4 +1,4 @@
-"""The runtime's core below, the lab layer above: no core module imports the lab layer, and the
+"""The runtime's core below, the lab layer (and the class host's) above: no core module imports those, and the
 core's imports (lazy ones too) have no cycle."""
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ def imports() -> dict[str, set[str]]:
 MODULES = {module_name(p) for p in PACKAGE.rglob("*.py")}
 
 
+ABOVE_THE_CORE = ("minicontainer.lab", "minicontainer.classroom")  # the lab layer, and the class host's above it
+
+
 def is_lab(module: str) -> bool:
-    return module == "minicontainer.lab" or module.startswith("minicontainer.lab.")
+    return any(module == top or module.startswith(top + ".") for top in ABOVE_THE_CORE)
 
 
 def test_the_core_never_imports_the_lab_layer():
