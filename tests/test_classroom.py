@@ -9,6 +9,8 @@ does (the login form, a token of the learner's own, the server, a kernel's webso
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +19,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import STARTUP_WAIT
+from conftest import REPO, STARTUP_WAIT
 
 from minicontainer.classroom.client import HubError, Learner
 
@@ -38,7 +40,7 @@ def hub(tmp_path_factory):
     if not os.access(os.path.join(BIN, "jupyterhub"), os.X_OK):
         pytest.fail("jupyterhub is not installed in this venv: ./lab setup installs the 'class' extra")
     home = tmp_path_factory.mktemp("hub")
-    port, api, hub_port = free_port(), free_port(), free_port()
+    port, api, hub_port, service = free_port(), free_port(), free_port(), free_port()
     (home / "config.py").write_text(f"""
 c = get_config()
 c.JupyterHub.bind_url = "http://127.0.0.1:{port}/"
@@ -50,11 +52,23 @@ c.JupyterHub.cookie_secret_file = "{home}/cookie_secret"
 c.JupyterHub.authenticator_class = "dummy"
 c.DummyAuthenticator.password = "card-password"
 c.Authenticator.allowed_users = {{"learner01", "learner02"}}
+c.Authenticator.admin_users = {{"teacher"}}
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = "{home}/home/{{username}}"
 c.Spawner.cmd = ["{BIN}/jupyterhub-singleuser"]
 c.Spawner.args = ["--allow-root"]
+c.Spawner.environment = {{"MINICONTAINER_PROGRESS":
+                          lambda spawner: f"{home}/home/{{spawner.user.name}}/.minicontainer/progress.jsonl"}}
+# The instructor's view, as vagrant/class-host.sh sets it up.
+c.JupyterHub.services = [{{"name": "instructor", "url": "http://127.0.0.1:{service}", "oauth_no_confirm": True,
+                          "command": ["{sys.executable}", "-m", "minicontainer.classroom.instructor",
+                                      "--lessons", "{REPO}/notebooks", "--home", "{home}/home/{{name}}"]}}]
+c.JupyterHub.load_roles = [{{"name": "instructor-service", "services": ["instructor"],
+                            "scopes": ["list:users", "read:users", "read:servers", "servers"]}}]
 """)
+    for name in ("learner01", "learner02", "teacher"):
+        (home / "home" / name).mkdir(parents=True)
+        shutil.copytree(os.path.join(REPO, "notebooks"), home / "home" / name / "lab")
     log = open(home / "hub.log", "w")
     process = subprocess.Popen([os.path.join(BIN, "jupyterhub"), "-f", str(home / "config.py")], cwd=home,
                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PATH": f"{BIN}:/usr/bin:/bin"},
@@ -71,7 +85,7 @@ c.Spawner.args = ["--allow-root"]
                 pytest.fail("the hub did not start:\n" + (home / "hub.log").read_text()[-3000:])
             time.sleep(0.3)
     try:
-        yield url
+        yield url, home
     finally:
         process.send_signal(signal.SIGTERM)  # the hub stops the servers it spawned, and its proxy
         try:
@@ -83,7 +97,7 @@ c.Spawner.args = ["--allow-root"]
 
 
 def test_a_learner_logs_in_starts_a_server_and_runs_cells_in_one_kernel(hub):
-    learner = Learner(hub, "learner01", "card-password")
+    learner = Learner(hub[0], "learner01", "card-password")
     learner.log_in()
     learner.start_server()
     kernel = learner.start_kernel()
@@ -96,7 +110,7 @@ def test_a_learner_logs_in_starts_a_server_and_runs_cells_in_one_kernel(hub):
 
 
 def test_a_failing_cell_stops_the_run_and_says_why(hub):
-    learner = Learner(hub, "learner02", "card-password")
+    learner = Learner(hub[0], "learner02", "card-password")
     learner.log_in()
     learner.start_server()
     kernel = learner.start_kernel()
@@ -110,4 +124,55 @@ def test_a_failing_cell_stops_the_run_and_says_why(hub):
 
 def test_a_wrong_password_is_refused_with_what_to_do(hub):
     with pytest.raises(HubError, match="refused learner01's user name or password: check the login card"):
-        Learner(hub, "learner01", "not-the-card").log_in()
+        Learner(hub[0], "learner01", "not-the-card").log_in()
+
+
+def run_cells(hub_url: str, name: str, cells: list[str]) -> None:
+    learner = Learner(hub_url, name, "card-password")
+    learner.log_in()
+    learner.start_server()
+    kernel = learner.start_kernel()
+    try:
+        results = learner.run(kernel, cells)
+    finally:
+        learner.shutdown_kernel(kernel)
+    assert [r.status for r in results] == ["ok"] * len(cells), [r.error for r in results]
+
+
+def test_the_instructor_sees_each_learners_checks_and_who_is_stuck_and_can_reset_a_lab(hub):
+    url, home = hub
+    # learner01 fails one exercise three times in a row; learner02 solves it. The checks run in their kernels,
+    # through the hub, as a learner's notebook runs them.
+    run_cells(url, "learner01", ["from minicontainer import lab",
+                                 "for _ in range(3): assert not lab.check('welcome-pid-namespace', 1)"])
+    run_cells(url, "learner02", ["from minicontainer import lab, namespaces",
+                                 "assert lab.check('welcome-pid-namespace', namespaces.ns_inode('self', 'pid'))"])
+    teacher = Learner(url, "teacher", "card-password")
+    teacher.log_in()
+    status, _, page = teacher._request("GET", "services/instructor/")
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"<tr><th>(learner\d+)</th>.*?</tr>", page)}
+    assert "<td class=stuck>welcome-pid-namespace</td>" in rows["learner01"]
+    assert "&#10007;3" in rows["learner01"] and "<td>0/" in rows["learner01"]
+    assert "<td class=stuck></td>" in rows["learner02"] and "<td>1/" in rows["learner02"]
+    assert "teacher" not in rows  # instructors are not learners
+
+    with pytest.raises(HubError, match="403"):  # a learner may not see the class
+        learner = Learner(url, "learner02", "card-password")
+        learner.log_in()
+        learner._request("GET", "services/instructor/")
+
+    # The reset: learner01's server stops, fresh lessons, the old ones kept, work/ carried over.
+    (home / "home" / "learner01" / "lab" / "01-namespaces.ipynb").write_text("{}")  # a lesson gone wrong
+    (home / "home" / "learner01" / "lab" / "work").mkdir(exist_ok=True)
+    (home / "home" / "learner01" / "lab" / "work" / "mine.txt").write_text("the learner's own")
+    xsrf = re.search(r"action='/services/instructor/reset/learner01'><input type=\"hidden\" name=\"_xsrf\" "
+                     r"value=\"([^\"]+)\"", page).group(1)
+    teacher._request("POST", "services/instructor/reset/learner01", f"_xsrf={xsrf}".encode(),
+                     {"Content-Type": "application/x-www-form-urlencoded"})
+    assert not teacher._api("GET", "hub/api/users/learner01")["servers"]
+    lab_dir = home / "home" / "learner01" / "lab"
+    with open(os.path.join(REPO, "notebooks", "01-namespaces.ipynb")) as f:
+        assert (lab_dir / "01-namespaces.ipynb").read_text() == f.read()
+    assert (lab_dir / "work" / "mine.txt").read_text() == "the learner's own"
+    kept = [p for p in (home / "home" / "learner01").iterdir() if p.name.startswith("lab.before-reset-")]
+    assert len(kept) == 1 and (kept[0] / "01-namespaces.ipynb").read_text() == "{}"

@@ -98,6 +98,16 @@ for i in $(seq "$LEARNERS"); do
   fi
 done
 
+step "the instructor's account (instructor): the hub's admin, who sees the class at /services/instructor/"
+if ! id -u instructor >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/bash --key HOME_MODE=0700 instructor
+fi
+if [ ! -s "$CLASS/instructor" ]; then
+  password=$(tr -dc 'abcdefghijkmnpqrstuvwxyz23456789' < /dev/urandom | head -c 16)
+  echo "instructor:$password" | chpasswd
+  (umask 077 && echo "instructor:$password" > "$CLASS/instructor")
+fi
+
 step "the hub: $ETC/jupyterhub_config.py and the service minicontainer-hub"
 install -d -m 0700 "$HUB_STATE"
 install -d "$LIBEXEC"
@@ -113,6 +123,14 @@ c.ConfigurableHTTPProxy.command = ["$NODE/node_modules/.bin/configurable-http-pr
 c.ConfigurableHTTPProxy.pid_file = "$HUB_STATE/proxy.pid"
 # Unix accounts and their passwords (PAM), only the class's.
 c.Authenticator.allowed_users = {$learners}
+c.Authenticator.admin_users = {"instructor"}
+# The instructor's view: each learner's checks, who is stuck where, a reset (minicontainer.classroom.instructor).
+c.JupyterHub.services = [{
+    "name": "instructor", "url": "http://127.0.0.1:8010", "oauth_no_confirm": True,
+    "command": ["$VENV/bin/python", "-m", "minicontainer.classroom.instructor", "--lessons", "$CHECKOUT/notebooks"],
+}]
+c.JupyterHub.load_roles = [{"name": "instructor-service", "services": ["instructor"],
+                            "scopes": ["list:users", "read:users", "read:servers", "servers"]}]
 # Each learner's JupyterLab: a systemd unit of its own, run as the learner, with the class's limits.
 c.JupyterHub.spawner_class = "systemdspawner.SystemdSpawner"
 c.SystemdSpawner.mem_limit = "$MEMORY"
@@ -135,7 +153,11 @@ c.SystemdSpawner.extra_paths = ["$VENV/bin"]
 c.Spawner.cmd = ["$LIBEXEC/in-leaf", "$VENV/bin/jupyterhub-singleuser"]
 c.Spawner.notebook_dir = "/home/{username}/lab"
 c.Spawner.default_url = "/lab/tree/00-welcome.ipynb"
-c.Spawner.environment = {"MINICONTAINER_LAB": "class"}
+c.Spawner.environment = {
+    "MINICONTAINER_LAB": "class",
+    # Each check a learner runs is recorded there, for the instructor's view.
+    "MINICONTAINER_PROGRESS": lambda spawner: f"/home/{spawner.user.name}/.minicontainer/progress.jsonl",
+}
 c.Spawner.start_timeout = 300
 c.Spawner.http_timeout = 300
 EOF
@@ -184,3 +206,4 @@ step "login cards: $CLASS/cards.txt and cards.html"
 chmod 0600 "$CLASS/cards.txt" "$CLASS/cards.html"
 echo "$(wc -l < "$CLASS/passwords") learners; print $CLASS/cards.html, one card per learner"
 step "done: the class at $URL"
+echo "the instructor's view: ${URL}services/instructor/ (user instructor, password in $CLASS/instructor)"

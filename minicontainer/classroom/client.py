@@ -4,6 +4,7 @@ websocket APIs; the standard library and tornado (which Jupyter Server already n
 
     python -m minicontainer.classroom.client URL USER PASSWORD CODE... [--file PATH]   each CODE one cell
     python -m minicontainer.classroom.client URL USER PASSWORD --notebook PATH    every code cell of a notebook
+    python -m minicontainer.classroom.client URL USER PASSWORD --get PATH         a page of the hub, logged in
 """
 
 from __future__ import annotations
@@ -188,7 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", help="then this Python file, as one more cell (a path on this machine)")
     parser.add_argument("--notebook", help="run every code cell of this notebook (a path on this machine)")
     parser.add_argument("--cell-timeout", type=float, default=900)
+    parser.add_argument("--get", metavar="PATH", help="instead: print the page at PATH of the hub, logged in "
+                        "(e.g. services/instructor/, the instructor's view)")
     args = parser.parse_args(argv)
+    if args.get:
+        learner = Learner(args.url, args.user, args.password)
+        try:
+            learner.log_in()
+            print(learner._request("GET", args.get)[2])
+        except HubError as e:
+            print(f"{args.user}: {e}", file=sys.stderr)
+            return 2
+        return 0
     cells = notebook_cells(args.notebook) if args.notebook else list(args.code)
     if args.file:
         with open(args.file) as f:
