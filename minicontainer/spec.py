@@ -111,6 +111,8 @@ class ContainerSpec:
             self.hostname = self.name  # "": keep the copy of the host's name the UTS namespace starts with
         if self.rootless is None:
             self.rootless = os.geteuid() != 0
+        if self.rootless and "user" not in self.namespaces and "user" not in self.join:
+            self.namespaces = ("user", *self.namespaces)  # rootless is a user namespace where root is its caller
         if self.rootless and self.rootless_cgroup is None:
             # Root asking for rootless mode gets what an unprivileged user gets where nothing is delegated.
             from .cgroups import delegated_to_us

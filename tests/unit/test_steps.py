@@ -22,7 +22,7 @@ SPECS = {
     "no rootfs": spec(None),
     "chroot, read-only, tty": spec(root_switch="chroot", read_only_root=True, tty=True),
     "everything off": spec(security=Security.off()),
-    "rootless": spec(namespaces=("user", "mnt", "pid"), rootless=True),
+    "rootless": spec(namespaces=("user", "mnt", "pid"), rootless=True, rootless_cgroup=False),
 }
 
 
@@ -89,6 +89,16 @@ def test_exec_gets_the_defences_in_the_init_order():
 def test_rootless_has_no_cgroup_steps():
     plan = names(SPECS["rootless"])
     assert not {"cgroup", "limits", "devices", "join cgroup"} & set(plan) and "user namespace" in plan
+
+
+def test_rootless_in_a_delegated_cgroup_has_its_cgroup_and_limits_but_no_device_program():
+    plan = names(spec(namespaces=("user", "mnt", "pid"), rootless=True, rootless_cgroup=True, memory="32M"))
+    assert {"cgroup", "limits", "join cgroup"} <= set(plan) and "devices" not in plan
+
+
+def test_rootless_means_a_user_namespace_even_where_none_was_asked_for():
+    assert "user" in spec(namespaces=("mnt", "pid"), rootless=True, rootless_cgroup=False).namespaces
+    assert "user" not in spec(namespaces=("mnt", "pid")).namespaces  # root's own: none added
 
 
 def test_the_table_lists_every_step():
