@@ -116,9 +116,11 @@ def test_a_failing_cell_stops_the_run_and_says_why(hub):
     kernel = learner.start_kernel()
     try:
         results = learner.run(kernel, ["1 / 0", "print('not reached')"])
+        every = learner.run(kernel, ["1 / 0", "print('reached')"], keep_going=True)  # a report of each cell
     finally:
         learner.shutdown_kernel(kernel)
     assert [r.status for r in results] == ["error"] and results[0].error.startswith("ZeroDivisionError")
+    assert [r.status for r in every] == ["error", "ok"] and every[1].stdout == "reached\n"
     learner.stop_server()
 
 

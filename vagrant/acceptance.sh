@@ -245,12 +245,16 @@ phase_class_checks() {
     client "${teacher%%:*}" "${teacher#*:}" --get services/instructor/ > /tmp/class.html
     grep -o "<tr><th>$name</th>.*welcome-pid-namespace</td>" /tmp/class.html | head -c 300; echo
     grep -q "<tr><th>$name</th><td>running</td><td>0/[0-9]*</td><td class=stuck>welcome-pid-namespace</td>" /tmp/class.html'
-  # Lesson 01 run by a learner through the hub: what of it runs for an unprivileged learner today (reported,
-  # not yet required: the lessons still assume root).
+  # Lessons 00-05 run by a learner through the hub, every cell: what of them runs for an unprivileged learner
+  # today (reported, not yet required: the lessons still assume root).
   # shellcheck disable=SC2016  # expanded in the guest, not here
-  vagrant ssh -c 'line=$(sudo head -1 /etc/minicontainer/class/passwords); sudo /opt/minicontainer/venv/bin/python \
-    -m minicontainer.classroom.client http://127.0.0.1:8000/ "${line%%:*}" "${line#*:}" --cell-timeout 300 \
-    --notebook /opt/minicontainer/checkout/notebooks/01-namespaces.ipynb | tail -5' || echo "lesson 01 as a learner: not yet"
+  vagrant ssh -c 'line=$(sudo head -1 /etc/minicontainer/class/passwords)
+    for lesson in 00-welcome 01-namespaces 02-rootfs 03-cgroups 04-network 05-security; do
+      echo "== $lesson, as ${line%%:*}"
+      sudo /opt/minicontainer/venv/bin/python -m minicontainer.classroom.client http://127.0.0.1:8000/ \
+        "${line%%:*}" "${line#*:}" --cell-timeout 300 --keep-going \
+        --notebook "/opt/minicontainer/checkout/notebooks/$lesson.ipynb" 2>&1 >/dev/null | cut -c1-300
+    done' || true
 }
 
 # --- teardown: everything this run made, and only that -------------------------------------------
@@ -403,6 +407,6 @@ if [ -z "${MINICONTAINER_ACCEPTANCE_SKIP_TESTS:-}" ]; then
 fi
 if [ -n "${MINICONTAINER_ACCEPTANCE_CLASS:-}" ]; then
   run_phase class_host 3600
-  run_phase class_checks 1800
+  run_phase class_checks 3600
 fi
 say "acceptance passed"

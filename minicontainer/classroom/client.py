@@ -112,11 +112,12 @@ class Learner:
     def shutdown_kernel(self, kernel: str) -> None:
         self._api("DELETE", f"user/{self.name}/api/kernels/{kernel}")
 
-    def run(self, kernel: str, cells: list[str], cell_timeout: float = 900) -> list[CellResult]:
-        """Each cell in turn, in one kernel, stopping at the first that raises."""
-        return asyncio.run(self._run(kernel, cells, cell_timeout))
+    def run(self, kernel: str, cells: list[str], cell_timeout: float = 900, keep_going: bool = False
+            ) -> list[CellResult]:
+        """Each cell in turn, in one kernel, stopping at the first that raises (keep_going: running them all)."""
+        return asyncio.run(self._run(kernel, cells, cell_timeout, keep_going))
 
-    async def _run(self, kernel: str, cells: list[str], cell_timeout: float) -> list[CellResult]:
+    async def _run(self, kernel: str, cells: list[str], cell_timeout: float, keep_going: bool) -> list[CellResult]:
         from tornado.httpclient import HTTPRequest
         from tornado.websocket import websocket_connect
 
@@ -127,7 +128,7 @@ class Learner:
             for code in cells:
                 result = await self._execute(socket, session, code, cell_timeout)
                 results.append(result)
-                if result.status != "ok":
+                if result.status != "ok" and not keep_going:
                     break
         finally:
             socket.close()
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", help="then this Python file, as one more cell (a path on this machine)")
     parser.add_argument("--notebook", help="run every code cell of this notebook (a path on this machine)")
     parser.add_argument("--cell-timeout", type=float, default=900)
+    parser.add_argument("--keep-going", action="store_true", help="run every cell, and report each that failed")
     parser.add_argument("--get", metavar="PATH", help="instead: print the page at PATH of the hub, logged in "
                         "(e.g. services/instructor/, the instructor's view)")
     args = parser.parse_args(argv)
@@ -211,19 +213,20 @@ def main(argv: list[str] | None = None) -> int:
         learner.start_server()
         kernel = learner.start_kernel()
         try:
-            results = learner.run(kernel, cells, args.cell_timeout)
+            results = learner.run(kernel, cells, args.cell_timeout, args.keep_going)
         finally:
             learner.shutdown_kernel(kernel)
     except HubError as e:
         print(f"{args.user}: {e}", file=sys.stderr)
         return 2
+    failed = 0
     for number, result in enumerate(results, 1):
         sys.stdout.write(result.stdout)
         if result.status != "ok":
-            print(f"{args.user}: cell {number} of {len(cells)} failed: {result.error}", file=sys.stderr)
-            return 1
-    print(f"{args.user}: {len(results)} cell(s) ran", file=sys.stderr)
-    return 0
+            failed += 1
+            print(f"{args.user}: code cell {number} of {len(cells)} failed: {result.error}", file=sys.stderr)
+    print(f"{args.user}: {len(results)} cell(s) ran, {failed} failed", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
