@@ -257,6 +257,12 @@ phase_class_checks() {
     done' || true
 }
 
+phase_class_capacity() {
+  # benchmarks/class_capacity.py with the class's learners at once (figures of a TCG guest: they show the
+  # benchmark works, not what real hardware holds).
+  vagrant ssh -c "sudo /opt/minicontainer/venv/bin/python $GUEST_REPO/benchmarks/class_capacity.py"
+}
+
 # --- teardown: everything this run made, and only that -------------------------------------------
 
 teardown() {
@@ -408,5 +414,6 @@ fi
 if [ -n "${MINICONTAINER_ACCEPTANCE_CLASS:-}" ]; then
   run_phase class_host 3600
   run_phase class_checks 3600
+  run_phase class_capacity 1800
 fi
 say "acceptance passed"

@@ -38,6 +38,8 @@ HUB_IP=${MINICONTAINER_HUB_IP:-0.0.0.0}
 started=$(date +%s)
 step() { printf '\n==> [class-host %3ss] %s\n' "$(($(date +%s) - started))" "$*"; }
 die() { printf 'class-host: %s\n' "$*" >&2; exit 1; }
+# Easy to type from a card: lower case and digits without look-alikes (no l, o, 0, 1).
+new_password() { python3 -c 'import secrets, sys; print("".join(secrets.choice("abcdefghijkmnpqrstuvwxyz23456789") for _ in range(int(sys.argv[1]))))' "$1"; }
 
 [ "$(id -u)" = 0 ] || die "run as root (sudo $0 LEARNERS): it adds users and system services"
 LEARNERS=${1:-}
@@ -59,7 +61,8 @@ if [ "$SOURCE" != "$CHECKOUT" ]; then
   if git -C "$SOURCE" rev-parse >/dev/null 2>&1; then
     git -C "$SOURCE" ls-files -co --exclude-standard -z | tar -C "$SOURCE" --null -T - -cf - | tar -C "$CHECKOUT" -xf -
   else
-    tar -C "$SOURCE" --exclude=.venv --exclude=.git -cf - . | tar -C "$CHECKOUT" -xf -
+    # Not a git checkout (a copy, a synced folder): all of it but a venv, git's and Vagrant's own files.
+    tar -C "$SOURCE" --exclude=.venv --exclude=.git --exclude=.vagrant -cf - . | tar -C "$CHECKOUT" -xf -
   fi
   chown -R root:root "$CHECKOUT" && chmod -R u+rwX,go+rX,go-w "$CHECKOUT"
 fi
@@ -85,8 +88,8 @@ for i in $(seq "$LEARNERS"); do
   fi
   chmod 0700 "/home/$name"
   if ! grep -q "^$name:" "$CLASS/passwords"; then
-    # Four short words' worth of randomness, easy to type from a card: 12 characters, no look-alikes.
-    password=$(tr -dc 'abcdefghijkmnpqrstuvwxyz23456789' < /dev/urandom | head -c 12)
+    # 12 characters of 32: 60 bits.
+    password=$(new_password 12)
     echo "$name:$password" | chpasswd
     echo "$name:$password" >> "$CLASS/passwords"
   fi
@@ -103,7 +106,7 @@ if ! id -u instructor >/dev/null 2>&1; then
   useradd --create-home --shell /bin/bash --key HOME_MODE=0700 instructor
 fi
 if [ ! -s "$CLASS/instructor" ]; then
-  password=$(tr -dc 'abcdefghijkmnpqrstuvwxyz23456789' < /dev/urandom | head -c 16)
+  password=$(new_password 16)
   echo "instructor:$password" | chpasswd
   (umask 077 && echo "instructor:$password" > "$CLASS/instructor")
 fi
