@@ -11,9 +11,11 @@ import shutil
 
 from ... import static_binary
 from ...errors import LabError
+from ...process import mcinit
 
 SOURCES = os.path.dirname(os.path.abspath(__file__))
-CACHE = os.environ.get("MINICONTAINER_PAYLOADS", "/var/cache/minicontainer/payloads")
+# Root's in /var/cache/minicontainer, an unprivileged learner's (a class host's) in their own cache, as the init's.
+CACHE = os.environ.get("MINICONTAINER_PAYLOADS") or os.path.join(mcinit.cache_dir(), "payloads")
 
 
 def source(name: str) -> str:
