@@ -117,3 +117,13 @@ def test_rootless_in_a_cgroup_not_delegated_gets_no_limits(image, user_cgroup):
     assert out.returncode == 0, out.stderr
     assert "memory=32M: NOT applied" in out.stderr
     assert oom_kills(top) == 0
+
+
+def test_the_doctor_tells_a_class_hosts_learner_whether_their_cgroup_is_delegated(user_cgroup, monkeypatch):
+    top, leaf, delegate = user_cgroup
+    monkeypatch.setenv("MINICONTAINER_LAB", "class")  # as the class host's spawner sets it
+    before = as_user("doctor", in_cgroup=leaf)
+    delegate()
+    after = as_user("doctor", in_cgroup=leaf)
+    assert "warn  root" in before.stdout and "FAIL  delegated cgroup" in before.stdout, before.stdout
+    assert f"ok    delegated cgroup       {top}" in after.stdout, after.stdout
