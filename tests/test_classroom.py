@@ -8,6 +8,7 @@ does (the login form, a token of the learner's own, the server, a kernel's webso
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -96,29 +97,30 @@ c.JupyterHub.load_roles = [{{"name": "instructor-service", "services": ["instruc
         log.close()
 
 
-def test_a_learner_logs_in_starts_a_server_and_runs_cells_in_one_kernel(hub):
-    learner = Learner(hub[0], "learner01", "card-password")
+@contextlib.contextmanager
+def kernel_of(hub_url: str, name: str):
+    """A learner logged in, their server started, a kernel of it: (learner, kernel id); the kernel shut after."""
+    learner = Learner(hub_url, name, "card-password")
     learner.log_in()
     learner.start_server()
     kernel = learner.start_kernel()
     try:
-        first, second = learner.run(kernel, ["answer = 6 * 7", "print(answer, flush=True)"])
+        yield learner, kernel
     finally:
         learner.shutdown_kernel(kernel)
+
+
+def test_a_learner_logs_in_starts_a_server_and_runs_cells_in_one_kernel(hub):
+    with kernel_of(hub[0], "learner01") as (learner, kernel):
+        first, second = learner.run(kernel, ["answer = 6 * 7", "print(answer, flush=True)"])
     assert (first.status, second.status, second.stdout) == ("ok", "ok", "42\n")  # the second cell saw the first's
     learner.stop_server()
 
 
 def test_a_failing_cell_stops_the_run_and_says_why(hub):
-    learner = Learner(hub[0], "learner02", "card-password")
-    learner.log_in()
-    learner.start_server()
-    kernel = learner.start_kernel()
-    try:
+    with kernel_of(hub[0], "learner02") as (learner, kernel):
         results = learner.run(kernel, ["1 / 0", "print('not reached')"])
         every = learner.run(kernel, ["1 / 0", "print('reached')"], keep_going=True)  # a report of each cell
-    finally:
-        learner.shutdown_kernel(kernel)
     assert [r.status for r in results] == ["error"] and results[0].error.startswith("ZeroDivisionError")
     assert [r.status for r in every] == ["error", "ok"] and every[1].stdout == "reached\n"
     learner.stop_server()
@@ -130,14 +132,8 @@ def test_a_wrong_password_is_refused_with_what_to_do(hub):
 
 
 def run_cells(hub_url: str, name: str, cells: list[str]) -> None:
-    learner = Learner(hub_url, name, "card-password")
-    learner.log_in()
-    learner.start_server()
-    kernel = learner.start_kernel()
-    try:
+    with kernel_of(hub_url, name) as (learner, kernel):
         results = learner.run(kernel, cells)
-    finally:
-        learner.shutdown_kernel(kernel)
     assert [r.status for r in results] == ["ok"] * len(cells), [r.error for r in results]
 
 
