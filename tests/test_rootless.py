@@ -127,3 +127,49 @@ def test_the_doctor_tells_a_class_hosts_learner_whether_their_cgroup_is_delegate
     after = as_user("doctor", in_cgroup=leaf)
     assert "warn  root" in before.stdout and "FAIL  delegated cgroup" in before.stdout, before.stdout
     assert f"ok    delegated cgroup       {top}" in after.stdout, after.stdout
+
+
+STAGED_PID1 = """
+import os, sys
+from minicontainer.spec import ContainerSpec
+from minicontainer.stage import Stage
+
+
+def readable(pid):
+    try:
+        return str(os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt"))
+    except PermissionError:
+        return "refused"
+
+
+def make_non_dumpable(ctx):
+    import ctypes
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0, as root's PID 1 does first thing
+
+
+stage = Stage(ContainerSpec(sys.argv[1], ["sleep", "600"]))
+try:
+    stage.run_until("mounts private")  # PID 1 runs the runtime's code until its exec, steps later
+    before = readable(stage.pid)
+    stage.call(make_non_dumpable)
+    print(before, readable(stage.pid))
+finally:
+    stage.teardown()
+"""
+
+
+def test_a_rootless_staged_pid_1_is_its_owners_to_inspect_before_its_exec(image):
+    """Before its exec, PID 1 runs the runtime's code. Root's is non-dumpable (nothing of the container may reach
+    it); an unprivileged user's rootless one stays dumpable, or its owner could not read its /proc (a
+    non-dumpable process's needs CAP_SYS_PTRACE on the host): lessons 01-05 for a class host's learner. The
+    counterfactual, in the same PID 1: made non-dumpable, its namespaces are refused to the same user."""
+    with tempfile.TemporaryDirectory() as scripts:  # a file: stage.call sends a function's source from it
+        os.chmod(scripts, 0o755)
+        script = os.path.join(scripts, "staged.py")
+        with open(script, "w") as f:
+            f.write(STAGED_PID1)
+        os.chmod(script, 0o644)
+        out = subprocess.run(UNPRIVILEGED + ["env", f"PYTHONPATH={REPO}", SYSTEM_PYTHON, script, image],
+                             capture_output=True, text=True, timeout=60, cwd="/",
+                             env={k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"})
+    assert out.stdout.split() == ["True", "refused"], out.stdout + out.stderr

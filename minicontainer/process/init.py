@@ -35,7 +35,7 @@ def die_with_parent(parent_pid: int) -> None:
 def serve(ctx: steps.Context, parent_pid: int) -> None:
     """Child-side entry after fork: run steps until exec replaces this process. Never returns."""
     try:
-        if ctx.spec.security.non_dumpable:
+        if ctx.spec.security.non_dumpable and not ctx.stays_dumpable:
             # First thing: until it execs, PID 1 is the host's Python in the container's PID namespace,
             # and no process there may open its /proc/1/exe (runc's CVE-2019-5736). None exists there yet.
             security.make_non_dumpable()

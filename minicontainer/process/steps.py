@@ -48,6 +48,8 @@ class Context:
     hands_over: bool = False                    # its helper hands it to the caller's shared helper once it runs
     born_in_cgroup: bool = False                # forked into its cgroup (clone3 CLONE_INTO_CGROUP): no join to do
     parent_supervises: bool = False             # born a child of the shared helper that will supervise it
+    stays_dumpable: bool = False                # rootless by an unprivileged user, joining nothing: PID 1 stays
+                                                # dumpable until exec (security.py, non_dumpable)
 
     @property
     def dies_with_parent(self) -> bool:
@@ -180,16 +182,17 @@ def become_root_in_user_ns(ctx: Context) -> None:
     """After the maps exist, uid 0 inside is a real uid: take it before making PID 1."""
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
-    rearm_after_credentials_change(ctx.spec, die_with_parent=ctx.dies_with_parent)
+    rearm_after_credentials_change(ctx.spec, die_with_parent=ctx.dies_with_parent, stays_dumpable=ctx.stays_dumpable)
 
 
-def rearm_after_credentials_change(spec: ContainerSpec, die_with_parent: bool = True) -> None:
+def rearm_after_credentials_change(spec: ContainerSpec, die_with_parent: bool = True, stays_dumpable: bool = False
+                                   ) -> None:
     """A change of uid or gid clears PR_SET_PDEATHSIG and resets dumpable to fs.suid_dumpable (which
     may be 1): set both again, so the helper's death still ends us and the container still cannot
     reach into us. die_with_parent=False where the process is to outlive its parent (OCI create, exec -d)."""
     if die_with_parent:
         kernel.prctl(kernel.PR_SET_PDEATHSIG, 9)  # SIGKILL
-    if spec.security.non_dumpable:
+    if spec.security.non_dumpable and not stays_dumpable:
         security.make_non_dumpable()
 
 
@@ -381,7 +384,7 @@ def load_seccomp(ctx: Context) -> None:
 
 def switch_user(ctx: Context) -> None:
     security.switch_user(ctx.spec.user, ctx.spec.groups)
-    rearm_after_credentials_change(ctx.spec, die_with_parent=ctx.dies_with_parent)
+    rearm_after_credentials_change(ctx.spec, die_with_parent=ctx.dies_with_parent, stays_dumpable=ctx.stays_dumpable)
 
 
 def set_capabilities(ctx: Context) -> None:
