@@ -38,6 +38,8 @@ def podman(tmp_path_factory, image):
     engine("rmi", "--all", "--force", check=False)
     shutil.rmtree(workdir, ignore_errors=True)
     assert_back_to(before)  # the fixture's own teardown, after every test's guard: nothing left either
+    assert not engines.wait_for_processes_naming(engine.rundir, timeout=0), "a process of this Podman outlived it"
+    assert not engines.cgroup_dirs(engine.parent), "Podman's cgroups were made again after their removal"
 
 
 def test_podman_run_rm_passes_output_and_exit_code(podman):

@@ -104,6 +104,24 @@ def remove_cgroups(path: str) -> None:
             pass  # not there, or another engine's group is still in it (EBUSY)
 
 
+def wait_for_processes_naming(path: str, timeout: float = 30) -> list[int]:
+    """Wait until no process has `path` in its command line (an engine's state dir: conmon, and the `podman
+    container cleanup` it starts when a container exits, name it); the PIDs still there at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if path.encode() in f.read() and int(pid) != os.getpid():
+                        alive.append(int(pid))
+            except OSError:
+                continue  # gone meanwhile
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
 def rootfs_tarball(image: str, workdir: str) -> str:
     """An image directory as the tarball `podman import` and `docker import` take: an image made offline."""
     archive = os.path.join(workdir, "rootfs.tar")
@@ -138,7 +156,7 @@ class Podman:
     def __init__(self, workdir: str = f"{LAB_DIR}/podman", rundir: str = f"{RUN_DIR}/podman",
                  hooks_dir: str | None = None):
         require("podman", "conmon", "runc")
-        self.workdir, self.parent = workdir, cgroup_parent("podman")
+        self.workdir, self.rundir, self.parent = workdir, rundir, cgroup_parent("podman")
         os.makedirs(workdir, exist_ok=True)
         self.confs = {}
         for runtime in RUNTIMES:  # one per default runtime: a pod's infra container takes the default one
@@ -176,6 +194,9 @@ class Podman:
         """Every pod and container, and their cgroups; the images stay."""
         self("pod", "rm", "--all", "--force", check=False)
         self("rm", "--all", "--force", "--time", "0", check=False)
+        # A cleanup that conmon started when a container exited may still be running, and would make its
+        # cgroup again after ours is gone (an empty podman/conmon group was left so, now and then).
+        wait_for_processes_naming(self.rundir)
         remove_cgroups(self.parent)
 
 
