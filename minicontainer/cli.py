@@ -130,10 +130,6 @@ def cmd_run(args, command: list[str]) -> int:
     kinds = [k for k in DEFAULT_KINDS if k not in args.share] + [k for k in args.also if k not in DEFAULT_KINDS]
     if args.rootless and "user" not in kinds:
         kinds.insert(0, "user")
-    if os.geteuid() != 0 and not args.rootless and not args.bundle:  # asked for, not assumed
-        raise LabError("minicontainer needs root (or rootless mode)", "namespaces, mounts and cgroups need "
-                       "CAP_SYS_ADMIN, which an unprivileged user has only inside a user namespace of its own",
-                       "run with sudo or inside the lab VM, or rootless: minicontainer run --rootless")
     publish = [network.parse_publish(p) for p in args.publish]
     if args.net == "host":
         print("minicontainer: warning: --net host shares the host's network namespace: the container sees and "
@@ -151,7 +147,9 @@ def cmd_run(args, command: list[str]) -> int:
                              hostname=args.hostname, namespaces=tuple(kinds), memory=args.memory, cpus=args.cpus,
                              pids=args.pids, name=args.name or "", tty=use_tty, read_only_root=args.read_only,
                              network=args.net if args.net in ("bridge", "loopback") else "none", publish=publish,
-                             security=security_from(args), init=args.init)
+                             security=security_from(args), init=args.init,
+                             # Asked for, not assumed: without --rootless an unprivileged caller is told to say so.
+                             rootless=None if args.rootless else False)
     if args.print_oci:
         spec.validate()
         print(json.dumps(oci.to_config(spec), indent=2))

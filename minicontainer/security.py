@@ -21,8 +21,9 @@ Each defence is one field of Security, on by default, switchable off for a lesso
   the container's namespaces (PID 1 until it execs, `exec`'s process until it execs): no process of
   the container may open their /proc/PID/exe (the host's binary, runc's CVE-2019-5736), their fds or
   memory. execve of the container's program makes a process dumpable again, as the kernel always does.
-  Rootless, started by an unprivileged user and joining no other container's namespaces, PID 1 is left dumpable
-  until its exec (its owner's to inspect; no program of the container runs before it); exec's process is not.
+  A notebook's staged container, rootless by an unprivileged user and joining nothing, leaves PID 1 dumpable
+  until its exec (its owner's to inspect; before then no container's program can enter its namespaces); exec's process,
+  `run` and OCI create keep the flag.
 
 The steps that apply them, in order, are in process/steps.py; `minicontainer exec` runs the same.
 """

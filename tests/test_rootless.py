@@ -160,7 +160,7 @@ finally:
 
 def test_a_rootless_staged_pid_1_is_its_owners_to_inspect_before_its_exec(image):
     """Before its exec, PID 1 runs the runtime's code. Root's is non-dumpable (nothing of the container may reach
-    it); an unprivileged user's rootless one stays dumpable, or its owner could not read its /proc (a
+    it); an unprivileged user's rootless one, staged, stays dumpable, or its owner could not read its /proc (a
     non-dumpable process's needs CAP_SYS_PTRACE on the host): lessons 01-05 for a class host's learner. The
     counterfactual, in the same PID 1: made non-dumpable, its namespaces are refused to the same user."""
     with tempfile.TemporaryDirectory() as scripts:  # a file: stage.call sends a function's source from it

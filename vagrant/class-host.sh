@@ -50,6 +50,9 @@ if [ "$LEARNERS" -lt 1 ] || [ "$LEARNERS" -gt 300 ]; then
   die "$LEARNERS learners: give 1 to 300 (one host holds about 100)"
 fi
 URL=${2:-http://$(hostname -f 2>/dev/null || hostname):8000/}
+[[ $MEMORY =~ ^[0-9]+[KMGT]?$ ]] || die "MINICONTAINER_LEARNER_MEMORY=$MEMORY: give bytes or a size such as 1G or 768M"
+[[ $CPU =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "MINICONTAINER_LEARNER_CPU=$CPU: give a number of CPUs such as 1 or 0.5"
+[[ $TASKS =~ ^[1-9][0-9]*$ ]] || die "MINICONTAINER_LEARNER_TASKS=$TASKS: give a whole number of tasks such as 512"
 [ -d /run/systemd/system ] || die "systemd is not running here: each learner's server is a systemd unit"
 [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ] ||
   die "/sys/fs/cgroup is not cgroup v2: learners get their limits and containers' cgroups from a delegated v2 subtree"

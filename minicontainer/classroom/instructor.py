@@ -12,11 +12,15 @@ unit, and every container in it, goes), keeps their old lessons beside the fresh
 from __future__ import annotations
 
 import argparse
+import asyncio
 import html
 import json
 import os
 import secrets
 import shutil
+import stat
+import subprocess
+import sys
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -32,13 +36,19 @@ class Exercise:
     last: float = 0.0
 
 
-def read_progress(path: str) -> list[dict]:
-    """The records one learner's checks wrote; a line cut short (a check still writing) is left out."""
+def read_progress(path: str, owner: int) -> list[dict]:
+    """The records one learner's checks wrote; a line cut short (a check still writing) is left out. This
+    service runs as root and the path is the learner's to change: only a regular file of the learner's own
+    (uid `owner`), not a link to someone else's, is read."""
     try:
-        with open(path) as f:
-            lines = f.readlines()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return []
+    with open(fd) as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != owner:
+            return []
+        lines = f.readlines()
     records = []
     for line in lines:
         try:
@@ -71,22 +81,30 @@ def stuck_at(summary: dict[str, Exercise]) -> str | None:
 
 
 def reset_lessons(home: str, lessons: str) -> str:
-    """Fresh lessons in HOME/lab, owned as HOME is; the old ones kept as HOME/lab.before-reset-TIME, their
-    work/ moved over."""
+    """Fresh lessons in HOME/lab; the old ones kept as HOME/lab.before-reset-TIME, their work/ moved over. Done
+    as the home's owner (setpriv), never as root in a directory the learner controls (a link planted there
+    would lead root's copies and chowns elsewhere). Returns where the old ones are."""
+    owner = os.stat(home)
+    out = subprocess.run(["setpriv", f"--reuid={owner.st_uid}", f"--regid={owner.st_gid}", "--clear-groups",
+                          sys.executable, "-c", "import sys; from minicontainer.classroom.instructor import "
+                          "reset_as_owner; print(reset_as_owner(*sys.argv[1:]))", home, lessons],
+                         capture_output=True, text=True, timeout=120, cwd="/")
+    if out.returncode != 0:
+        raise RuntimeError(f"resetting {home}/lab failed: {out.stderr.strip()[-500:]}")
+    return out.stdout.strip()
+
+
+def reset_as_owner(home: str, lessons: str) -> str:
+    """reset_lessons' work, in the learner's own process."""
     lab = os.path.join(home, "lab")
     kept = f"{lab}.before-reset-{time.strftime('%Y%m%d-%H%M%S')}"
-    if os.path.isdir(lab):
+    if os.path.lexists(lab):
         os.rename(lab, kept)
     shutil.copytree(lessons, lab, ignore=shutil.ignore_patterns("work", ".ipynb_checkpoints"))
     if os.path.isdir(os.path.join(kept, "work")):
-        shutil.move(os.path.join(kept, "work"), os.path.join(lab, "work"))
+        os.rename(os.path.join(kept, "work"), os.path.join(lab, "work"))
     else:
         os.mkdir(os.path.join(lab, "work"))
-    owner = os.stat(home)
-    os.chown(lab, owner.st_uid, owner.st_gid)
-    for top, dirs, files in os.walk(lab):
-        for name in dirs + files:
-            os.chown(os.path.join(top, name), owner.st_uid, owner.st_gid, follow_symlinks=False)
     return kept
 
 
@@ -116,7 +134,8 @@ def make_app(lessons: str, home_template: str, progress: str):
             rows = []
             for user in sorted(learners, key=lambda u: u["name"]):
                 name = user["name"]
-                summary = summarise(read_progress(os.path.join(home_template.format(name=name), progress)))
+                home = home_template.format(name=name)
+                summary = summarise(read_progress(os.path.join(home, progress), _owner(home)))
                 server = user.get("servers", {}).get("")
                 cells = "".join(self.cell(summary.get(key)) for key in keys)
                 where = stuck_at(summary)
@@ -160,8 +179,12 @@ def make_app(lessons: str, home_template: str, progress: str):
                     user = await hub("GET", f"users/{urllib.parse.quote(name)}")
                     if not user.get("servers", {}).get(""):
                         break
-                    await _sleep(0.5)
-            reset_lessons(home_template.format(name=name), lessons)
+                    await asyncio.sleep(0.5)
+            try:
+                reset_lessons(home_template.format(name=name), lessons)
+            except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+                why = f"{name}'s server is stopped, but their lessons were not reset: see their home, reset again"
+                raise web.HTTPError(500, f"{why}: {e}", reason=why) from None
             self.redirect(prefix)
 
     return web.Application([
@@ -171,9 +194,11 @@ def make_app(lessons: str, home_template: str, progress: str):
     ], cookie_secret=secrets.token_bytes(32), xsrf_cookies=True, login_url=HubOAuth.instance().login_url)
 
 
-async def _sleep(seconds: float) -> None:
-    import asyncio
-    await asyncio.sleep(seconds)
+def _owner(home: str) -> int:
+    try:
+        return os.stat(home).st_uid
+    except OSError:
+        return -1  # no home: nothing of theirs to read
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -60,6 +60,13 @@ def serve(channel_fd: int, hand_over: socket.socket | None = None) -> int:
         helper.prepare(ContainerSpec.from_dict(request.spec))
         helper.ctx.hands_over = hand_over is not None
         if request.staged:
+            # A notebook's staged container, rootless by an unprivileged user and joining nothing: its PID 1 stays
+            # dumpable until exec, or its owner could not read its /proc (a non-dumpable process's needs
+            # CAP_SYS_PTRACE on the host). Only here: until that exec no container's program can enter its
+            # namespaces (exec needs it running; a rootless sibling has no rights in its user namespace to join
+            # it), only its own user's processes.
+            spec = helper.ctx.spec
+            helper.ctx.stays_dumpable = spec.rootless and os.geteuid() != 0 and not spec.join
             started = helper.staged()
         else:
             helper.run_steps(helper.remaining()[:-1])  # all but exec

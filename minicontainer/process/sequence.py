@@ -134,10 +134,6 @@ class Sequence:
             self.cgroup = Cgroup(spec.name, dirs=None if steps.has_cgroup(spec) else {})
         paths["cgroup_dirs"] = self.cgroup.directories
         self.ctx = steps.Context(spec, paths, self.cgroup)
-        # Rootless, the runtime's PID 1 belongs to the user who runs it, and before its exec no other process is in
-        # its namespaces unless it joins another container's: it stays dumpable, so that its owner may read its
-        # /proc (a non-dumpable process's needs CAP_SYS_PTRACE on the host). exec's process stays non-dumpable.
-        self.ctx.stays_dumpable = spec.rootless and os.geteuid() != 0 and not spec.join
         self.ctx.detached = self.detached
         if self.detached:
             self.ctx.gate_fd = make_gate(paths["dir"], spec.uid_map if "user" in spec.namespaces else None)

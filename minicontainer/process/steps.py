@@ -48,8 +48,8 @@ class Context:
     hands_over: bool = False                    # its helper hands it to the caller's shared helper once it runs
     born_in_cgroup: bool = False                # forked into its cgroup (clone3 CLONE_INTO_CGROUP): no join to do
     parent_supervises: bool = False             # born a child of the shared helper that will supervise it
-    stays_dumpable: bool = False                # rootless by an unprivileged user, joining nothing: PID 1 stays
-                                                # dumpable until exec (security.py, non_dumpable)
+    stays_dumpable: bool = False                # a notebook's staged rootless container of an unprivileged user:
+                                                # PID 1 stays dumpable until exec (helper.py, security.py)
 
     @property
     def dies_with_parent(self) -> bool:
