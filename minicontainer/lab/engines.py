@@ -194,8 +194,14 @@ class Podman:
         """Every pod and container, and their cgroups; the images stay."""
         self("pod", "rm", "--all", "--force", check=False)
         self("rm", "--all", "--force", "--time", "0", check=False)
-        # A cleanup that conmon started when a container exited may still be running, and would make its
-        # cgroup again after ours is gone (an empty podman/conmon group was left so, now and then).
+        self.remove_cgroups_if_unused()
+
+    def remove_cgroups_if_unused(self) -> None:
+        """Its cgroups (each container's monitor group, podman/conmon, stays after the container is gone), once
+        it has no container left. A cleanup that conmon started when a container exited may still run, and
+        would make the group again after ours is gone: wait for it first."""
+        if self("ps", "--all", "--quiet", check=False).stdout.split():
+            return
         wait_for_processes_naming(self.rundir)
         remove_cgroups(self.parent)
 

@@ -82,6 +82,7 @@ def check_own_hook(answer) -> list[str]:
         peer = next(iter(_ip_json(pid, "link", "show", "eth0")), {}).get("link_index")
     finally:
         podman("rm", "--force", "--time", "0", name, check=False)
+        podman.remove_cgroups_if_unused()  # none left behind, unless the learner's own containers still run
         shutil.rmtree(workdir, ignore_errors=True)
     deadline = time.monotonic() + 5  # the kernel dismantles a namespace in the background
     while peer and [link for link in _ip_json(None, "link", "show") if link.get("ifindex") == peer]:
