@@ -266,12 +266,13 @@ def _run_passing_fd(spec: ContainerSpec, fd: int) -> str:
 def _run_during_execs(spec: ContainerSpec, execs: int = 10) -> str:
     """The payload watches /proc while the host runs `minicontainer exec NAME -- true` up to `execs`
     times (or until it gets through); then SIGTERM ends its watch and it says what it saw."""
-    # "a+": O_APPEND. The container writes through the same open file whose offset said() moves to read it;
-    # without O_APPEND a line written between the seek and the read lands over the start of the file.
-    with tempfile.TemporaryFile("a+") as out, Container.start(spec, stdout=out, stderr=subprocess.STDOUT) as box:
+    # The container writes through this same open file, so its offset is shared: said() reads with pread,
+    # which leaves the offset alone. (Seeking to read would move where the next line lands, over the start.
+    # tempfile's "a+" does not help: it opens the fd itself, and Python sets no O_APPEND on a given fd.)
+    with tempfile.TemporaryFile() as out, Container.start(spec, stdout=out, stderr=subprocess.STDOUT) as box:
         def said() -> str:
-            out.seek(0)
-            return out.read()
+            size = os.fstat(out.fileno()).st_size
+            return os.pread(out.fileno(), size, 0).decode(errors="replace")
         deadline = time.monotonic() + 30
         while "watching" not in said() and box.running() and time.monotonic() < deadline:
             time.sleep(0.02)
