@@ -239,14 +239,15 @@ if __name__ == "__main__":  # python -m minicontainer.inspect PID hostname|root|
     import socket
     import sys
 
-    from . import kernel, security
+    from . import security
     target, what = int(sys.argv[1]), sys.argv[2]
-    kind, flag = {"hostname": ("uts", kernel.CLONE_NEWUTS), "root": ("mnt", kernel.CLONE_NEWNS),
-                  "network": ("net", kernel.CLONE_NEWNET)}[what]
+    kind = {"hostname": "uts", "root": "mnt", "network": "net"}[what]
     # Outside the container's PID namespace, so invisible from inside; non-dumpable all the same, as every
     # process of the runtime's that enters a container's namespaces.
     security.make_non_dumpable()
-    kernel.setns(os.open(f"/proc/{target}/ns/{kind}", os.O_RDONLY), flag)
+    # Its user namespace first, where it has one of its own: the rights to enter the rest are held there
+    # (an unprivileged learner owns their rootless container's user namespace, and has them only inside it).
+    namespaces.enter(namespaces.open_namespaces(target, ["user", kind]))
     if what == "network":
         from . import network
         print(json.dumps(network.describe()))

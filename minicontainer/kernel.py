@@ -58,6 +58,7 @@ MNT_DETACH = 2
 # prctl(2) options.
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_GET_DUMPABLE = 3
 PR_CAPBSET_DROP = 24
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
@@ -258,6 +259,11 @@ def capset(header, data) -> int:
 def prctl(option: int, arg2: int = 0) -> None:
     """prctl(2) with one argument (PDEATHSIG, DUMPABLE, NO_NEW_PRIVS, CHILD_SUBREAPER, CAPBSET_DROP, CAP_AMBIENT)."""
     _check(_libc.prctl(option, arg2, 0, 0, 0), "prctl", f"{option}, {arg2}")
+
+
+def is_dumpable() -> bool:
+    """prctl(PR_GET_DUMPABLE): does this process own its /proc files (1), or does root (0)?"""
+    return _libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 1
 
 
 PR_SET_NAME = 15

@@ -16,7 +16,20 @@ from . import kernel
 from .errors import LabError
 from .paths import path_in
 
-DEFAULT_ROOTFS = os.environ.get("MINICONTAINER_ROOTFS", "/var/lib/minicontainer/rootfs/busybox")
+
+def default_rootfs() -> str:
+    """Root's image is shared, in /var/lib. A user without root gets a copy of its own: that user is root in
+    its rootless containers and owns every file of the copy, where the host root's files would be nobody's
+    inside, and read-only."""
+    if "MINICONTAINER_ROOTFS" in os.environ:
+        return os.environ["MINICONTAINER_ROOTFS"]
+    if os.geteuid() == 0:
+        return "/var/lib/minicontainer/rootfs/busybox"
+    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return os.path.join(data, "minicontainer", "rootfs", "busybox")
+
+
+DEFAULT_ROOTFS = default_rootfs()
 PACKAGE_CACHE = "/var/cache/minicontainer"
 
 
@@ -154,8 +167,13 @@ def make_mounts_private() -> None:
 
 def mount_overlay(lower: str, upper: str, work: str, merged: str) -> None:
     """overlayfs: the image stays read-only below; writes land in this container's upper dir."""
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    if not in_initial_user_namespace():
+        # Here overlayfs cannot read trusted.* xattrs (they need CAP_SYS_ADMIN on the host): with userxattr it
+        # keeps and reads its marks (opaque directories) as user.overlay.* instead.
+        options += ",userxattr"
     try:
-        kernel.mount("overlay", merged, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
+        kernel.mount("overlay", merged, "overlay", 0, options)
     except LabError:
         if filesystem_of(upper) != "overlay":
             raise
@@ -165,6 +183,12 @@ def mount_overlay(lower: str, upper: str, work: str, merged: str) -> None:
                        "overlay (a / made by a container engine or a live system)",
                        "point MINICONTAINER_STATE (or, rootless, XDG_RUNTIME_DIR) at a tmpfs or disk "
                        "filesystem, e.g. a directory under /run or /dev/shm") from None
+
+
+def in_initial_user_namespace() -> bool:
+    """Is this process in the host's own user namespace (uid_map "0 0 4294967295", every id as itself)?"""
+    with open("/proc/self/uid_map") as f:
+        return f.read().split() == ["0", "0", "4294967295"]
 
 
 def filesystem_of(path: str) -> str:

@@ -41,8 +41,10 @@ LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"  # uncompressed: its diges
 
 WHITEOUT = ".wh."            # .wh.NAME in a layer: NAME of the layers below is deleted
 OPAQUE = ".wh..wh..opq"      # in a directory of a layer: the layers below have nothing there
-OPAQUE_XATTR = "trusted.overlay.opaque"
-
+# overlayfs's opaque mark. Root's is a trusted.* xattr, which needs CAP_SYS_ADMIN on the host to set or read.
+# Without root the overlay is mounted in a rootless container's user namespace, where no trusted.* can be
+# read: there, with the option userxattr, overlayfs reads user.overlay.* instead, which a file's owner sets.
+OPAQUE_XATTR = "trusted.overlay.opaque" if os.geteuid() == 0 else "user.overlay.opaque"
 
 
 def pick_work_dir(candidates: tuple[str, ...] = ("/var/tmp", "/dev/shm")) -> str:
@@ -312,12 +314,14 @@ def convert_whiteouts(directory: str, whiteouts: bool = True, opaque: bool = Tru
 
 
 def make_whiteout(path: str) -> None:
-    """mknod(2) of a character device numbered 0:0: overlayfs's mark for a deleted name (mode 0, as its own)."""
+    """mknod(2) of a character device numbered 0:0: overlayfs's mark for a deleted name (mode 0, as its own).
+    Any user may make this one device (Linux 5.8 and later); every other needs CAP_MKNOD."""
     try:
         os.mknod(path, stat.S_IFCHR, os.makedev(0, 0))
     except PermissionError:
-        raise LabError(f"cannot make the whiteout {path}", "mknod of a character device needs CAP_MKNOD (root)",
-                       "apply layers as root, as the lab's kernel runs") from None
+        raise LabError(f"cannot make the whiteout {path}", "this kernel is older than 5.8, where mknod of any "
+                       "character device, the 0:0 whiteout too, needs CAP_MKNOD (root)",
+                       "apply layers as root, or on a newer kernel (the lab VM's)") from None
     if not os.path.lexists(path):
         raise LabError(f"the whiteout {path} vanished as it was made", "its directory is on an overlayfs, which "
                        "takes a 0:0 device for a whiteout of its own", "set MINICONTAINER_LAYERS to a directory on "
@@ -331,11 +335,12 @@ def set_opaque(directory: str) -> None:
     except OSError as e:
         if e.errno == errno.EPERM:
             raise LabError(f"cannot set {OPAQUE_XATTR} on {directory}: not permitted",
-                           "trusted.* xattrs may be set only with CAP_SYS_ADMIN (root)",
-                           "apply layers as root, as the lab's kernel runs") from None
+                           "trusted.* xattrs may be set only with CAP_SYS_ADMIN (root); user.* ones only by "
+                           "the file's owner", "apply layers in a directory of your own, as the user who "
+                           "runs the containers") from None
         if e.errno == errno.EOPNOTSUPP:
             raise LabError(f"cannot set {OPAQUE_XATTR} on {directory}: not supported",
-                           "its filesystem keeps no trusted.* xattrs (or no xattrs at all)",
+                           f"its filesystem keeps no {OPAQUE_XATTR.split('.')[0]}.* xattrs (or no xattrs at all)",
                            "set MINICONTAINER_LAYERS to a directory on a disk filesystem (ext4, xfs, btrfs) and "
                            "apply the layers there") from None
         raise
@@ -377,8 +382,10 @@ def look_through(layer_dirs: list[str], directories: list[str], merged: str) -> 
     from ..container import run
     from ..security import DEFAULT_CAPABILITIES, Security
     from ..spec import ContainerSpec
+    # Without root, the container is rootless and the mount is made in its user namespace (see OPAQUE_XATTR).
+    options = "lowerdir=" + lowerdir(layer_dirs) + ("" if os.geteuid() == 0 else ",userxattr")
     script = (f"mkdir -p {shlex.quote(merged)} && mount -t overlay overlay "
-              f"-o {shlex.quote('lowerdir=' + lowerdir(layer_dirs))} {shlex.quote(merged)} || exit 1")
+              f"-o {shlex.quote(options)} {shlex.quote(merged)} || exit 1")
     for directory in directories:
         path = shlex.quote(os.path.join(merged, directory.lstrip("/")))
         script += f"; echo '## {directory}'; ls -A {path} 2>/dev/null"

@@ -17,6 +17,7 @@ staged container (stage.py) and docs/architecture.md all come from this list.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -153,8 +154,24 @@ def unshare_for_children(ctx: Context) -> None:
         namespaces.enter([("pid", os.open(path, os.O_RDONLY | os.O_CLOEXEC))])
     if "time" in kinds and ctx.spec.time_offset:
         # Offsets can be written only before the namespace's first process exists.
-        with open("/proc/self/timens_offsets", "w") as f:
+        with _own_proc_file("timens_offsets") as f:
             f.write(f"monotonic {ctx.spec.time_offset} 0\nboottime {ctx.spec.time_offset} 0\n")
+
+
+@contextlib.contextmanager
+def _own_proc_file(name: str):
+    """Open /proc/self/NAME for writing. A non-dumpable process's /proc files belong to the host's root,
+    so an unprivileged user's runtime (rootless) could not open its own: it is dumpable for the open
+    only, before any process of the container exists to look at it."""
+    was_dumpable = kernel.is_dumpable()
+    kernel.prctl(kernel.PR_SET_DUMPABLE, 1)
+    try:
+        f = open(f"/proc/self/{name}", "w")
+    finally:
+        if not was_dumpable:
+            kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
+    with f:
+        yield f
 
 
 # -- init (or intermediate) steps -----------------------------------------------------------

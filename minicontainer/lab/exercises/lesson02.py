@@ -181,7 +181,8 @@ EXERCISES = [
                     "step where a file was deleted? And a directory has one more place to carry a mark than its "
                     "names. The marks can sit anywhere in the layer's tree.",
                     "os.walk(directory) visits every directory; os.mknod(path, stat.S_IFCHR, os.makedev(0, 0)) makes "
-                    "a character device 0:0; os.setxattr(path, \"trusted.overlay.opaque\", b\"y\") marks a "
-                    "directory opaque; os.remove takes a mark away."),
+                    "a character device 0:0; os.setxattr(path, layers.OPAQUE_XATTR, b\"y\") marks a "
+                    "directory opaque (trusted.overlay.opaque as root, user.overlay.opaque without); os.remove "
+                    "takes a mark away."),
              checker=check_whiteouts),
 ]

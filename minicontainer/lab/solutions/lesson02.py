@@ -9,6 +9,7 @@ from ... import kernel
 from ...container import Container
 from ...rootfs import DEFAULT_ROOTFS as IMAGE
 from ...spec import ContainerSpec
+from .. import layers
 
 
 def rootfs_motd():
@@ -40,7 +41,7 @@ def my_convert_whiteouts(directory):
         for name in files:
             mark = os.path.join(top, name)
             if name == ".wh..wh..opq":                        # this directory hides the layers below
-                os.setxattr(top, "trusted.overlay.opaque", b"y")
+                os.setxattr(top, layers.OPAQUE_XATTR, b"y")  # trusted.*, or user.* without root
                 os.remove(mark)
             elif name.startswith(".wh."):                     # NAME of the layers below is deleted
                 os.remove(mark)
