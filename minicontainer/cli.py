@@ -146,7 +146,7 @@ def cmd_run(args, command: list[str]) -> int:
         spec = ContainerSpec(rootfs=args.rootfs, command=command or ["/bin/sh"], env=parse_env(args.env),
                              hostname=args.hostname, namespaces=tuple(kinds), memory=args.memory, cpus=args.cpus,
                              pids=args.pids, name=args.name or "", tty=use_tty, read_only_root=args.read_only,
-                             network=args.net if args.net in ("bridge", "loopback") else "none", publish=publish,
+                             network=args.net if args.net != "host" else "none", publish=publish,
                              security=security_from(args), init=args.init,
                              # Asked for, not assumed: without --rootless an unprivileged caller is told to say so.
                              rootless=None if args.rootless else False)
@@ -332,12 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--memory", help="memory limit, e.g. 64M, 1.5G (swap off)")
     run.add_argument("--cpus", help="CPU quota, e.g. 0.5")
     run.add_argument("--pids", help="maximum number of processes")
-    run.add_argument("--net", choices=("none", "loopback", "bridge", "host"), default="none",
+    run.add_argument("--net", choices=("none", "loopback", "bridge", "slirp4netns", "host"), default="none",
                      help="none: own network namespace with only lo, down (and tunnel fallback devices where their "
                           "modules are loaded); loopback: the same with lo up; bridge: the lab bridge with NAT; "
-                          "host: share the host's")
+                          "slirp4netns: user-mode networking, rootless too; host: share the host's")
     run.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOSTPORT:CTRPORT",
-                     help="forward a host port (127.0.0.1 unless an IP is given) to the container (--net bridge)")
+                     help="forward a host port (127.0.0.1 unless an IP is given) to the container (--net bridge "
+                          "or slirp4netns)")
     run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--share", action="append", default=[], choices=DEFAULT_KINDS, metavar="KIND",
                      help="stay in the host's namespace of this kind")

@@ -61,7 +61,8 @@ class ContainerSpec:
     root_switch: str = "pivot_root"         # or "chroot", to show why containers do not use it
     network: str = "none"                   # "none": lo (down) and no address; "loopback": lo up, as runc and
                                             # crun give an OCI config's new network namespace; "bridge": the
-                                            # lab bridge, NAT, publish
+                                            # lab bridge, NAT, publish; "slirp4netns": user-mode networking,
+                                            # rootless too (usernet.py)
     publish: list[Port] = field(default_factory=list)  # with bridge: [(host ip, host port, ctr port, proto)]
     security: Security = field(default_factory=Security)  # the defences; Security.off() for none
     user: str | None = None                 # "UID[:GID]" to run the command as, after the set-up as root
@@ -128,7 +129,8 @@ class ContainerSpec:
                            "run with sudo or inside the lab VM, or rootless: minicontainer run --rootless")
         if self.rootless and self.network == "bridge":
             raise LabError("a rootless container cannot join the lab bridge", "creating veth pairs and NAT rules "
-                           "on the host needs root", "use network='none' when rootless")
+                           "on the host needs root", "use network='slirp4netns' (user-mode networking) or 'none' "
+                           "when rootless")
         if not _NAME.match(self.name):
             raise LabError(f"container name {self.name!r} is not valid", "it becomes a cgroup directory name",
                            "use letters, digits, '_', '+', '.', '-' (at most 128)")
@@ -159,16 +161,17 @@ class ContainerSpec:
             if self.rootfs is None:
                 raise LabError("binds need a rootfs", "a namespace-only process already sees the host's files",
                                "give a rootfs, or drop the binds")
-        if self.network not in ("none", "loopback", "bridge"):
-            raise LabError(f"network {self.network!r} is unknown", "a container's network is none, loopback or "
-                           "bridge (for the host's network, leave 'net' out of the namespaces)",
-                           "use 'none', 'loopback' or 'bridge'")
-        if self.network in ("bridge", "loopback") and "net" not in self.namespaces:
+        if self.network not in ("none", "loopback", "bridge", "slirp4netns"):
+            raise LabError(f"network {self.network!r} is unknown", "a container's network is none, loopback, "
+                           "bridge or slirp4netns (for the host's network, leave 'net' out of the namespaces)",
+                           "use 'none', 'loopback', 'bridge' or 'slirp4netns'")
+        if self.network in ("bridge", "loopback", "slirp4netns") and "net" not in self.namespaces:
             raise LabError(f"network={self.network!r} needs the net namespace", "it configures a network namespace "
                            "of the container's own, not the host's", "add 'net' to the namespaces")
-        if self.publish and self.network != "bridge":
-            raise LabError("publishing a port needs network='bridge'", "ports are forwarded to the container's "
-                           "address on the lab bridge", "use --net bridge with --publish")
+        if self.publish and self.network not in ("bridge", "slirp4netns"):
+            raise LabError("publishing a port needs network='bridge' (or 'slirp4netns')", "ports are forwarded to "
+                           "the container's address on the lab bridge (or relayed by slirp4netns)",
+                           "use --net bridge (rootless: --net slirp4netns) with --publish")
         self.security.check()
         for name in self.rlimits:
             if not name.startswith("RLIMIT_") or not hasattr(resource, name):

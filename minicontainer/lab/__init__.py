@@ -188,3 +188,24 @@ def without(stage, *skipped: str, **spec_changes):
         elif step.name not in twin.done:
             twin.run_until(step.name)
     return twin
+
+
+# -- %%root_only: a lesson's cell that needs root on the machine ---------------------------------------------
+
+def load_ipython_extension(ipython) -> None:
+    """`%load_ext minicontainer.lab` in a lesson's setup: registers the %%root_only cell magic."""
+    ipython.register_magic_function(root_only, magic_kind="cell", magic_name="root_only")
+
+
+def root_only(line: str, cell: str) -> None:
+    """%%root_only WHY: as root, the cell runs as any other (an assert that fails, fails the cell).
+    Without root (a learner on a class host), it says why it cannot run, and runs nothing."""
+    from IPython import get_ipython
+    if os.geteuid() == 0:
+        get_ipython().ex(cell)
+        return
+    from IPython.display import HTML, display
+    display(HTML(f"<div style='border-left: 4px solid #c90; padding: 4px 10px'><b>Not run here: this cell needs "
+                 f"root on this machine.</b> {html.escape(line.strip())}. You run without root (uid "
+                 f"{os.geteuid()}), as a class host's learners do: read the cell and what it shows; the lab VM, "
+                 "where you are root, runs it.</div>"))

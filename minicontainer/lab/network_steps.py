@@ -16,7 +16,7 @@ import textwrap
 from contextlib import contextmanager
 from dataclasses import asdict
 
-from .. import kernel, network, security
+from .. import kernel, namespaces, network, security
 from ..errors import LabError
 from ..network import Lease, configure_inside, loopback_up
 from ..process import spawn
@@ -129,11 +129,9 @@ def enter_net(pid: int) -> None:
     """setns(2) into pid's network namespace: from now on this process's netlink sockets, and its
     packets, are the container's. Sockets opened before keep the namespace they were opened in."""
     security.make_non_dumpable()  # no reach into this host process from the container (05)
-    descriptor = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
-    try:
-        kernel.setns(descriptor, kernel.CLONE_NEWNET)
-    finally:
-        os.close(descriptor)
+    # A rootless container's user namespace first, where it has one of its own: the rights to its network
+    # namespace are held there (a user without root has them only inside it).
+    namespaces.enter(namespaces.open_namespaces(pid, ["user", "net"]))
 
 
 def _run_function(request: dict) -> dict:

@@ -119,6 +119,7 @@ class Sequence:
         self.child_process = ""              # who is at the other end of self.child: intermediate or init
         self.stop_deadline: float | None = None
         self.networked = False
+        self.usernet = None  # usernet.Slirp, with network="slirp4netns"
         self.owns_state = self.owns_cgroup = False  # made by us: only that is ours to remove
         self.status: state.Status | None = None   # what state.json says; moved on only by advance()
         self.supervisor_pid = 0              # who supervises it once it runs, if not we (a shared helper)
@@ -405,10 +406,20 @@ class Sequence:
         self.write_state(state.Status.CREATED)
 
     def connect_network(self) -> dict:
+        if self.spec.network == "slirp4netns":
+            return self.connect_user_network()
         from .. import network
         self.say("network", f"veth pair on bridge {network.BRIDGE}, one end into the container")
         self.networked = True
         return asdict(network.connect(self.spec.name, self.init_pid, self.spec.publish))
+
+    def connect_user_network(self) -> dict:
+        from .. import usernet
+        self.say("user-mode network", f"slirp4netns: {usernet.DEVICE} inside, relayed through the host's sockets")
+        self.usernet = usernet.start(self.init_pid, self.ctx.paths["dir"], self.spec.publish,
+                                     own_user_namespace="user" in self.spec.namespaces)
+        return {"mode": "slirp4netns", "address": usernet.ADDRESS, "gateway": usernet.GATEWAY, "dns": usernet.DNS,
+                "device": usernet.DEVICE}
 
     def exec_command(self) -> None:
         """The last step: init execs; the channel closing on exec says it worked."""
@@ -470,6 +481,10 @@ class Sequence:
                 os.waitpid(self.child_pid, 0)
             except ChildProcessError:
                 pass
+        if self.usernet is not None:
+            from .. import usernet
+            usernet.stop(self.usernet)
+            self.usernet = None
         recorded = self.owns_state and (state.read_state(self.spec.name) or {}).get("network")
         if self.networked or recorded:  # connected by us, or step by step from a notebook
             from .. import network

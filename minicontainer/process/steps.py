@@ -159,17 +159,23 @@ def unshare_for_children(ctx: Context) -> None:
 
 
 @contextlib.contextmanager
-def _own_proc_file(name: str):
-    """Open /proc/self/NAME for writing. A non-dumpable process's /proc files belong to the host's root,
-    so an unprivileged user's runtime (rootless) could not open its own: it is dumpable for the open
-    only, before any process of the container exists to look at it."""
+def _dumpable():
+    """Dumpable for the block only (as it was after). A non-dumpable process's /proc files belong to the host's
+    root, so an unprivileged user's runtime (rootless) cannot open its own, nor can anything it starts."""
     was_dumpable = kernel.is_dumpable()
     kernel.prctl(kernel.PR_SET_DUMPABLE, 1)
     try:
-        f = open(f"/proc/self/{name}", "w")
+        yield
     finally:
         if not was_dumpable:
             kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
+
+
+@contextlib.contextmanager
+def _own_proc_file(name: str):
+    """Open /proc/self/NAME for writing, dumpable for the open only: no process of the container exists yet."""
+    with _dumpable():
+        f = open(f"/proc/self/{name}", "w")
     with f:
         yield f
 
@@ -261,6 +267,15 @@ def connect_network(ctx: Context) -> None:
     reply = ask_helper(ctx, messages.NeedNetwork(), messages.Network)
     ctx.paths["lease"] = reply.lease
     network.configure_inside(reply.lease)
+
+
+def connect_user_network(ctx: Context) -> None:
+    """Ask the helper to start slirp4netns on this network namespace; it configures tap0 itself."""
+    # slirp4netns opens our /proc/PID/ns files from outside, which a non-dumpable process's owner cannot
+    # (they are root's): dumpable for that only, before any process of the container exists to look at us.
+    with _dumpable():
+        reply = ask_helper(ctx, messages.NeedNetwork(), messages.Network)
+    ctx.paths["lease"] = reply.lease
 
 
 def mount_overlay(ctx: Context) -> None:
@@ -499,6 +514,10 @@ STEPS: list[Step] = [
     Step("network", INIT, "the helper makes a veth pair and moves one end in; init names it eth0, gives it its "
          "address and a default route", lambda s: s.network == "bridge", "with network='bridge'",
          connect_network, after=("unshare net",)),
+    Step("user-mode network", INIT, "the helper starts slirp4netns, which opens tap0 in this namespace, configures "
+         "it and relays its packets through the host's sockets (no root needed)",
+         lambda s: s.network == "slirp4netns", "with network='slirp4netns'", connect_user_network,
+         after=("unshare net",)),
     Step("loopback up", INIT, "ip link set lo up in its own network namespace: 127.0.0.1 works, nothing else",
          lambda s: s.network == "loopback", "with network='loopback'", loopback_up, after=("unshare net",)),
     Step("sysctl", INIT, "write the namespaced sysctls asked for (net.*, ipc's kernel.*) into its own namespaces",

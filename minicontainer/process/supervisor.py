@@ -80,7 +80,14 @@ class Supervisor(Sequence):
                   "init_pid": self.init_pid, "owns_state": self.owns_state, "owns_cgroup": self.owns_cgroup,
                   "networked": self.networked, "unread": self.caller.unread().decode(),
                   "paths": {k: v for k, v in self.ctx.paths.items() if k != "cgroup_dirs"}}
-        fds = [self.caller.fileno()] + ([self.init_pidfd] if self.init_pidfd is not None else [])
+        fds = [self.caller.fileno()]
+        if self.init_pidfd is not None:
+            record["init_pidfd"] = len(fds)
+            fds.append(self.init_pidfd)
+        if self.usernet is not None:  # its exit pipe goes too: slirp4netns lives while the receiver holds it
+            record["usernet"] = {"pid": self.usernet.pid, "api_socket": self.usernet.api_socket,
+                                 "pidfd": len(fds), "exit_fd": len(fds) + 1}
+            fds += [self.usernet.pidfd, self.usernet.exit_fd]
         socket.send_fds(to, [json.dumps(record).encode()], fds)
 
     @classmethod
@@ -91,7 +98,11 @@ class Supervisor(Sequence):
         supervisor.spec = ContainerSpec.from_dict(record["spec"])
         supervisor.cgroup = Cgroup(supervisor.spec.name, dirs=record["cgroup"])
         supervisor.child_pid, supervisor.init_pid = record["child_pid"], record["init_pid"]
-        supervisor.init_pidfd = fds[1] if len(fds) > 1 else None
+        supervisor.init_pidfd = fds[record["init_pidfd"]] if "init_pidfd" in record else None
+        if "usernet" in record:
+            from ..usernet import Slirp
+            slirp = record["usernet"]
+            supervisor.usernet = Slirp(slirp["pid"], fds[slirp["pidfd"]], fds[slirp["exit_fd"]], slirp["api_socket"])
         supervisor.owns_state, supervisor.owns_cgroup = record["owns_state"], record["owns_cgroup"]
         supervisor.networked = record["networked"]
         supervisor.ctx = steps.Context(supervisor.spec, record["paths"], supervisor.cgroup)

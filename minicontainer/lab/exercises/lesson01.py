@@ -25,9 +25,17 @@ def _intermediate_of(stage) -> int:
     return stage.intermediate_pid
 
 
+def expected_id_maps() -> dict[str, list[str]]:
+    """Root maps 65536 ids from 100000; an unprivileged user may map only its own uid and gid, one each."""
+    if os.geteuid() == 0:
+        return {"uid_map": ["0", "100000", "65536"], "gid_map": ["0", "100000", "65536"]}
+    return {"uid_map": ["0", str(os.geteuid()), "1"], "gid_map": ["0", str(os.getegid()), "1"]}
+
+
 def check_id_maps(answer) -> list[str]:
     from ...rootfs import DEFAULT_ROOTFS
     spec = ContainerSpec(DEFAULT_ROOTFS, ["sleep", "600"], **ID_MAP_SPEC)
+    expected = expected_id_maps()
     problems = []
     with staged_attempt(spec, "id maps", answer, start=False) as stage:
         pid = _intermediate_of(stage)
@@ -39,9 +47,9 @@ def check_id_maps(answer) -> list[str]:
             if not fields:
                 problems.append(f"its {name} is empty: nothing is mapped, so inside every id shows as the "
                                 "overflow id 65534 and setresuid/setresgid(0) would fail")
-            elif fields != ["0", "100000", "65536"]:
+            elif fields != expected[name]:
                 problems.append(f"its {name} maps {' '.join(fields[:3])} (inside outside count), not "
-                                "0 100000 65536")
+                                f"{' '.join(expected[name])}")
         if problems:
             return problems
         try:
@@ -51,9 +59,10 @@ def check_id_maps(answer) -> list[str]:
         try:
             outside = inspect.status(box.pid)
             inside = box.exec(["id"]).stdout.strip()
-            if outside["Uid"].split()[0] != "100000" or outside["Gid"].split()[0] != "100000":
+            uid, gid = expected["uid_map"][1], expected["gid_map"][1]
+            if outside["Uid"].split()[0] != uid or outside["Gid"].split()[0] != gid:
                 problems.append(f"from the host its PID 1 is uid {outside['Uid'].split()[0]} and gid "
-                                f"{outside['Gid'].split()[0]}, not 100000")
+                                f"{outside['Gid'].split()[0]}, not {uid} and {gid}")
             if not inside.startswith("uid=0(root) gid=0(root)"):
                 problems.append(f"inside, `id` says {inside!r}, not root")
         finally:
@@ -123,12 +132,14 @@ def check_unshare_uts(answer) -> list[str]:
 
 EXERCISES = [
     Exercise("namespaces-id-maps", "Write `my_id_maps(ctx)`: the step that maps root inside the container's user "
-             "namespace to uid and gid 100000 outside, 65536 ids of each.",
+             "namespace to uid and gid 100000 outside, 65536 ids of each (without root on this machine: to your own "
+             "uid and gid, one id each, all an unprivileged user may map).",
              hints=("Root inside is a real user outside only once the kernel has a map for the user namespace. "
                     "The section on user namespaces above named the files that hold the maps, and what a "
                     "line of them says.",
                     "/proc/PID/uid_map, with the PID the template reads from ctx.paths; `man 7 user_namespaces` "
-                    "('User and group ID mappings') gives the rules for writing it: from outside, in one write."),
+                    "('User and group ID mappings') gives the rules for writing it: from outside, in one write; and, "
+                    "without root, what to write to /proc/PID/setgroups first."),
              checker=check_id_maps),
     Exercise("namespaces-which-differ", "`mystery` is a process in new namespaces of three kinds. Set `my_kinds` "
              "to the set of kinds it does not share with this kernel, found from /proc.",

@@ -10,11 +10,15 @@ from ..exercises.lesson01 import mystery_container
 
 def namespaces_id_maps(ctx):
     pid = ctx.paths["intermediate_pid"]
-    for name in ("uid_map", "gid_map"):        # gid_map too: setresgid(0) needs gid 0 mapped
+    if os.geteuid() == 0:                       # root in the parent namespace may map any range
+        maps = {"uid_map": "0 100000 65536", "gid_map": "0 100000 65536"}
+    else:                                       # unprivileged: our own ids only, setgroups denied first
+        with open(f"/proc/{pid}/setgroups", "w") as f:
+            f.write("deny")
+        maps = {"uid_map": f"0 {os.geteuid()} 1", "gid_map": f"0 {os.getegid()} 1"}
+    for name, line in maps.items():             # gid_map too: setresgid(0) needs gid 0 mapped
         with open(f"/proc/{pid}/{name}", "w") as f:
-            f.write("0 100000 65536\n")         # inside outside count; the kernel takes one write
-    # Root in the parent namespace may write gid_map directly; an unprivileged writer must first
-    # write "deny" to /proc/PID/setgroups.
+            f.write(line + "\n")                 # inside outside count; the kernel takes one write
 
 
 def namespaces_unshare_uts(ctx):
