@@ -189,7 +189,7 @@ BY_NAME = {a.name: a for a in ATTACKS}
 class Outcome:
     attack: Attack
     defended: bool
-    verdict: str        # "ESCAPED", "allowed" or "contained"
+    verdict: str        # "ESCAPED", "allowed" or "contained"; "not run" (rootless only: run_rootless says why)
     evidence: str
 
     @property
@@ -315,6 +315,37 @@ def _judge(attack: Attack, defended: bool, output: str, code: int = 0, stats: di
         return Outcome(attack, defended, "ESCAPED", line + "; the host root's too")
     verdict = {"ESCAPED": "ESCAPED", "ALLOWED": "allowed"}.get(line.split(":")[0], "contained")
     return Outcome(attack, defended, verdict, line)
+
+
+# -- rootless: the same attacks against a learner's containers (lesson 05 run without root) ------------
+
+LIMITS_NEED_A_CGROUP = {"fork-bomb", "memory-4x"}
+
+
+def why_not_rootless(attack: Attack, defended: bool) -> str:
+    """Why this attack cannot run in a rootless container at all ("" where it can). A user namespace made by
+    an unprivileged user maps one id, its own, as root inside; and the host's PID namespace, whose /proc a
+    container without a PID namespace would mount, belongs to the host's user namespace."""
+    if attack.name == "setuid":
+        return ("a rootless container maps one id, root inside: there is no other user inside to start a "
+                "setuid program as")
+    if not defended and attack.name in ("signal-host-pid", "kill-all"):  # both switch the PID namespace off
+        return ("without a PID namespace of its own, the container would mount the host's PID namespace's /proc, "
+                "which only the host's root may: the user namespace refuses the container outright")
+    return ""
+
+
+def run_rootless(attack: Attack, defended: bool, fixtures: dict) -> Outcome:
+    """run_attack, for a user without root (every container is rootless): what cannot run says why, as an
+    Outcome "not run"; a limit where no cgroup is delegated to the user (nothing holds one) says so too."""
+    from ..cgroups import delegated_to_us
+    reason = why_not_rootless(attack, defended)
+    if reason:
+        return Outcome(attack, defended, "not run", reason)
+    if defended and attack.name in LIMITS_NEED_A_CGROUP and delegated_to_us() is None:
+        return Outcome(attack, defended, "not run", "no cgroup is delegated to you here, so no limit can hold a "
+                       "container of yours (minicontainer doctor says so; a class host delegates one)")
+    return run_attack(attack, defended=defended, fixtures=fixtures)
 
 
 def table(outcomes: list[Outcome]) -> str:

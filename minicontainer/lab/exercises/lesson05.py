@@ -4,6 +4,8 @@ fresh staged container instead of the runtime's own; the checker judges the star
 
 from __future__ import annotations
 
+import os
+
 from ... import inspect
 from ...container import Container
 from ...rootfs import DEFAULT_ROOTFS as IMAGE
@@ -46,6 +48,10 @@ def check_bounding_set(step) -> list[str]:
 def check_nosuid_bind(step) -> list[str]:
     """As uid 1000, with no_new_privs off, exec a setuid-root program from the bind the learner's step made:
     its effective uid must stay 1000, and the kernel's mount table must show that bind nosuid and read-only."""
+    if os.geteuid() != 0:
+        return ["this check runs the program as uid 1000 inside the container, and a container of yours, without "
+                "root, is rootless: its user namespace maps one id only (root inside, you outside), so there is "
+                "no uid 1000 to run it as. Do this exercise in the lab VM, where you are root"]
     problems = []
     spec = ContainerSpec(IMAGE, [SETUID_TARGET, "pause"], user="1000:1000", security=Security(no_new_privs=False),
                          binds=[(payloads.build_setuid("attacks"), SETUID_TARGET, True)])

@@ -34,11 +34,14 @@ def build(name: str) -> str:
 
 def build_setuid(name: str) -> str:
     """A copy of payload `name` owned by root with the setuid bit: it runs as root whoever starts it,
-    unless no_new_privs (or a nosuid mount) stops that."""
+    unless no_new_privs (or a nosuid mount) stops that. Built by a user without root, the copy is that
+    user's (only root may give a file to another owner): setuid to that user, who is root inside its
+    rootless containers."""
     binary, copy = build(name), os.path.join(CACHE, f"{name}-setuid")
     if not os.path.exists(copy) or os.path.getmtime(copy) < os.path.getmtime(binary):
         shutil.copy2(binary, copy + ".tmp")
-        os.chown(copy + ".tmp", 0, 0)
+        if os.geteuid() == 0:
+            os.chown(copy + ".tmp", 0, 0)
         os.chmod(copy + ".tmp", 0o4755)
         os.replace(copy + ".tmp", copy)
     return copy
