@@ -23,6 +23,9 @@ INNER = [
     "tests/test_cgroups.py",    # the interface itself: create and delegate, limits, stats, freeze, kill, rmdir
     "tests/test_container.py",  # limits enforced (OOM, pids, CPU), exec joins the cgroup, kill -9 cleans up
     "tests/test_rootless.py",   # an unprivileged user's container, and its limits in a cgroup delegated to it
+    # A class host's learner, in a delegated cgroup: the lessons the host cannot run that way (it delegates none).
+    *[f"tests/test_learner_lessons.py::test_every_cell_runs_for_a_learner_without_root[{lesson}]"
+      for lesson in ("00-welcome", "03-cgroups")],
     # The CLI's cgroup paths: limits seen in cgroupfs, OOM exit 137, exec, doctor's mode, cleanup of a
     # dead helper's cgroup (the bad-input cases parse text only and stay out).
     "tests/test_cli.py::test_done_when_command",
