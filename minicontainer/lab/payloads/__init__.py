@@ -35,6 +35,10 @@ def build(name: str) -> str:
 def build_setuid(name: str) -> str:
     """A copy of payload `name` owned by root with the setuid bit: it runs as root whoever starts it,
     unless no_new_privs (or a nosuid mount) stops that."""
+    if os.geteuid() != 0:
+        raise LabError("only root can make a setuid-root program", "the copy must belong to root, and giving a file "
+                       "to another user needs CAP_CHOWN on the host, which an unprivileged user (a class host's "
+                       "learner) has not", "run it on the lab VM, as root")
     binary, copy = build(name), os.path.join(CACHE, f"{name}-setuid")
     if not os.path.exists(copy) or os.path.getmtime(copy) < os.path.getmtime(binary):
         shutil.copy2(binary, copy + ".tmp")
