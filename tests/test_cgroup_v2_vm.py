@@ -23,6 +23,8 @@ INNER = [
     "tests/test_cgroups.py",    # the interface itself: create and delegate, limits, stats, freeze, kill, rmdir
     "tests/test_container.py",  # limits enforced (OOM, pids, CPU), exec joins the cgroup, kill -9 cleans up
     "tests/test_rootless.py",   # an unprivileged user's container, and its limits in a cgroup delegated to it
+    # Two learners: cgroups delegated to each (writes refused across, pids.max, cpu.max), 05's attacks run by one.
+    "tests/test_learner_isolation.py",
     # The CLI's cgroup paths: limits seen in cgroupfs, OOM exit 137, exec, doctor's mode, cleanup of a
     # dead helper's cgroup (the bad-input cases parse text only and stay out).
     "tests/test_cli.py::test_done_when_command",
