@@ -572,6 +572,14 @@ def test_as_escape_attempts_are_contained(as_attacks, attack):
         assert said.get("verdict") == "contained", said
 
 
+def test_as_payloads_were_built_in_as_own_cache(as_attacks, homes):
+    """A learner cannot write root's /var/cache/minicontainer: the payloads are compiled into A's own cache, below
+    A's HOME, and owned by A; no setuid-root copy is among them."""
+    cache = os.path.join(homes[A], ".cache", "minicontainer", "payloads")
+    assert sorted(os.listdir(cache)) == ["attacks"]
+    assert os.stat(os.path.join(cache, "attacks")).st_uid == A
+
+
 def test_as_attacks_changed_nothing_of_the_hosts_or_bs(as_attacks, capsys):
     """As tests/test_escapes.py's fixture checks after root's containers: the host's settings and hostname are as
     they were, and a process of root's and one of B's outlived all of A's attacks (kill -9 -1 among them)."""
