@@ -172,6 +172,11 @@ with Container.start(ContainerSpec(sys.argv[1], ["sh", "-c", "sleep 600 & wait"]
 """
 
 
+def children_of(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return f.read().split()
+
+
 @pytest.fixture(scope="module")
 def b_container(image, homes):
     """B's rootless container, as B's runtime starts it: its PID 1 (a shell) and that shell's child, on the host."""
@@ -183,8 +188,7 @@ def b_container(image, homes):
         assert line.strip().isdigit(), holder.stderr.read() if holder.poll() is not None else line
         pid = int(line)
         deadline = time.monotonic() + STARTUP_WAIT
-        while not (children := open(f"/proc/{pid}/task/{pid}/children").read().split()) and \
-                time.monotonic() < deadline:
+        while not (children := children_of(pid)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert children, "the container's shell started no sleep"
         yield [pid, int(children[0])]
@@ -194,8 +198,8 @@ def b_container(image, homes):
 
 
 def test_a_cannot_signal_bs_containers_processes(b_container, homes):
-    """kill(2) across uids needs CAP_KILL in the target's user namespace's parent: A's SIGKILL is refused, B's
-    own signal 0 (a check that it could) is not, and B's container still runs."""
+    """kill(2) to another uid's process needs CAP_KILL over that process's user namespace (B's container's, where A
+    has none): A's SIGKILL is refused, B's own signal 0 (a check that it could) is not, and B's container runs on."""
     as_a = probe(A, [("kill", pid, signal.SIGKILL) for pid in b_container], homes[A])
     as_b = probe(B, [("kill", pid, 0) for pid in b_container], homes[B])
     assert as_a == ["EPERM", "EPERM"]
@@ -235,9 +239,9 @@ def test_a_cannot_read_bs_containers_proc_entries(b_container, homes):
 @pytest.mark.parametrize("kind", ["user", "mnt", "pid", "net"])
 def test_a_cannot_join_bs_containers_namespaces(b_container, homes, kind):
     """nsenter as A stops at open(/proc/PID/ns/*) (ptrace's check, above). A pidfd needs no permission and takes
-    A to setns(2) itself: refused (EPERM), A holding no CAP_SYS_ADMIN in B's user namespace. B, its owner, joins
-    with both, its own user namespace first (a mount, PID or network namespace is entered with privilege over
-    the user namespace that owns it)."""
+    A to setns(2) itself, which makes the same ptrace check first: EPERM (past it, A would still need CAP_SYS_ADMIN
+    over B's namespaces). B, the owner, joins both ways, its own user namespace first: a mount, PID or network
+    namespace is entered with privilege over the user namespace that owns it."""
     pid = b_container[0]
     flags = ["-U"] + ({"mnt": ["-m"], "pid": ["-p"], "net": ["-n"]}.get(kind, []))
     kinds = ["user"] + ([kind] if kind != "user" else [])
