@@ -26,6 +26,8 @@ INNER = [
     # A class host's learner, in a delegated cgroup: the lessons the host cannot run that way (it delegates none).
     *[f"tests/test_learner_lessons.py::test_every_cell_runs_for_a_learner_without_root[{lesson}]"
       for lesson in ("00-welcome", "03-cgroups")],
+    # Two learners: cgroups delegated to each (writes refused across, pids.max, cpu.max), 05's attacks run by one.
+    "tests/test_learner_isolation.py",
     # The CLI's cgroup paths: limits seen in cgroupfs, OOM exit 137, exec, doctor's mode, cleanup of a
     # dead helper's cgroup (the bad-input cases parse text only and stay out).
     "tests/test_cli.py::test_done_when_command",

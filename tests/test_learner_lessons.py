@@ -56,8 +56,10 @@ def run_as_learner(lesson: str, home: str, in_cgroup: str | None) -> subprocess.
     shutil.copytree(os.path.join(REPO, "notebooks"), lab)
     subprocess.run(["chown", "-R", f"{UID}:{UID}", lab], check=True)
     python = os.path.join(REPO, ".venv", "bin", "python")
-    setup = ('mount -t tmpfs learner-tun "$0" && mknod -m 666 "$0/tun" c 10 200 && mount --bind "$0/tun" /dev/net/tun'
-             ' && { [ -z "$1" ] || echo $$ > "$1/cgroup.procs"; } && shift && exec "$@"')
+    # Where the machine has no TUN device at all (the cgroup v2 VM), lesson 04's section 8 is what fails.
+    setup = ('{ [ ! -e /dev/net/tun ] || { mount -t tmpfs learner-tun "$0" && mknod -m 666 "$0/tun" c 10 200 && '
+             'mount --bind "$0/tun" /dev/net/tun; }; } && { [ -z "$1" ] || echo $$ > "$1/cgroup.procs"; } && '
+             'shift && exec "$@"')
     with tempfile.TemporaryDirectory() as scratch:
         return subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", setup, scratch, in_cgroup or "",

@@ -57,15 +57,22 @@ def test_without_root_or_rootless_the_error_says_what_to_do(image):
     assert out.returncode == 125 and "--rootless" in out.stderr
 
 
+def skip_unless_users_get_cgroups() -> cgroups.Layout:
+    """This host's cgroup layout, or a skip where no cgroup can be delegated to a user (tests/test_learner_isolation
+    skips with the same words)."""
+    layout = cgroups.detect()
+    if any(c.version != 2 for c in layout.controllers.values()) or not layout.controllers:
+        pytest.skip(f"this host's cgroups are {layout.mode}: users are delegated cgroups on pure v2 only "
+                    "(the cgroup v2 VM runs this)")
+    return layout
+
+
 @pytest.fixture
 def user_cgroup():
     """A cgroup for the unprivileged user beside ours, with a leaf it starts in, and a function that delegates it
     as systemd's Delegate=yes does for a unit with User=: chown of the directory, cgroup.procs,
     cgroup.subtree_control and cgroup.threads. Pure cgroup v2 only."""
-    layout = cgroups.detect()
-    if any(c.version != 2 for c in layout.controllers.values()) or not layout.controllers:
-        pytest.skip(f"this host's cgroups are {layout.mode}: users are delegated cgroups on pure v2 only "
-                    "(the cgroup v2 VM runs this)")
+    layout = skip_unless_users_get_cgroups()
     parent = os.path.dirname(layout.v2_own_dir)
     v2.enable_controllers(parent, sorted(v2.available(parent)))  # as systemd enables all for a delegated unit
     top = tempfile.mkdtemp(prefix="rootless-test-", dir=parent)  # mkdir: a cgroup

@@ -238,8 +238,9 @@ def run_attack(attack: Attack, defended: bool = True, fixtures: dict | None = No
         command = [a if a.startswith("/") else a.format(**values) for a in args]
         if not command[0].startswith("/"):
             command = ["/attacks"] + command
-        binds = [(payloads.build("attacks"), "/attacks", True), (payloads.build_setuid("attacks"),
-                                                                 "/attacks-setuid", True)]
+        binds = [(payloads.build("attacks"), "/attacks", True)]
+        if "/attacks-setuid" in command:  # only root can make it: bound only where the command runs it
+            binds.append((payloads.build_setuid("attacks"), "/attacks-setuid", True))
         spec = replace(ContainerSpec(rootfs.DEFAULT_ROOTFS, command, binds=binds, **attack.spec), **changes)
         if attack.name == "kill-all" and "pid" not in spec.namespaces:
             # In the host's PID namespace kill -9 -1 would kill every process of the host: whoever

@@ -34,14 +34,15 @@ def build(name: str) -> str:
 
 def build_setuid(name: str) -> str:
     """A copy of payload `name` owned by root with the setuid bit: it runs as root whoever starts it,
-    unless no_new_privs (or a nosuid mount) stops that. Built by a user without root, the copy is that
-    user's (only root may give a file to another owner): setuid to that user, who is root inside its
-    rootless containers."""
+    unless no_new_privs (or a nosuid mount) stops that."""
+    if os.geteuid() != 0:
+        raise LabError("only root can make a setuid-root program", "the copy must belong to root, and giving a file "
+                       "to another user needs CAP_CHOWN on the host, which an unprivileged user (a class host's "
+                       "learner) has not", "run it on the lab VM, as root")
     binary, copy = build(name), os.path.join(CACHE, f"{name}-setuid")
     if not os.path.exists(copy) or os.path.getmtime(copy) < os.path.getmtime(binary):
         shutil.copy2(binary, copy + ".tmp")
-        if os.geteuid() == 0:
-            os.chown(copy + ".tmp", 0, 0)
+        os.chown(copy + ".tmp", 0, 0)
         os.chmod(copy + ".tmp", 0o4755)
         os.replace(copy + ".tmp", copy)
     return copy
