@@ -517,9 +517,12 @@ NOT_ATTEMPTABLE = {"setuid": "only root can make a setuid-root program"}
 BY_CGROUP_LIMITS = [a.name for a in attacks.ATTACKS if {"memory", "pids", "cpus"} & set(a.undefended)]
 
 RUN_ATTACKS = r"""
-import json, sys
+import json, os, sys
 from minicontainer.errors import LabError
 from minicontainer.lab import attacks
+from minicontainer.rootfs import DEFAULT_ROOTFS, build_rootfs
+if not os.path.exists(DEFAULT_ROOTFS + "/bin/sh"):
+    build_rootfs(DEFAULT_ROOTFS, quiet=True)  # without root, the image is a copy of A's own, as a lesson's setup makes
 with attacks.host_fixtures() as fixtures:
     for name in sys.argv[1:]:
         try:
