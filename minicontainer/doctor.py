@@ -9,6 +9,7 @@ from __future__ import annotations
 import filecmp
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -214,11 +215,26 @@ def check_user() -> list[Check]:
         return [Check("root", False, f"euid {os.geteuid()}", "run as root (sudo), or in the lab VM")]
     delegated = delegated_to_us()
     return [Check("root", False, f"euid {os.geteuid()}, a class host's learner: containers run rootless, in a "
-                  "user namespace where root is you", "some sections of the lessons need root and do not run for a "
-                  "learner yet (docs/class-host.md)", blocker=False),
+                  "user namespace where root is you", "the lessons' cells that need root say so where they come "
+                  "(docs/class-host.md)", blocker=False),
             Check("delegated cgroup", delegated is not None, delegated or "none: rootless containers get no cgroup "
                   "and no limits", "the class host delegates one to each learner's server (systemd Delegate=yes): "
-                  "ask the instructor")]
+                  "ask the instructor"),
+            check_user_mode_network()]
+
+
+def check_user_mode_network() -> Check:
+    """Lesson 04's network for a user without root: slirp4netns, which opens /dev/net/tun as that user."""
+    name = "user-mode network"
+    if shutil.which("slirp4netns") is None:
+        return Check(name, False, "slirp4netns is not installed", "apt-get install slirp4netns (the class host's "
+                     "provisioning does)", blocker=False)
+    try:
+        os.close(os.open("/dev/net/tun", os.O_RDWR))  # opening it makes no device: TUNSETIFF would
+    except OSError as e:
+        return Check(name, False, f"/dev/net/tun: {e.strerror}", "the machine's admin: chmod 0666 /dev/net/tun, as "
+                     "udev's rule makes it", blocker=False)
+    return Check(name, True, "slirp4netns, and /dev/net/tun open to you")
 
 
 def check_host() -> list[Check]:
