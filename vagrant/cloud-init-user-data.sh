@@ -17,7 +17,7 @@
 # Hetzner, DigitalOcean, Proxmox, libvirt/qemu with a NoCloud seed (vagrant/nocloud-check.sh boots one here).
 # The image must be one provision.sh supports: Debian 12 or 13, Ubuntu 24.04. Only standard cloud-init
 # modules and keys are used: users (plus ssh_pwauth, read by set_passwords), ca_certs (trusted), write_files
-# (encoding gz+b64 and b64), runcmd, final_message. Nothing phones home.
+# (encoding gz+b64 and b64), runcmd, update_etc_hosts (manage_etc_hosts), final_message. Nothing phones home.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -226,6 +226,11 @@ render_runcmd() {
   echo "  - [$GUEST_DIR/first-boot.sh, $GUEST_DIR/settings.env]"
 }
 
+# The VM's name in /etc/hosts: sudo, which the learner runs a lot, complains on images that lack it.
+render_etc_hosts() {
+  echo 'manage_etc_hosts: localhost'
+}
+
 render_final_message() {
   # shellcheck disable=SC2016  # $UPTIME is cloud-init's, not the shell's
   echo 'final_message: "minicontainer: cloud-init finished after $UPTIME s"'
@@ -237,6 +242,7 @@ render() {
   render_ca_certs
   render_write_files
   render_runcmd
+  render_etc_hosts
   render_final_message
 }
 

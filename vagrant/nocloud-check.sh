@@ -122,7 +122,10 @@ phase_cloud_image() {
   mount --bind "$mnt/etc/resolv.conf.nocloud" "$mnt/etc/resolv.conf"
   printf '#!/bin/sh\nexit 101\n' > "$mnt/usr/sbin/policy-rc.d"; chmod +x "$mnt/usr/sbin/policy-rc.d"
   timeout 900 chroot "$mnt" apt-get update -q
-  DEBIAN_FRONTEND=noninteractive timeout 1200 chroot "$mnt" apt-get install -y -q --no-install-recommends cloud-init
+  # e2fsprogs: cloud-init's resizefs runs resize2fs, which Debian 13's debootstrap no longer installs and
+  # cloud images have.
+  DEBIAN_FRONTEND=noninteractive timeout 1200 chroot "$mnt" apt-get install -y -q --no-install-recommends \
+    cloud-init e2fsprogs
   chroot "$mnt" cloud-init --version
   rm -f "$mnt/usr/sbin/policy-rc.d"
   chroot "$mnt" apt-get clean
@@ -146,8 +149,11 @@ phase_seed() {
     --ssh-key "$WORK/id_ed25519.pub" --password-file "$WORK/password" "${ca_args[@]}" > "$WORK/seed/user-data"
   printf 'instance-id: minicontainer-nocloud-%s\nlocal-hostname: minicontainer-lab\n' "$(date +%s)" \
     > "$WORK/seed/meta-data"
+  # The network a cloud's datasource would describe: DHCPv4 on the one NIC. (Without it cloud-init's fallback
+  # asks DHCPv6 too, which qemu's user-mode network never answers: ifupdown then holds the boot 5 minutes.)
+  printf 'version: 2\nethernets:\n  eth0:\n    dhcp4: true\n' > "$WORK/seed/network-config"
   genisoimage -quiet -output "$WORK/seed.iso" -volid cidata -joliet -rock \
-    "$WORK/seed/user-data" "$WORK/seed/meta-data"
+    "$WORK/seed/user-data" "$WORK/seed/meta-data" "$WORK/seed/network-config"
   size=$(wc -c < "$WORK/seed/user-data")
   echo "user-data: $size bytes ($((${#ca_args[@]} / 2)) CA certificate(s) from this host); seed: $WORK/seed.iso"
 }
@@ -165,7 +171,7 @@ phase_serve() {
   du -h "$WORK/serve/minicontainer.tar.gz"
   start http "$VM_LIFETIME" python3 -m http.server --bind 127.0.0.1 --directory "$WORK/serve" "$HTTP_PORT"
   for _ in $(seq 30); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$HTTP_PORT/minicontainer.tar.gz" && break
+    curl -fs -o /dev/null "http://127.0.0.1:$HTTP_PORT/minicontainer.tar.gz" && break
     sleep 0.5
   done
   curl -fsSI "http://127.0.0.1:$HTTP_PORT/minicontainer.tar.gz" | head -1
@@ -174,7 +180,7 @@ phase_serve() {
 phase_boot() {
   ports
   start qemu "$VM_LIFETIME" qemu-system-x86_64 -name minicontainer-nocloud -accel "$ACCEL" -cpu max \
-    -smp 2 -m 2048 -nodefaults -display none -monitor none -serial "file:$WORK/serial.log" \
+    -smp 2 -m 2048 -nodefaults -vga std -display none -monitor none -serial "file:$WORK/serial.log" \
     -drive "file=$WORK/overlay.qcow2,if=virtio,format=qcow2" \
     -drive "file=$WORK/seed.iso,if=ide,media=cdrom,readonly=on" \
     -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$LAB_PORT-:8888" \
@@ -189,7 +195,7 @@ phase_first_boot() {
   # once the learner's account exists), or qemu gone. Progress lines are echoed as they come.
   local log=$WORK/serial.log t0=$SECONDS seen=0 lines status
   while [ $((SECONDS - t0)) -lt $((FIRST_BOOT_TIMEOUT - 30)) ]; do
-    lines=$(grep -a -c '' "$log" 2>/dev/null || echo 0)
+    lines=0; [ ! -f "$log" ] || lines=$(wc -l < "$log")
     if [ "$lines" -gt "$seen" ]; then
       tail -n "+$((seen + 1))" "$log" | head -n "$((lines - seen))" | tr -d '\r' |
         grep -a -E '==> \[(first-boot|provision)|Cloud-init v|minicontainer-lab: |login:' | cut -c1-200 || true
@@ -218,7 +224,7 @@ phase_checks() {
   [ "$rc" = 0 ] || { echo "cloud-init status: exit $rc (1: errors, 2: recoverable errors)"; exit 1; }
   guest sudo -n cloud-init schema --config-file /var/lib/cloud/instance/user-data.txt | tee "$WORK/schema.out"
   grep -q '^Valid' "$WORK/schema.out"
-  if grep -qi deprecat "$WORK/schema.out"; then echo "the user-data uses deprecated keys"; exit 1; fi
+  if grep -qi deprecated "$WORK/schema.out"; then echo "the user-data uses deprecated keys"; exit 1; fi
   # shellcheck disable=SC2016  # expanded in the guest, not here
   guest 'set -e
     echo "$(id -un): $(id)"; sudo -n true && echo "sudo without a password: yes"
