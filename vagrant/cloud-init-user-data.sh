@@ -13,11 +13,12 @@
 # vagrant/cloud-first-boot.sh (embedded too) fetches it, runs provision.sh for the learner's account and
 # prints "minicontainer-lab: READY" (or FAILED) on the console.
 #
-# Any cloud whose images run cloud-init: EC2, Azure, GCE (through its user-data metadata key), OpenStack,
-# Hetzner, DigitalOcean, Proxmox, libvirt/qemu with a NoCloud seed (vagrant/nocloud-check.sh boots one here).
-# The image must be one provision.sh supports: Debian 12 or 13, Ubuntu 24.04. Only standard cloud-init
-# modules and keys are used: users (plus ssh_pwauth, read by set_passwords), ca_certs (trusted), write_files
-# (encoding gz+b64 and b64), runcmd, update_etc_hosts (manage_etc_hosts), final_message. Nothing phones home.
+# For any cloud that passes user data to cloud-init in its images (EC2, Azure, OpenStack, Hetzner, DigitalOcean,
+# Proxmox, ...; GCE with an image that has cloud-init, such as Ubuntu's), and for libvirt/qemu with a NoCloud
+# seed (vagrant/nocloud-check.sh boots one that way; no real cloud has run it yet). The image must be one
+# provision.sh supports: Debian 12 or 13, Ubuntu 24.04. Only standard cloud-init modules and keys are used:
+# users (plus ssh_pwauth, read by set_passwords), ca_certs (trusted), write_files (encoding gz+b64 and b64),
+# runcmd, update_etc_hosts (manage_etc_hosts), final_message. Nothing phones home.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)

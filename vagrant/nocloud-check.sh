@@ -160,14 +160,15 @@ phase_seed() {
 
 phase_serve() {
   # The tree under test as a forge would serve it: `git archive` of HEAD, or of a commit of the working
-  # tree when tracked files have changes (git stash create: nothing in the refs, nothing in the tree changes).
+  # tree when tracked files have changes (git stash create: nothing in the refs, nothing in the tree changes),
+  # in one top directory as a forge's archive link has it (the first boot finds the checkout in there).
   local tree
   ports
   tree=$(git -C "$REPO" stash create 2>/dev/null || true)
   if [ -n "$tree" ]; then echo "serving HEAD with the working tree's uncommitted changes ($tree)"
   else tree=HEAD; echo "serving HEAD ($(git -C "$REPO" rev-parse --short HEAD))"; fi
   mkdir -p "$WORK/serve"
-  git -C "$REPO" archive --format=tar.gz -o "$WORK/serve/minicontainer.tar.gz" "$tree"
+  git -C "$REPO" archive --format=tar.gz --prefix=minicontainer-test/ -o "$WORK/serve/minicontainer.tar.gz" "$tree"
   du -h "$WORK/serve/minicontainer.tar.gz"
   start http "$VM_LIFETIME" python3 -m http.server --bind 127.0.0.1 --directory "$WORK/serve" "$HTTP_PORT"
   for _ in $(seq 30); do
@@ -230,7 +231,7 @@ phase_checks() {
     echo "$(id -un): $(id)"; sudo -n true && echo "sudo without a password: yes"
     sudo -n getent shadow '"$LEARNER"' | cut -d: -f2 | grep -q "^[$]6[$]" && echo "password: a SHA-512 crypt hash"
     . /etc/os-release; echo "guest: $PRETTY_NAME, kernel $(uname -r), cloud-init $(cloud-init --version 2>&1)"
-    echo "checkout: $(ls /opt/minicontainer/checkout | tr "\n" " ")"
+    echo "checkout: $(ls /opt/minicontainer/checkout | tr "\n" " ")"; df -h / | tail -1
     sudo -n grep -E "==> \[first-boot|READY" /var/log/cloud-init-output.log
     sudo -n grep "checkout.s vagrant/provision.sh is the embedded one" /var/log/cloud-init-output.log
     ls /usr/local/share/ca-certificates/
