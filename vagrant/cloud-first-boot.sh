@@ -76,8 +76,9 @@ fetch_git() {  # into $1
   fi
   git init -q "$1"
   git -C "$1" remote add origin "$SOURCE_GIT"
-  # One commit, when the server lets a client ask for any ref (GitHub, GitLab); else the whole history.
-  if retry git -C "$1" fetch -q --depth 1 origin "$SOURCE_REF"; then
+  # One commit, when the server lets a client ask for any ref (GitHub, GitLab); else the whole history
+  # (a dumb HTTP server cannot fetch shallow: trying once is enough to know).
+  if git -C "$1" fetch -q --depth 1 origin "$SOURCE_REF"; then
     git -C "$1" checkout -q FETCH_HEAD
   else
     echo "no shallow fetch of $SOURCE_REF: fetching the whole repository"

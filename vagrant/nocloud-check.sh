@@ -7,6 +7,8 @@
 #   sudo MINICONTAINER_NOCLOUD_SUITE=bookworm vagrant/nocloud-check.sh     (the Debian 12 box)
 #   MINICONTAINER_NOCLOUD_KEEP=1: leave the VM up after a failure; then `vagrant/nocloud-check.sh teardown`
 #   MINICONTAINER_NOCLOUD_ACCEL=kvm where /dev/kvm can run guests (default tcg)
+#   MINICONTAINER_NOCLOUD_SOURCE=git: the VM fetches the checkout with git (from a git daemon here, at HEAD's
+#   commit) instead of as a tarball
 #
 # Nothing comes from outside the package registries:
 # 1. the box: vagrant/acceptance.sh's cached Debian box (its build_box phase builds one if it is missing);
@@ -16,7 +18,8 @@
 #    run, a password, this host's CA certificates, which a network that inspects TLS needs), meta-data, and
 #    an ISO labelled cidata;
 # 4. the checkout: `git archive` of the tree under test (with uncommitted changes to tracked files), served
-#    over HTTP on 127.0.0.1, which the guest reaches as 10.0.2.2 through qemu's user-mode network;
+#    over HTTP on 127.0.0.1, which the guest reaches as 10.0.2.2 through qemu's user-mode network (or, with
+#    SOURCE=git, a bare clone served by `git daemon` there);
 # 5. qemu (2 vCPUs, 2 GiB, a qcow2 overlay on the copy, the serial console in a log), and a bounded wait
 #    for the first boot's "minicontainer-lab: READY" (or FAILED) on the console;
 # 6. checks, as the learner over ssh: cloud-init's status and its schema check of the user-data, sudo, the
@@ -32,6 +35,8 @@ WORK=${MINICONTAINER_NOCLOUD_DIR:-/var/tmp/minicontainer-nocloud}
 CACHE=${MINICONTAINER_ACCEPTANCE_CACHE:-/var/cache/minicontainer/acceptance}
 SUITE=${MINICONTAINER_NOCLOUD_SUITE:-trixie}
 ACCEL=${MINICONTAINER_NOCLOUD_ACCEL:-tcg}
+SOURCE=${MINICONTAINER_NOCLOUD_SOURCE:-tarball}
+case "$SOURCE" in tarball|git) ;; *) echo "MINICONTAINER_NOCLOUD_SOURCE: tarball or git, not $SOURCE" >&2; exit 2 ;; esac
 case "$SUITE" in
   bookworm) RELEASE=debian12 ;;
   trixie) RELEASE=debian13 ;;
@@ -139,13 +144,19 @@ phase_cloud_image() {
 }
 
 phase_seed() {
-  local crt ca_args=() size
+  local crt ca_args=() source_args size
   ports
   ssh-keygen -q -t ed25519 -N '' -C "nocloud-check" -f "$WORK/id_ed25519"
   (umask 077; openssl rand -hex 12 > "$WORK/password")
   for crt in /usr/local/share/ca-certificates/*.crt; do [ -f "$crt" ] && ca_args+=(--ca-cert "$crt"); done
   mkdir -p "$WORK/seed"
-  "$HERE/cloud-init-user-data.sh" --tarball "http://10.0.2.2:$HTTP_PORT/minicontainer.tar.gz" \
+  if [ "$SOURCE" = git ]; then
+    git -C "$REPO" rev-parse HEAD > "$WORK/source.commit"
+    source_args=(--git "git://10.0.2.2:$HTTP_PORT/minicontainer.git" --ref "$(cat "$WORK/source.commit")")
+  else
+    source_args=(--tarball "http://10.0.2.2:$HTTP_PORT/minicontainer.tar.gz")
+  fi
+  "$HERE/cloud-init-user-data.sh" "${source_args[@]}" \
     --ssh-key "$WORK/id_ed25519.pub" --password-file "$WORK/password" "${ca_args[@]}" > "$WORK/seed/user-data"
   printf 'instance-id: minicontainer-nocloud-%s\nlocal-hostname: minicontainer-lab\n' "$(date +%s)" \
     > "$WORK/seed/meta-data"
@@ -158,7 +169,26 @@ phase_seed() {
   echo "user-data: $size bytes ($((${#ca_args[@]} / 2)) CA certificate(s) from this host); seed: $WORK/seed.iso"
 }
 
+phase_serve_git() {
+  # A bare clone, served by git daemon as a forge serves git: the first boot fetches HEAD's commit by its
+  # name, shallow (uploadpack.allowReachableSHA1InWant, as GitHub and GitLab allow).
+  ports
+  [ -z "$(git -C "$REPO" status --porcelain --untracked-files=no)" ] ||
+    echo "warning: uncommitted changes are not in what git serves: only HEAD's commit"
+  mkdir -p "$WORK/serve"
+  git clone -q --bare --no-local "$REPO" "$WORK/serve/minicontainer.git"
+  git -C "$WORK/serve/minicontainer.git" config uploadpack.allowReachableSHA1InWant true
+  start http "$VM_LIFETIME" git daemon --reuseaddr --export-all --informative-errors --listen=127.0.0.1 \
+    --port="$HTTP_PORT" --base-path="$WORK/serve" "$WORK/serve"
+  for _ in $(seq 30); do
+    git ls-remote "git://127.0.0.1:$HTTP_PORT/minicontainer.git" HEAD >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  echo "serving $(git ls-remote "git://127.0.0.1:$HTTP_PORT/minicontainer.git" HEAD) by git daemon"
+}
+
 phase_serve() {
+  if [ "$SOURCE" = git ]; then phase_serve_git; return; fi
   # The tree under test as a forge would serve it: `git archive` of HEAD, or of a commit of the working
   # tree when tracked files have changes (git stash create: nothing in the refs, nothing in the tree changes),
   # in one top directory as a forge's archive link has it (the first boot finds the checkout in there).
@@ -191,6 +221,9 @@ phase_boot() {
   echo "qemu running (pid $(cat "$WORK/qemu.pid")); ssh on 127.0.0.1:$SSH_PORT, the VM's 8888 on 127.0.0.1:$LAB_PORT"
 }
 
+# The serial console as text: without carriage returns and the terminal queries systemd writes there.
+plain() { sed -e 's/\r//g' -e 's/\x1b\[[0-9;?!]*[a-zA-Z]//g' -e 's/\x1b\][0-9;]*\x07//g'; }
+
 phase_first_boot() {
   # Bounded: the first boot's READY or FAILED line on the serial console, or cloud-init done (asked over ssh
   # once the learner's account exists), or qemu gone. Progress lines are echoed as they come.
@@ -198,23 +231,23 @@ phase_first_boot() {
   while [ $((SECONDS - t0)) -lt $((FIRST_BOOT_TIMEOUT - 30)) ]; do
     lines=0; [ ! -f "$log" ] || lines=$(wc -l < "$log")
     if [ "$lines" -gt "$seen" ]; then
-      tail -n "+$((seen + 1))" "$log" | head -n "$((lines - seen))" | tr -d '\r' |
+      tail -n "+$((seen + 1))" "$log" | head -n "$((lines - seen))" | plain |
         grep -a -E '==> \[(first-boot|provision)|Cloud-init v|minicontainer-lab: |login:' | cut -c1-200 || true
       seen=$lines
     fi
     if grep -a -q 'minicontainer-lab: READY' "$log"; then echo "ready after $((SECONDS - t0)) s"; return 0; fi
     if grep -a -q 'minicontainer-lab: FAILED' "$log"; then
-      tr -d '\r' < "$log" | tail -40; echo "the first boot failed after $((SECONDS - t0)) s"; return 1
+      plain < "$log" | tail -40; echo "the first boot failed after $((SECONDS - t0)) s"; return 1
     fi
-    kill -0 "$(cat "$WORK/qemu.pid")" 2>/dev/null || { tail -40 "$log"; echo "qemu exited"; return 1; }
+    kill -0 "$(cat "$WORK/qemu.pid")" 2>/dev/null || { plain < "$log" | tail -40; echo "qemu exited"; return 1; }
     if [ $(((SECONDS - t0) % 60)) -lt 10 ] && status=$(guest cloud-init status 2>/dev/null); then
       case "$status" in *done*|*error*|*disabled*)
-        tail -40 "$log"; echo "cloud-init: $status, and no READY line on the console"; return 1 ;;
+        plain < "$log" | tail -40; echo "cloud-init: $status, and no READY line on the console"; return 1 ;;
       esac
     fi
     sleep 10
   done
-  tail -40 "$log"; echo "no READY within $FIRST_BOOT_TIMEOUT s"; return 1
+  plain < "$log" | tail -40; echo "no READY within $FIRST_BOOT_TIMEOUT s"; return 1
 }
 
 phase_checks() {
@@ -241,6 +274,10 @@ phase_checks() {
     echo "lab server cgroup: $(cat /proc/$pid/cgroup)"; grep -q "minicontainer-lab.service/lab$" /proc/$pid/cgroup
     test -r /etc/minicontainer/token && echo "the token is readable by $(id -un) without sudo"
     sudo -n minicontainer doctor'
+  if [ "$SOURCE" = git ]; then
+    out=$(guest sudo -n git -C /opt/minicontainer/checkout rev-parse HEAD)
+    echo "the checkout is a git checkout at $out"; [ "$out" = "$(cat "$WORK/source.commit")" ]
+  fi
   out=$(guest "sudo -n minicontainer run --memory 32M --pids 16 --hostname nocloud -- sh -c 'echo hello from \$(hostname)'")
   echo "$out"; grep -q "hello from nocloud" <<<"$out"
   # JupyterLab, as the learner reaches it: an ssh tunnel to the VM's 127.0.0.1:8888, with the token.
