@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Boot the user-data that vagrant/cloud-init-user-data.sh renders, with a NoCloud seed, in the acceptance
-# box, and check that the VM comes up a ready lab. On a Debian 12 machine as root, by hand (about 20 minutes
+# box, and check that the VM comes up a ready lab. On a Debian 12 machine as root, by hand (about 14 minutes
 # under TCG; not part of the default test command):
 #
 #   sudo vagrant/nocloud-check.sh                       (the Debian 13 box)
@@ -44,7 +44,7 @@ case "$SUITE" in
 esac
 BOX_FILE=$CACHE/$RELEASE-libvirt.box
 LEARNER=learner
-FIRST_BOOT_TIMEOUT=2400   # 40 min: the first boot, provisioning included (about 15 under TCG)
+FIRST_BOOT_TIMEOUT=2400   # 40 min: the first boot, provisioning included (about 12 under TCG)
 VM_LIFETIME=4200          # qemu's own bound: it dies by then even if this script is killed outright
 HOST_PACKAGES=(qemu-system-x86 qemu-utils genisoimage openssh-client curl git python3 fdisk)
 BOX_BUILD_PACKAGES=(debootstrap grub-pc-bin e2fsprogs vagrant)  # acceptance.sh's build_box (vagrant: its key)
@@ -77,11 +77,12 @@ apt_install() {  # with policy-rc.d's 101, so that no package starts a service o
   timeout 900 apt-get update -q
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     guard=/usr/sbin/policy-rc.d
+    touch "$WORK/policy-rc.d.ours"   # for teardown, should this be killed before it removes the guard
     printf '#!/bin/sh\nexit 101\n' > "$guard" && chmod +x "$guard"
   fi
   local status=0
   DEBIAN_FRONTEND=noninteractive timeout 1800 apt-get install -y -q --no-install-recommends "$@" || status=$?
-  if [ -n "$guard" ]; then rm -f "$guard"; fi
+  if [ -n "$guard" ]; then rm -f "$guard" "$WORK/policy-rc.d.ours"; fi
   return "$status"
 }
 
@@ -318,6 +319,9 @@ teardown() {
   local t0=$SECONDS dir loop
   [ -d "$WORK" ] || { echo "nothing to tear down ($WORK is absent)"; return 0; }
   stop tunnel; stop qemu; stop http
+  if [ -f "$WORK/policy-rc.d.ours" ] && [ "$(cat /usr/sbin/policy-rc.d 2>/dev/null)" = "$(printf '#!/bin/sh\nexit 101')" ]; then
+    rm -f /usr/sbin/policy-rc.d   # the guard of an apt-get install this run started
+  fi
   # Mounts (ours, and a failed box build's), deepest first; then the loop devices on our images.
   for dir in "$WORK/mnt" "$WORK/acceptance/build/mnt"; do
     [ -d "$dir" ] && findmnt -R -n -o TARGET --list "$dir" | sort -r | xargs -r -n1 umount -l
@@ -377,7 +381,26 @@ finish() {
 }
 trap finish EXIT
 phase_pid=""
-stop_phase() { [ -z "$phase_pid" ] || { kill -TERM "$phase_pid"; wait "$phase_pid"; }; exit 130; }
+descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
+stop_phase() {
+  # The phase and everything under it: the timeouts inside a phase put their commands in process groups of
+  # their own, which a signal to the phase alone would leave running (an apt-get in the chroot holding the
+  # mount that teardown removes).
+  local pids alive p
+  if [ -n "$phase_pid" ]; then
+    pids="$phase_pid $(descendants "$phase_pid" | tr '\n' ' ')"
+    # shellcheck disable=SC2086  # a list of pids
+    kill -TERM $pids 2>/dev/null
+    for _ in $(seq 20); do
+      alive=""; for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+      [ -n "$alive" ] || break; sleep 0.5
+    done
+    # shellcheck disable=SC2086
+    [ -z "$alive" ] || kill -KILL $alive 2>/dev/null
+    wait "$phase_pid"
+  fi
+  exit 130
+}
 trap stop_phase INT TERM
 
 printf 'SSH_PORT=%s\nLAB_PORT=%s\nHTTP_PORT=%s\nTUNNEL_PORT=%s\n' \
