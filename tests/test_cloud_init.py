@@ -125,6 +125,9 @@ def test_a_password_goes_in_hashed_and_turns_on_ssh_password_logins(tmp_path):
     assert again == hashed
     _, config = rendered("--tarball", TARBALL, "--password-hash", hashed)  # or the hash itself
     assert config["users"][1]["hashed_passwd"] == hashed
+    out = render("--tarball", TARBALL, "--password-file", "-", stdin="from stdin\n")  # or stdin
+    assert out.returncode == 0 and "from stdin" not in out.stdout, out.stderr
+    assert yaml.safe_load(out.stdout)["users"][1]["hashed_passwd"].startswith("$6$")
 
 
 def test_ca_certificates_are_trusted_through_ca_certs(ssh_key, tmp_path):
