@@ -245,7 +245,7 @@ phase_class_checks() {
     client "${teacher%%:*}" "${teacher#*:}" --get services/instructor/ > /tmp/class.html
     grep -o "<tr><th>$name</th>.*welcome-pid-namespace</td>" /tmp/class.html | head -c 300; echo
     grep -q "<tr><th>$name</th><td>running</td><td>0/[0-9]*</td><td class=stuck>welcome-pid-namespace</td>" /tmp/class.html
-    grep -o "<tr><th>$other</th><td>[a-z]*</td><td>[0-9]*/[0-9]*</td>" /tmp/class.html  # both learners on the page
+    grep -o "<tr><th>$other</th><td>[a-z]*</td><td>[0-9]*/[0-9]*</td>" /tmp/class.html  # both learners on the page'
   # Lessons 00-05 run by each learner through the hub, every cell (all of them, then the failures said): an
   # unprivileged learner in a unit of their own, as the class runs them.
   # shellcheck disable=SC2016  # expanded in the guest, not here
