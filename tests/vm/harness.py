@@ -41,10 +41,11 @@ INIT = os.path.join(HERE, "init.sh")
 HOST_BUSYBOX = "/bin/busybox"  # busybox-static: runs with no libraries in the initramfs
 # What Debian's kernel has as modules but the guest needs before its root exists; loop, so that
 # the guest (whose root is a 9p share) has block devices for the device cgroup's tests; and what
-# the lab's network needs (veth pairs on a bridge, NAT in an nftables table, a dummy uplink).
+# the lab's network needs (veth pairs on a bridge, NAT in an nftables table, a dummy uplink; tun, whose
+# /dev/net/tun lesson 04's user-mode network opens: on a distribution udev's static nodes make it exist).
 # crc32c_generic before the rest: libcrc32c (under nf_tables) asks the crypto API for crc32c at
 # load time, a soft dependency that no depends= line names. Those built into a kernel are skipped.
-MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay", "loop", "veth", "bridge", "dummy",
+MODULES = ("virtio_pci", "9pnet_virtio", "9p", "overlay", "loop", "veth", "bridge", "dummy", "tun",
            "crc32c_generic", "nf_tables", "nft_chain_nat", "nft_nat", "nft_masq", "nft_ct")
 # TCG: this CI's /dev/kvm cannot run guests. MINICONTAINER_VM_ACCEL=kvm where it can (same-arch guests only).
 ACCEL = os.environ.get("MINICONTAINER_VM_ACCEL", "tcg")
