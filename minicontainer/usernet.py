@@ -83,6 +83,10 @@ def _failed(log_path: str) -> LabError:
         said = f.read().strip().splitlines()
     last = next((line for line in reversed(said) if "Permission denied" in line or "failed" in line),
                 said[-1] if said else "nothing")
+    if not os.path.exists("/dev/net/tun"):
+        return LabError("slirp4netns needs /dev/net/tun, and this machine has none", "the tun module is not loaded "
+                        "(a distribution's udev makes the node exist; a minimal system may not)",
+                        "as root: modprobe tun")
     if "/dev/net/tun" in " ".join(said):
         return LabError(f"slirp4netns could not open /dev/net/tun: {last}", "on this machine the TUN device is "
                         "not open to every user (udev makes it mode 0666 on most distributions)",
