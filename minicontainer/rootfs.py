@@ -313,15 +313,27 @@ def mount_sys(root: str) -> None:
         kernel.remount_bind(target, kernel.MS_RDONLY)
 
 
-def mount_extra(root: str, kind: str) -> None:
+def mount_extra(root: str, kind: str, cgroup_namespace_of_its_own: bool = True) -> None:
     """Mounts an OCI bundle may ask for: POSIX message queues, and the container's own cgroups read-only at
     /sys/fs/cgroup (cgroup2 where the host is pure v2; one group per v1 hierarchy where it is not)."""
     flags = kernel.MS_NOSUID | kernel.MS_NOEXEC | kernel.MS_NODEV
     if kind == "mqueue":
         kernel.mount("mqueue", _mount_point(root, "dev/mqueue"), "mqueue", flags)
     elif "cgroup2" in open("/proc/filesystems").read() and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        # With a cgroup namespace its root is the container's own group; without, the whole tree, read-only.
-        kernel.mount("cgroup2", os.path.join(root, "sys/fs/cgroup"), "cgroup2", flags | kernel.MS_RDONLY)
+        target = os.path.join(root, "sys/fs/cgroup")
+        if filesystem_of(target) == "cgroup2":
+            # The host's cgroup2 is there already (a bundle bound the host's /sys in, as runc spec --rootless asks),
+            # and the kernel refuses the same filesystem on the same mount point (EBUSY): cover it first.
+            kernel.mount("tmpfs", target, "tmpfs", flags | kernel.MS_RDONLY, "mode=755")
+        if in_initial_user_namespace() or cgroup_namespace_of_its_own:
+            # With a cgroup namespace its root is the container's own group; without, the whole tree, read-only.
+            kernel.mount("cgroup2", target, "cgroup2", flags | kernel.MS_RDONLY)
+            return
+        # In a user namespace the kernel mounts cgroup2 only for a cgroup namespace that namespace owns: without
+        # one, bind the container's own group from the host's tree instead, read-only (as runc does).
+        own = next(line.split("::", 1)[1].strip() for line in open("/proc/self/cgroup") if line.startswith("0::"))
+        kernel.mount(os.path.join("/sys/fs/cgroup", own.lstrip("/")), target, None, kernel.MS_BIND)
+        kernel.remount_bind(target, kernel.MS_RDONLY | flags)
     else:
         mount_cgroup_v1(root, flags)
 

@@ -20,6 +20,27 @@ _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_+.-]{0,127}$")
 _HOSTNAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
 
 
+def _user_namespace_of(join: dict) -> int | str | None:
+    """The process (or /proc path) whose user namespace holds the namespaces a spec joins; None for none, or for
+    a path that is not under /proc (a bind such as /run/netns/NAME names no process)."""
+    for where in join.values():
+        if not isinstance(where, str):
+            return where
+        match = re.match(r"^/proc/(\d+)/ns/[a-z_]+$", where)
+        if match:
+            return f"/proc/{match.group(1)}/ns/user"
+    return None
+
+
+def _a_user_namespace_of_ours(path: str) -> bool:
+    """A user namespace below ours that we may enter: its process is ours to follow the link of (ptrace access
+    mode read), and it is not our own namespace."""
+    try:
+        return os.stat(path).st_ino != namespaces.ns_inode("self", "user")
+    except PermissionError:
+        return False
+
+
 class Bind(NamedTuple):
     """A host file or directory shown at target inside the container."""
     source: str
@@ -113,7 +134,14 @@ class ContainerSpec:
         if self.rootless is None:
             self.rootless = os.geteuid() != 0
         if self.rootless and "user" not in self.namespaces and "user" not in self.join:
-            self.namespaces = ("user", *self.namespaces)  # rootless is a user namespace where root is its caller
+            pod = _user_namespace_of(self.join)
+            if pod is not None:
+                # Rootless, another container's namespaces are held by its user namespace: only inside that one
+                # may they be joined (a user namespace of our own would hold no rights over them), as rootless
+                # Podman's pods share one.
+                self.join = {"user": pod, **self.join}
+            else:
+                self.namespaces = ("user", *self.namespaces)  # rootless is a user namespace where root is its caller
         if self.rootless and self.rootless_cgroup is None:
             # Root asking for rootless mode gets what an unprivileged user gets where nothing is delegated.
             from .cgroups import delegated_to_us
@@ -123,7 +151,7 @@ class ContainerSpec:
 
     def validate(self) -> ContainerSpec:
         """Raise a LabError for anything the kernel would refuse later, with a clearer message."""
-        if os.geteuid() != 0 and "user" not in self.namespaces:
+        if os.geteuid() != 0 and "user" not in self.namespaces and "user" not in self.join:
             raise LabError("minicontainer needs root (or rootless mode)", "namespaces, mounts and cgroups need "
                            "CAP_SYS_ADMIN, which an unprivileged user has only inside a user namespace of its own",
                            "run with sudo or inside the lab VM, or rootless: minicontainer run --rootless")
@@ -179,7 +207,7 @@ class ContainerSpec:
                                "use e.g. RLIMIT_NOFILE or RLIMIT_NPROC")
         for kind, pid in self.join.items():
             where = pid if isinstance(pid, str) else f"/proc/{pid}/ns/{kind}"
-            if kind not in JOINABLE:
+            if kind not in JOINABLE and not (kind == "user" and self.rootless):
                 raise LabError(f"cannot join a {kind} namespace", "a container may share the net, ipc, uts, pid "
                                "and cgroup namespaces of another (as the containers of a Kubernetes pod do); its own "
                                "mount and user namespaces are what its other defences stand on",
@@ -187,9 +215,13 @@ class ContainerSpec:
             if kind == "pid" and "user" in self.namespaces:
                 raise LabError("joining a PID namespace from a user namespace of its own", "the new user namespace "
                                "holds no privilege over the other container's PID namespace", "drop one of them")
-            if not os.path.exists(where):
+            if not os.path.lexists(where):  # (exists() is False too where the link is not ours to follow)
                 raise LabError(f"no {kind} namespace at {where} to join", "its process has exited, or the path is "
                                "wrong", "give the PID of a running container, or a namespace's path")
+            if kind == "user" and not _a_user_namespace_of_ours(where):
+                raise LabError(f"{where} is not a user namespace of yours", "rootless, a container can join only "
+                               "the namespaces of another rootless container: only in its user namespace do you hold "
+                               "rights over them", "join a container you started rootless")
             if kind == "uts" and self.hostname:
                 raise LabError("a hostname and joining a UTS namespace conflict", "the hostname belongs to the "
                                "namespace joined", "drop the hostname")

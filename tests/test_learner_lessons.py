@@ -1,8 +1,8 @@
-"""Lessons 00-05 run by a learner without root, as on a class host: uid 20000, a home of its own with its own
+"""Every lesson run by a learner without root, as on a class host: uid 20000, a home of its own with its own
 copy of the lessons, MINICONTAINER_LAB=class, a PATH without /usr/sbin, and /dev/net/tun open to users as udev
 makes it (in a private mount namespace: the host's node is not touched). Every code cell must run. Where the
 host is pure cgroup v2, the learner starts in a cgroup delegated to it, as systemd's Delegate=yes gives one
-(test_rootless's user_cgroup); lessons that need that (00's doctor, 03) run only there: in the cgroup v2 VM."""
+(test_rootless's user_cgroup); lessons that need that (00's doctor, 03, 06, 07) run only there: in the cgroup v2 VM."""
 
 from __future__ import annotations
 
@@ -18,20 +18,27 @@ from test_rootless import STATE_ROOT, UID, user_cgroup  # noqa: F401  user_cgrou
 
 from minicontainer import cgroups
 
-LESSONS = ["00-welcome", "01-namespaces", "02-rootfs", "03-cgroups", "04-network", "05-security"]
-NEED_A_DELEGATED_CGROUP = {"00-welcome", "03-cgroups"}
+LESSONS = ["00-welcome", "01-namespaces", "02-rootfs", "03-cgroups", "04-network", "05-security",
+           "06-putting-it-together", "07-claims", "08-real-stack"]
+NEED_A_DELEGATED_CGROUP = {"00-welcome", "03-cgroups", "06-putting-it-together", "07-claims"}
 
-# Runs in the learner's own process: every cell in order, in one kernel; the first error stops it and is printed.
+# Runs in the learner's own process: every cell in order, in one kernel, on past errors (as a learner would go
+# on); then each failed cell is printed, its first line and its error, and the exit status says how many.
 RUNNER = """
 import sys, nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
 notebook = nbformat.read(sys.argv[1], as_version=4)
-client = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}})
-try:
-    client.execute()
-except CellExecutionError as e:
-    sys.exit(str(e)[-4000:])
+client = NotebookClient(notebook, timeout=600, kernel_name="python3", allow_errors=True,
+                        resources={"metadata": {"path": sys.argv[2]}})
+client.execute()
+failed = []
+for number, cell in enumerate(c for c in notebook.cells if c.cell_type == "code"):
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            first = (cell.source.strip().splitlines() or [""])[0][:100]
+            failed.append(f"code cell {number} ({first}): {output['ename']}: {output['evalue'][:1500]}")
+if failed:
+    sys.exit("\\n".join(failed))
 """
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -180,3 +182,98 @@ def test_a_rootless_staged_pid_1_is_its_owners_to_inspect_before_its_exec(image)
                              capture_output=True, text=True, timeout=60, cwd="/",
                              env={k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"})
     assert out.stdout.split() == ["True", "refused"], out.stdout + out.stderr
+
+
+ROOTLESS_POD = """
+import json, os, sys
+from minicontainer import namespaces
+from minicontainer.container import Container
+from minicontainer.errors import LabError
+from minicontainer.spec import ContainerSpec
+
+image, mode = sys.argv[1], sys.argv[2]
+found = {}
+pod_a = Container.start(ContainerSpec(image, ["nc", "-l", "-p", "7000", "-e", "echo", "from-a"], network="loopback"))
+try:
+    join = {"net": pod_a.pid} if mode == "pod" else {}
+    pod_b = Container.start(ContainerSpec(image, ["sleep", "600"], network="none" if join else "loopback", join=join))
+    try:
+        found["shared"] = sorted(namespaces.shared_with(pod_b.pid, pod_a.pid))
+        found["reply"] = pod_b.exec(["sh", "-c", "sleep 0.3; nc 127.0.0.1 7000 </dev/null"], timeout=10).stdout.strip()
+    finally:
+        pod_b.stop(grace=0.2)
+    try:  # a namespace of a process that is not in a user namespace of ours: the host's PID 1's
+        Container.start(ContainerSpec(image, ["true"], join={"net": 1}))
+    except LabError as e:
+        found["refused"] = str(e).splitlines()[0]
+finally:
+    pod_a.stop(grace=0.2)
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.parametrize("mode", ["pod", "apart"])
+def test_a_rootless_pod_shares_its_first_containers_user_and_network_namespaces(image, mode):
+    """Rootless, pod_a's network namespace belongs to pod_a's user namespace, and setns(2) into it needs
+    CAP_SYS_ADMIN there: pod_b joins that user namespace first (as rootless Podman's pods do), and then
+    reaches pod_a's listener on 127.0.0.1. Apart (the counterfactual), the same connection finds no one."""
+    with tempfile.TemporaryDirectory() as scripts:
+        os.chmod(scripts, 0o755)
+        script = os.path.join(scripts, "pod.py")
+        with open(script, "w") as f:
+            f.write(ROOTLESS_POD)
+        os.chmod(script, 0o644)
+        out = subprocess.run(UNPRIVILEGED + ["env", f"PYTHONPATH={REPO}", SYSTEM_PYTHON, script, image, mode],
+                             capture_output=True, text=True, timeout=60, cwd="/",
+                             env={k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"})
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    assert found["refused"] == "/proc/1/ns/user is not a user namespace of yours"
+    if mode == "pod":
+        assert found["reply"] == "from-a" and {"user", "net"} <= set(found["shared"]), found
+        assert not {"pid", "mnt"} & set(found["shared"]), found
+    else:
+        assert found["reply"] == "" and not {"user", "net"} & set(found["shared"]), found
+
+
+RUNC_ROOTLESS_BUNDLE = """
+import json, os, subprocess, sys, tempfile
+from minicontainer import oci
+from minicontainer.container import run
+
+with tempfile.TemporaryDirectory() as bundle:
+    subprocess.run(["runc", "spec", "--rootless"], cwd=bundle, check=True)
+    with open(os.path.join(bundle, "config.json")) as f:
+        config = json.load(f)
+    config["root"]["path"] = sys.argv[1]
+    config["process"].update(args=["sh", "-c", "grep ' /sys/fs/cgroup' /proc/self/mountinfo; "
+                                               "touch /sys/fs/cgroup/x 2>&1; cat /proc/self/cgroup"], terminal=False)
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(config, f)
+    result = run(oci.load_bundle(bundle))
+print(result.stdout)
+"""
+
+
+def test_a_bundle_from_runc_spec_rootless_runs_with_its_cgroups_read_only(image):
+    """`runc spec --rootless` asks for /sys/fs/cgroup but no cgroup namespace. In a user namespace the kernel
+    mounts cgroup2 only for a cgroup namespace that namespace owns, so on cgroup v2 the container's own group is
+    bound in instead (read-only, as runc does); on v1 each hierarchy's group is. Either way the container sees
+    only its own group, and cannot write there."""
+    if not shutil.which("runc"):
+        pytest.fail("runc is missing (./lab setup installs it)")
+    with tempfile.TemporaryDirectory() as scripts:
+        os.chmod(scripts, 0o755)
+        script = os.path.join(scripts, "bundle.py")
+        with open(script, "w") as f:
+            f.write(RUNC_ROOTLESS_BUNDLE)
+        os.chmod(script, 0o644)
+        out = subprocess.run(UNPRIVILEGED + ["env", f"PYTHONPATH={REPO}", f"PATH={os.environ['PATH']}", SYSTEM_PYTHON,
+                                             script, image], capture_output=True, text=True, timeout=60, cwd="/",
+                             env={k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"})
+    assert out.returncode == 0, out.stderr
+    on_top = [line for line in out.stdout.splitlines() if line.split()[4:5] == ["/sys/fs/cgroup"]][-1]
+    assert on_top.split()[5].startswith("ro,"), out.stdout
+    # Read-only, not merely root's: had the host's /sys, bound in whole, covered it, the touch would meet the
+    # host's writable tmpfs and be refused for its owner instead (EACCES).
+    assert "Read-only file system" in out.stdout, out.stdout

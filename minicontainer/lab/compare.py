@@ -77,16 +77,24 @@ def _run_and_view(runtime: str, bundle: str) -> dict:
     with open(os.path.join(bundle, "config.json")) as f:
         config = json.load(f)
     config["process"]["terminal"] = False
-    # Relative: below the runtime's own cgroup in each hierarchy, never at the top of the machine's tree.
-    config["linux"]["cgroupsPath"] = f"{runtime}-view-{os.getpid()}"
+    if os.geteuid() == 0:
+        # Relative: below the runtime's own cgroup (v1), or beside it in its parent (v2); never at the top of the
+        # machine's tree. Rootless, none: runc then makes no cgroup unless it is given limits.
+        config["linux"]["cgroupsPath"] = f"{runtime}-view-{os.getpid()}"
     with tempfile.TemporaryDirectory() as state, tempfile.TemporaryDirectory() as copy:
         with open(os.path.join(copy, "config.json"), "w") as f:
             json.dump({**config, "root": {**config["root"], "path": os.path.join(bundle, config["root"]["path"])}}, f)
         name = f"view-{os.getpid()}"
         base = [runtime, "--root", state]
         try:
-            subprocess.run(base + ["run", "-d", "--pid-file", os.path.join(state, "pid"), "--bundle", copy, name],
-                           check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=30)
+            # A file, not a pipe: the detached container keeps runc's stderr open, and a pipe would never end.
+            with tempfile.TemporaryFile("w+") as errors:
+                started = subprocess.run(base + ["run", "-d", "--pid-file", os.path.join(state, "pid"), "--bundle",
+                                                 copy, name], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=errors, timeout=30)
+                if started.returncode != 0:
+                    errors.seek(0)
+                    sys.exit(errors.read().strip())  # its own words, for view_under's error
             pid = int(open(os.path.join(state, "pid")).read())
             time.sleep(0.2)
             return kernel_view(pid)

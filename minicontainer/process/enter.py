@@ -55,7 +55,7 @@ def enter_and_exec(request: dict, detach: bool = False, pid_file: str | None = N
                 os.close(pid_fd)  # the engine's file on the host: nothing the container's process may keep
             if not detach:
                 die_with_parent(me)
-            if "user" in spec.namespaces:
+            if "user" in kinds:  # its own, or the one a rootless pod shares
                 become_root_inside(spec, die_with_parent=not detach)
             for fd in procs_fds:
                 os.write(fd, b"0")

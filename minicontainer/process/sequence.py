@@ -417,7 +417,7 @@ class Sequence:
         from .. import usernet
         self.say("user-mode network", f"slirp4netns: {usernet.DEVICE} inside, relayed through the host's sockets")
         self.usernet = usernet.start(self.init_pid, self.ctx.paths["dir"], self.spec.publish,
-                                     own_user_namespace="user" in self.spec.namespaces)
+                                     own_user_namespace=steps._user(self.spec))
         return {"mode": "slirp4netns", "address": usernet.ADDRESS, "gateway": usernet.GATEWAY, "dns": usernet.DNS,
                 "device": usernet.DEVICE}
 

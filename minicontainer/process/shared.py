@@ -452,8 +452,12 @@ class Client:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     if pidfd is not None:
-                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # what it forked dies with it (PDEATHSIG)
-                    timed_out, deadline, left = True, None, None
+                        # What it forked dies with it (PDEATHSIG); it may have ended already, while something it
+                        # left running (a command's background job) holds its output open: stop reading either way.
+                        with contextlib.suppress(ProcessLookupError):
+                            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    timed_out = True
+                    break
                 for key, _ in watched.select(None if left is None else left):
                     if key.fd == writer:
                         try:

@@ -83,6 +83,11 @@ def _always(spec: ContainerSpec) -> bool:
 
 
 def _user(spec: ContainerSpec) -> bool:
+    """A user namespace, of its own or (a rootless pod) joined."""
+    return "user" in spec.namespaces or "user" in spec.join
+
+
+def _own_user(spec: ContainerSpec) -> bool:
     return "user" in spec.namespaces
 
 
@@ -201,6 +206,14 @@ def unshare_user(ctx: Context) -> None:
     namespaces.unshare(["user"])
 
 
+def join_user_namespace(ctx: Context) -> None:
+    """setns into the user namespace of the container whose namespaces this one joins (rootless): its owner is
+    our uid, so we hold every right in it, and in it over the namespaces it owns."""
+    where = ctx.spec.join["user"]
+    namespaces.enter([("user", os.open(where if isinstance(where, str) else f"/proc/{where}/ns/user",
+                                       os.O_RDONLY | os.O_CLOEXEC))])
+
+
 def become_root_in_user_ns(ctx: Context) -> None:
     """After the maps exist, uid 0 inside is a real uid: take it before making PID 1."""
     os.setresgid(0, 0, 0)
@@ -229,8 +242,8 @@ def unshare_kind(kind: str) -> Callable[[Context], None]:
 def join_namespaces(ctx: Context) -> None:
     """setns into another container's namespaces (as the containers of a pod share net, ipc, uts)."""
     for kind, where in ctx.spec.join.items():
-        if kind == "pid":
-            continue  # entered before the fork (pid namespace step): a PID namespace applies to children
+        if kind in ("pid", "user"):
+            continue  # entered before the fork: a PID namespace applies to children, the user one holds the rights
         if isinstance(where, str):  # a namespace's path: /proc/PID/ns/KIND, or a bind of it (/run/netns/NAME)
             namespaces.enter([(kind, os.open(where, os.O_RDONLY | os.O_CLOEXEC))])
         else:
@@ -338,8 +351,9 @@ def mount_sys(ctx: Context) -> None:
 
 
 def extra_mounts(ctx: Context) -> None:
+    own_cgroup_namespace = "cgroup" in ctx.spec.namespaces and "cgroup" not in ctx.spec.join
     for kind in ctx.spec.extra_mounts:
-        rootfs.mount_extra(ctx.root, kind)
+        rootfs.mount_extra(ctx.root, kind, own_cgroup_namespace)
 
 
 def run_create_hooks(ctx: Context) -> None:
@@ -478,19 +492,25 @@ STEPS: list[Step] = [
          "there",
          lambda s: _user(s) and has_cgroup(s), "with a user namespace and a cgroup", join_cgroup, _how_joined,
          after=("fork intermediate", "cgroup")),
-    Step("user namespace", INTERMEDIATE, "unshare(CLONE_NEWUSER): uids and capabilities of its own", _user,
-         "with a user namespace", unshare_user, after=("fork intermediate",)),
+    Step("user namespace", INTERMEDIATE, "unshare(CLONE_NEWUSER): uids and capabilities of its own", _own_user,
+         "with a user namespace of its own", unshare_user, after=("fork intermediate",)),
+    Step("join user namespace", INTERMEDIATE, "setns into the user namespace of the container it joins (rootless: "
+         "only there are rights over that one's namespaces)", lambda s: "user" in s.join, "rootless, when joining",
+         join_user_namespace, lambda ctx: f"of {ctx.spec.join['user']}", after=("fork intermediate", "join cgroup")),
     Step("id maps", HELPER, "write uid_map and gid_map from outside: which host uids the inside ones are",
-         _user, "with a user namespace", write_id_maps, lambda ctx: ctx.spec.uid_map, after=("user namespace",)),
+         _own_user, "with a user namespace of its own", write_id_maps, lambda ctx: ctx.spec.uid_map,
+         after=("user namespace",)),
     Step("root in the user namespace", INTERMEDIATE, "setresuid(0) and setresgid(0) now that 0 is mapped",
-         _user, "with a user namespace", become_root_in_user_ns, after=("id maps", "join cgroup")),
+         _user, "with a user namespace", become_root_in_user_ns, after=("id maps", "join cgroup",
+                                                                         "join user namespace")),
     Step("pid namespace", HELPER, "unshare(CLONE_NEWPID, CLONE_NEWTIME): they apply to the next child",
          lambda s: not _user(s) and bool({"pid", "time"} & (set(s.namespaces) | set(s.join))),
          "with pid or time (new or joined), no user",
          unshare_for_children, lambda ctx: kernel.flag_names(namespaces.flags_for(
              [k for k in ("pid", "time") if k in ctx.spec.namespaces]))),
     Step("pid namespace", INTERMEDIATE, "the same, inside the user namespace, so that it owns them",
-         lambda s: _user(s) and bool({"pid", "time"} & set(s.namespaces)), "with pid or time and user",
+         lambda s: _user(s) and bool({"pid", "time"} & (set(s.namespaces) | set(s.join))),
+         "with pid or time (new or joined) and user",
          unshare_for_children, after=("root in the user namespace",)),
     Step("fork PID 1", HELPER, "fork the container's first process: PID 1 of the new PID namespace",
          lambda s: not _user(s), "without a user namespace", None, after=("cgroup", "devices", "pid namespace")),
@@ -542,15 +562,16 @@ STEPS: list[Step] = [
     Step("console", INIT, "bind its pty on /dev/console", lambda s: _rootfs(s) and s.tty, "with a terminal",
          bind_console, after=("dev",)),
     Step("sys", INIT, "sysfs read-only", _rootfs, "with a rootfs", mount_sys, after=("overlay",)),
-    Step("extra mounts", INIT, "mqueue on /dev/mqueue; its own cgroups read-only on /sys/fs/cgroup",
-         lambda s: _rootfs(s) and bool(s.extra_mounts), "when asked", extra_mounts,
-         lambda ctx: ", ".join(ctx.spec.extra_mounts), after=("overlay",)),
     Step("tmpfs mounts", INIT, "a tmpfs at each place asked for (an engine's --tmpfs; /run of a read-only root)",
          lambda s: _rootfs(s) and bool(s.tmpfs), "with tmpfs", mount_tmpfs, lambda ctx: ", ".join(ctx.spec.tmpfs),
          after=("overlay", "dev", "sys")),
     Step("binds", INIT, "bind-mount host files or directories in (volumes, payloads)",
          lambda s: _rootfs(s) and bool(s.binds), "with binds", bind_mounts,
          lambda ctx: ", ".join(f"{s} -> {t}" for s, t, _ in ctx.spec.binds), after=("overlay", "dev", "sys")),
+    # After the binds, as a config lists them: a bind of the host's /sys (runc spec --rootless) must not cover these.
+    Step("extra mounts", INIT, "mqueue on /dev/mqueue; its own cgroups read-only on /sys/fs/cgroup",
+         lambda s: _rootfs(s) and bool(s.extra_mounts), "when asked", extra_mounts,
+         lambda ctx: ", ".join(ctx.spec.extra_mounts), after=("overlay", "binds")),
     Step("create hooks", INIT, "the config's createRuntime hooks on the host, then its createContainer hooks in "
          "here: the namespaces exist, / has not moved yet", lambda s: bool(s.hooks), "with hooks (OCI create)",
          run_create_hooks, lambda ctx: ", ".join(k for k in ctx.spec.hooks if ctx.spec.hooks[k])),

@@ -52,6 +52,12 @@ def network_seen_from_the_kernel(pid: int) -> list[str]:
     return problems
 
 
+# Without root (a class host's learner), the hook cannot be checked: Podman and the veth it makes need root here.
+NEEDS_ROOT = ("this exercise runs your hook under Podman, whose storage and cgroups are root's on this machine, and "
+              "plugs a veth into the host's network namespace, which needs root too; you run without it: do it in "
+              "the lab VM")
+
+
 def check_own_hook(answer) -> list[str]:
     """Run the learner's hook as a createRuntime hook of a container that Podman starts with
     minicontainer, then read the container's network from the kernel; remove everything after."""
@@ -59,6 +65,8 @@ def check_own_hook(answer) -> list[str]:
     if not isinstance(answer, str) or not answer.startswith("#!"):
         return ["expected the hook's text, a script that starts with #! (for example '#!/bin/sh\\n...'), got "
                 + (repr(answer[:40]) if isinstance(answer, str) else type(answer).__name__)]
+    if os.geteuid() != 0:
+        return [NEEDS_ROOT]
     workdir = tempfile.mkdtemp(prefix="lab-hook-")
     hook = os.path.join(workdir, "hook")
     with open(hook, "w") as f:
