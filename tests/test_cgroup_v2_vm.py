@@ -25,7 +25,7 @@ INNER = [
     "tests/test_rootless.py",   # an unprivileged user's container, and its limits in a cgroup delegated to it
     # A class host's learner, in a delegated cgroup: the lessons the host cannot run that way (it delegates none).
     *[f"tests/test_learner_lessons.py::test_every_cell_runs_for_a_learner_without_root[{lesson}]"
-      for lesson in ("00-welcome", "03-cgroups")],
+      for lesson in ("00-welcome", "03-cgroups", "06-putting-it-together", "07-claims")],
     # Two learners: cgroups delegated to each (writes refused across, pids.max, cpu.max), and the attacks that
     # only a delegated cgroup's limits stop, run by one (the rest of the file runs on the host).
     *[f"tests/test_learner_isolation.py::{test}" for test in (

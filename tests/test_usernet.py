@@ -162,6 +162,26 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def test_nothing_of_slirp4netns_is_left_inside_the_container(image):
+    """slirp4netns enters the container's user and network namespaces only in a short-lived child, which opens
+    tap0 there and hands the descriptor back. The container's processes hold no descriptor but their stdio, and
+    slirp4netns itself stays in the host's PID and network namespaces: nothing inside can see, signal or trace it,
+    nor reach the host's sockets through it but by the relay."""
+    with Container.start(ContainerSpec(image, ["sh", "-c", "sleep 600 & exec sleep 601"],
+                                       network="slirp4netns")) as box:
+        time.sleep(0.3)  # sh has forked its sleep 600
+        inside = [box.pid, *children(box.pid)]
+        held = {pid: sorted(os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")
+                            if int(fd) > 2) for pid in inside}
+        relays = slirp_processes()
+        namespaces_of = {pid: (os.readlink(f"/proc/{pid}/ns/pid"), os.readlink(f"/proc/{pid}/ns/net"))
+                         for pid in relays}
+        container_net = os.readlink(f"/proc/{box.pid}/ns/net")
+    assert len(inside) == 2 and not any(held.values()), held
+    assert relays and all(pid_ns == os.readlink("/proc/self/ns/pid") and net_ns == os.readlink("/proc/self/ns/net")
+                          for pid_ns, net_ns in namespaces_of.values()), (namespaces_of, container_net)
+
+
 def test_slirp4netns_ends_when_its_holders_are_killed(image):
     """The caller and its shared helper (which took the container over, and the slirp4netns exit pipe with
     it) both SIGKILLed: the pipe closes with its last holder, and slirp4netns exits by itself."""

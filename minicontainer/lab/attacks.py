@@ -327,10 +327,13 @@ def why_not_rootless(attack: Attack, defended: bool) -> str:
     """Why this attack cannot run in a rootless container at all ("" where it can). A user namespace made by
     an unprivileged user maps one id, its own, as root inside; and the host's PID namespace, whose /proc a
     container without a PID namespace would mount, belongs to the host's user namespace."""
-    if attack.name == "setuid":
+    user = attack.spec.get("user")
+    if user and user.split(":")[0] != "0":  # read from the spec, so that the two cannot drift apart
         return ("a rootless container maps one id, root inside: there is no other user inside to start a "
-                "setuid program as")
-    if not defended and attack.name in ("signal-host-pid", "kill-all"):  # both switch the PID namespace off
+                "setuid program as" if "setuid" in attack.args[0] else
+                f"a rootless container maps one id, root inside: there is no user {user} inside to run it as")
+    fields = {**attack.spec, **({} if defended else attack.undefended)}
+    if "pid" not in fields.get("namespaces", ("pid",)):
         return ("without a PID namespace of its own, the container would mount the host's PID namespace's /proc, "
                 "which only the host's root may: the user namespace refuses the container outright")
     return ""
