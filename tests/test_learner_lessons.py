@@ -1,6 +1,7 @@
 """Every lesson run by a learner without root, as on a class host: uid 20000, a home of its own with its own
-copy of the lessons, MINICONTAINER_LAB=class, a PATH without /usr/sbin, and /dev/net/tun open to users as udev
-makes it (in a private mount namespace: the host's node is not touched). Every code cell must run. Where the
+copy of the lessons, MINICONTAINER_LAB=class, a PATH without /usr/sbin, /dev/net/tun open to users as udev
+makes it, and /proc mounted as systemd's ProtectProc=invisible mounts it for a class host's learner (both in a
+private mount namespace: the host's node and /proc are not touched). Every code cell must run. Where the
 host is pure cgroup v2, the learner starts in a cgroup delegated to it, as systemd's Delegate=yes gives one
 (test_rootless's user_cgroup); lessons that need that (00's doctor, 03, 06, 07) run only there: in the cgroup v2 VM."""
 
@@ -63,10 +64,11 @@ def run_as_learner(lesson: str, home: str, in_cgroup: str | None) -> subprocess.
     shutil.copytree(os.path.join(REPO, "notebooks"), lab)
     subprocess.run(["chown", "-R", f"{UID}:{UID}", lab], check=True)
     python = os.path.join(REPO, ".venv", "bin", "python")
-    # Where the machine has no TUN device at all (the cgroup v2 VM), lesson 04's section 8 is what fails.
+    # Where the machine has no TUN device at all (the cgroup v2 VM), lesson 04's section 8 is what fails. /proc
+    # as a class host's learner unit has it (systemd's ProtectProc=invisible): a process only for who may trace it.
     setup = ('{ [ ! -e /dev/net/tun ] || { mount -t tmpfs learner-tun "$0" && mknod -m 666 "$0/tun" c 10 200 && '
-             'mount --bind "$0/tun" /dev/net/tun; }; } && { [ -z "$1" ] || echo $$ > "$1/cgroup.procs"; } && '
-             'shift && exec "$@"')
+             'mount --bind "$0/tun" /dev/net/tun; }; } && mount -t proc -o hidepid=invisible learner-proc /proc && '
+             '{ [ -z "$1" ] || echo $$ > "$1/cgroup.procs"; } && shift && exec "$@"')
     with tempfile.TemporaryDirectory() as scratch:
         return subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", setup, scratch, in_cgroup or "",

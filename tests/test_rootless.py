@@ -277,3 +277,23 @@ def test_a_bundle_from_runc_spec_rootless_runs_with_its_cgroups_read_only(image)
     # Read-only, not merely root's: had the host's /sys, bound in whole, covered it, the touch would meet the
     # host's writable tmpfs and be refused for its owner instead (EACCES).
     assert "Read-only file system" in out.stdout, out.stdout
+
+
+def test_a_rootless_init_is_the_users_own_build(image):
+    """run --init, rootless: the user's init is built in the user's own cache, and that is the one bound in.
+    Where the container's init looks for it, it is root (inside its user namespace): it must not go by its own
+    uid there. Here root's build in /var/cache is hidden (an empty tmpfs over it, in a mount namespace of the
+    run's own), so that only the user's build can serve."""
+    with tempfile.TemporaryDirectory() as home:
+        os.chown(home, UID, UID)
+        hide = 'mkdir -p /var/cache/minicontainer && mount -t tmpfs hidden /var/cache/minicontainer && exec "$@"'
+        out = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", hide, "sh",
+                              *UNPRIVILEGED, "env", f"HOME={home}", f"PYTHONPATH={REPO}", f"PATH={os.environ['PATH']}",
+                              SYSTEM_PYTHON, "-m", "minicontainer.cli", "run", "--rootless", "--init", image, "--",
+                              "sh", "-c", "echo $$; cat /proc/1/cmdline | tr '\\0' ' '"],
+                             capture_output=True, text=True, timeout=120, cwd="/",
+                             env={k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"})
+        built = os.path.exists(os.path.join(home, ".cache", "minicontainer", "minicontainer-init"))
+    assert out.returncode == 0, out.stderr
+    pid, pid_1 = out.stdout.strip().splitlines()
+    assert pid == "2" and pid_1.startswith("/dev/minicontainer-init") and built, out.stdout

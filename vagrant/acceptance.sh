@@ -43,7 +43,9 @@ export MINICONTAINER_EXTRAS=lab,notebooks      # nbval and pytest in the guest (
 HOST_PACKAGES=(vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
                dnsmasq-base debootstrap grub-pc-bin fdisk e2fsprogs curl)
 
-say() { printf '\n=== [acceptance %s] %s\n' "$(date +%T)" "$*"; }
+LABEL=acceptance
+# shellcheck source=lib-vm.sh source-path=SCRIPTDIR
+. "$HERE/lib-vm.sh"   # say, run_phase, summary, stop_phase: as nocloud-check.sh's
 
 # --- phases (each runs as `acceptance.sh __phase NAME` under its own timeout) -----------------------
 
@@ -360,21 +362,6 @@ leftovers() {
 if [ "${1:-}" = __phase ]; then "phase_$2"; exit; fi
 if [ "${1:-}" = teardown ]; then teardown; exit; fi   # after a run kept by MINICONTAINER_ACCEPTANCE_KEEP=1
 
-run_phase() {  # run_phase NAME TIMEOUT_SECONDS
-  local t0=$SECONDS rc=0
-  say "phase $1 (timeout $2s)"
-  # In the background so a Ctrl-C or TERM reaches this script at once (timeout runs in its own
-  # process group, so it would not get the terminal's signal): the trap stops the phase, then tears down.
-  timeout --kill-after=30 "$2" "$0" __phase "$1" & phase_pid=$!
-  wait "$phase_pid" || rc=$?
-  phase_pid=""
-  printf '=== [acceptance] phase %s: %s in %ss\n' "$1" "$([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc")" "$((SECONDS - t0))"
-  durations+=("$1 $((SECONDS - t0))s rc=$rc")
-  return $rc
-}
-
-durations=()
-summary() { printf '\n=== [acceptance] durations\n'; printf '  %s\n' "${durations[@]}"; }
 mkdir -p "$WORK"
 : > "$WORK/started"
 finish() {
@@ -390,8 +377,6 @@ finish() {
   exit $rc
 }
 trap finish EXIT
-phase_pid=""
-stop_phase() { [ -z "$phase_pid" ] || { kill -TERM "$phase_pid"; wait "$phase_pid"; }; exit 130; }
 trap stop_phase INT TERM
 
 ls -d /sys/fs/cgroup/*/machine > "$WORK/before.cgroups" 2>/dev/null || true

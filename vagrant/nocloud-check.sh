@@ -49,7 +49,9 @@ VM_LIFETIME=4200          # qemu's own bound: it dies by then even if this scrip
 HOST_PACKAGES=(qemu-system-x86 qemu-utils genisoimage openssh-client curl git python3 fdisk)
 BOX_BUILD_PACKAGES=(debootstrap grub-pc-bin e2fsprogs vagrant)  # acceptance.sh's build_box (vagrant: its key)
 
-say() { printf '\n=== [nocloud %s] %s\n' "$(date +%T)" "$*"; }
+LABEL=nocloud
+# shellcheck source=lib-vm.sh source-path=SCRIPTDIR
+. "$HERE/lib-vm.sh"   # say, run_phase, summary, stop_phase: as acceptance.sh's
 
 # Connection details of this run (ports, keys) live in the work directory, for every phase to read.
 ports() {
@@ -350,21 +352,6 @@ leftovers() {
 if [ "${1:-}" = __phase ]; then "phase_$2"; exit; fi
 if [ "${1:-}" = teardown ]; then teardown; exit; fi   # after a run kept by MINICONTAINER_NOCLOUD_KEEP=1
 
-run_phase() {  # run_phase NAME TIMEOUT_SECONDS
-  local t0=$SECONDS rc=0
-  say "phase $1 (timeout $2s)"
-  # In the background so that a Ctrl-C or TERM reaches this script at once (timeout runs in a process
-  # group of its own): the trap stops the phase, then tears down.
-  timeout --kill-after=30 "$2" "$0" __phase "$1" & phase_pid=$!
-  wait "$phase_pid" || rc=$?
-  phase_pid=""
-  printf '=== [nocloud] phase %s: %s in %ss\n' "$1" "$([ $rc = 0 ] && echo ok || echo "FAILED rc=$rc")" "$((SECONDS - t0))"
-  durations+=("$1 $((SECONDS - t0))s rc=$rc")
-  return $rc
-}
-
-durations=()
-summary() { printf '\n=== [nocloud] durations\n'; printf '  %s\n' "${durations[@]}"; }
 if [ -d "$WORK" ]; then echo "a previous run left $WORK: tearing it down first"; teardown; fi
 mkdir -p "$WORK"; chmod 700 "$WORK"
 finish() {
@@ -380,27 +367,6 @@ finish() {
   exit $rc
 }
 trap finish EXIT
-phase_pid=""
-descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
-stop_phase() {
-  # The phase and everything under it: the timeouts inside a phase put their commands in process groups of
-  # their own, which a signal to the phase alone would leave running (an apt-get in the chroot holding the
-  # mount that teardown removes).
-  local pids alive p
-  if [ -n "$phase_pid" ]; then
-    pids="$phase_pid $(descendants "$phase_pid" | tr '\n' ' ')"
-    # shellcheck disable=SC2086  # a list of pids
-    kill -TERM $pids 2>/dev/null
-    for _ in $(seq 20); do
-      alive=""; for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
-      [ -n "$alive" ] || break; sleep 0.5
-    done
-    # shellcheck disable=SC2086
-    [ -z "$alive" ] || kill -KILL $alive 2>/dev/null
-    wait "$phase_pid"
-  fi
-  exit 130
-}
 trap stop_phase INT TERM
 
 printf 'SSH_PORT=%s\nLAB_PORT=%s\nHTTP_PORT=%s\nTUNNEL_PORT=%s\n' \

@@ -205,6 +205,19 @@ def cpu_and_stall(box, seconds: float = 1.5) -> tuple[float, float | None]:
     return used, None if before is None else (after - before) / 1e6
 
 
+def proc_hides_untraceable() -> bool:
+    """Is /proc mounted to show (or open) a process only to those who may trace it: hidepid=1, 2 or 4 (noaccess,
+    invisible, ptraceable), as systemd's ProtectProc=invisible mounts it for a class host's learner? A process in
+    a user namespace of its own may trace nothing outside that namespace, even its own user's."""
+    hidepid = "off"
+    for line in open("/proc/self/mountinfo"):  # the last mount on /proc is the one that shows
+        fields, _, super_part = line.partition(" - ")
+        if fields.split()[4] == "/proc":
+            options = (super_part.split()[2:3] or [""])[0].split(",")
+            hidepid = next((o.split("=", 1)[1] for o in options if o.startswith("hidepid=")), "off")
+    return hidepid not in ("0", "off")
+
+
 def memory_cgroup(pid: int) -> str:
     """The cgroup that counts a process's memory, from the kernel's /proc/PID/cgroup: the memory
     controller's line on v1 (or hybrid), the single "0::" line on v2."""

@@ -32,7 +32,7 @@ from ..cgroups import Cgroup
 from ..cgroups.limits import format_size
 from ..errors import LabError
 from ..spec import ContainerSpec
-from . import init, intermediate, messages, steps
+from . import init, intermediate, mcinit, messages, steps
 from .channel import Channel
 from .messages import unexpected
 
@@ -48,6 +48,10 @@ def prepare_state(spec: ContainerSpec) -> dict:
                        "it is running, or a crashed run left its state", "pick another name, or run "
                        "`minicontainer cleanup`") from None
     paths = {"dir": top}
+    if spec.init:
+        # Found here, on the host side: inside a user namespace, where init is root, the binary's place would be
+        # worked out as root's (/var/cache), not the rootless user's own cache, where the caller built it.
+        paths["init_program"] = mcinit.binary()
     if spec.rootfs:
         for sub in ("upper", "work", "merged"):
             paths[sub] = os.path.join(top, sub)

@@ -303,7 +303,7 @@ def put_init_first(ctx: Context) -> None:
 
     Only this process's copy of the spec changes: the helper, ps and the caller keep the command as given.
     """
-    path = mcinit.binary()
+    path = ctx.paths.get("init_program") or mcinit.binary()
     if ctx.spec.rootfs is not None:
         rootfs.bind_mount(ctx.root, path, mcinit.TARGET, read_only=True)
         path = mcinit.TARGET
