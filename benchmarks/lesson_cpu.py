@@ -39,41 +39,87 @@ print(f"{failed}/{len(code)}")
 """
 
 
+def _cgroup_mounts() -> list[tuple[str, set[str]]]:
+    """(mount point, its controllers or name=) of each cgroup hierarchy; cgroup2's set is empty."""
+    found = []
+    for line in open("/proc/self/mountinfo"):
+        fields, _, rest = line.partition(" - ")
+        fstype, _, options = rest.split()[:3]
+        if fstype in ("cgroup", "cgroup2"):
+            found.append((fields.split()[4], set(options.split(",")) if fstype == "cgroup" else set()))
+    return found
+
+
 class Probe:
-    """A cgroup for one run, below our own: on v2 a parent (its CPU counter takes in what the runtime puts beside
-    the run, in the parent) with the run in a leaf; on v1 one directory in the cpuacct hierarchy."""
+    """The cgroups of one run, below our own. Pure v2: a parent (its counter takes in what the runtime puts beside
+    the run, in the parent) with the run in a leaf. v1 or hybrid: one directory in every hierarchy, at the same
+    path below the deepest of our own (the engines of lesson 08 need the paths to nest), counted by cpuacct."""
 
     def __init__(self):
-        for line in open("/proc/self/cgroup"):
-            number, controllers, path = line.rstrip("\n").split(":", 2)
-            if "cpuacct" in controllers.split(","):
-                mount = next(m for m in ("/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/cpu,cpuacct")
-                             if os.path.isdir(m))
-                self.top = os.path.join(mount + path, f"lesson-cpu-{os.getpid()}")
-                self.leaf, self.counter = self.top, "cpuacct.usage"
-                break
-        else:
-            own = next(line.split("::", 1)[1].strip() for line in open("/proc/self/cgroup") if line.startswith("0::"))
-            self.top = os.path.join("/sys/fs/cgroup" + own.rstrip("/"), f"lesson-cpu-{os.getpid()}")
-            self.leaf, self.counter = os.path.join(self.top, "run"), "cpu.stat"
-        os.makedirs(self.leaf)
+        lines = [line.rstrip("\n").split(":", 2) for line in open("/proc/self/cgroup")]
+        mounts, name = _cgroup_mounts(), f"lesson-cpu-{os.getpid()}"
+        self.made: list[str] = []  # every directory made, parents first
+        if len(lines) == 1 and not lines[0][1]:
+            mount = next(point for point, options in mounts if not options)
+            self.top = os.path.join(mount + lines[0][2].rstrip("/"), name)
+            self.leaves, self.counter = [os.path.join(self.top, "run")], (self.top, "cpu.stat")
+            self._make(self.leaves[0])
+            return
+        below = max((path for _, _, path in lines), key=len).rstrip("/") + "/" + name
+        self.leaves, self.counter = [], None
+        for _, controllers, _ in lines:
+            wanted = set(controllers.split(",")) if controllers else set()
+            mount = next((point for point, options in mounts if options == wanted or (wanted and wanted <= options)),
+                         None)
+            if mount is None:
+                continue  # a hierarchy this mount namespace does not show
+            leaf = mount + below
+            self._make(leaf)
+            self.leaves.append(leaf)
+            if "cpuacct" in wanted:
+                self.counter = (leaf, "cpuacct.usage")
+        if self.counter is None:
+            raise SystemExit("no cpuacct hierarchy to count the run's CPU time in")
+        self.top = None
+
+    def _make(self, leaf: str) -> None:
+        missing = []
+        path = leaf
+        while not os.path.isdir(path):
+            missing.append(path)
+            path = os.path.dirname(path)
+        for directory in reversed(missing):
+            os.mkdir(directory)
+            self.made.append(directory)
+            # A new v1 cpuset takes no task until it has CPUs and memory nodes: its parent's.
+            for knob in ("cpuset.cpus", "cpuset.mems"):
+                if os.path.exists(os.path.join(directory, knob)):
+                    with open(os.path.join(os.path.dirname(directory), knob)) as f, \
+                            open(os.path.join(directory, knob), "w") as g:
+                        g.write(f.read())
 
     def cpu_seconds(self) -> float:
-        with open(os.path.join(self.top, self.counter)) as f:
+        directory, counter = self.counter
+        with open(os.path.join(directory, counter)) as f:
             text = f.read()
-        if self.counter == "cpuacct.usage":
+        if counter == "cpuacct.usage":
             return int(text) / 1e9
         return int(dict(line.split() for line in text.splitlines())["usage_usec"]) / 1e6
 
     def remove(self) -> None:
-        """Wait for every process of the run to end, then remove the cgroups, deepest first."""
+        """Wait for every process of the run to end, then remove every cgroup under and of ours, deepest first."""
+        trees = [self.top] if self.top else self.leaves
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            busy = [d for d, _, _ in os.walk(self.top) if open(os.path.join(d, "cgroup.procs")).read().strip()]
-            if not busy:
+            if not any(open(os.path.join(d, "cgroup.procs")).read().strip()
+                       for tree in trees for d, _, _ in os.walk(tree)):
                 break
             time.sleep(0.2)
-        for directory, _, _ in sorted(os.walk(self.top), key=lambda entry: -entry[0].count("/")):
+        for tree in trees:
+            for directory, _, _ in sorted(os.walk(tree), key=lambda entry: -entry[0].count("/")):
+                if directory not in self.made:
+                    os.rmdir(directory)  # made by the run (the runtime's own, or an engine's)
+        for directory in reversed(self.made):
             os.rmdir(directory)
 
 
@@ -98,8 +144,10 @@ def run_lesson(notebook: str, uid: int | None) -> tuple[float, float, float, str
         sampler = threading.Thread(target=sample, daemon=True)
         started, cpu_before = time.monotonic(), probe.cpu_seconds()
         sampler.start()
-        # Moved into the probe before it starts anything: everything it forks is counted there.
-        process = subprocess.run(["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', probe.leaf, *command],
+        # Moved into the run's cgroups before it starts anything: everything it forks is counted there.
+        enter = ('n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 1; shift; '
+                 'n=$((n-1)); done; exec "$@"')
+        process = subprocess.run(["sh", "-c", enter, "sh", str(len(probe.leaves)), *probe.leaves, *command],
                                  capture_output=True, text=True, cwd=lab, env=env, timeout=3600)
         done.set()
         sampler.join()
