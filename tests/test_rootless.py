@@ -38,6 +38,20 @@ def as_user(*args: str, in_cgroup: str | None = None) -> subprocess.CompletedPro
     return out
 
 
+def run_script_as_user(source: str, *args: str) -> subprocess.CompletedProcess:
+    """A Python script run by the unprivileged user with the runtime importable: from a file it can read (a stage
+    sends a function's source to PID 1 from its file)."""
+    with tempfile.TemporaryDirectory() as scripts:
+        os.chmod(scripts, 0o755)
+        script = os.path.join(scripts, "script.py")
+        with open(script, "w") as f:
+            f.write(source)
+        os.chmod(script, 0o644)
+        return subprocess.run(UNPRIVILEGED + ["env", f"PYTHONPATH={REPO}", f"PATH={os.environ['PATH']}", SYSTEM_PYTHON,
+                                              script, *args], capture_output=True, text=True, timeout=60, cwd="/",
+                              env={k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"})
+
+
 def test_rootless_container_as_an_unprivileged_user(image):
     out = as_user("run", "--rootless", image, "--", "sh", "-c",
                     "id -u; cat /proc/self/uid_map; echo $$; grep NoNewPrivs /proc/self/status")
@@ -172,15 +186,7 @@ def test_a_rootless_staged_pid_1_is_its_owners_to_inspect_before_its_exec(image)
     it); an unprivileged user's rootless one, staged, stays dumpable, or its owner could not read its /proc (a
     non-dumpable process's needs CAP_SYS_PTRACE on the host): lessons 01-05 for a class host's learner. The
     counterfactual, in the same PID 1: made non-dumpable, its namespaces are refused to the same user."""
-    with tempfile.TemporaryDirectory() as scripts:  # a file: stage.call sends a function's source from it
-        os.chmod(scripts, 0o755)
-        script = os.path.join(scripts, "staged.py")
-        with open(script, "w") as f:
-            f.write(STAGED_PID1)
-        os.chmod(script, 0o644)
-        out = subprocess.run(UNPRIVILEGED + ["env", f"PYTHONPATH={REPO}", SYSTEM_PYTHON, script, image],
-                             capture_output=True, text=True, timeout=60, cwd="/",
-                             env={k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"})
+    out = run_script_as_user(STAGED_PID1, image)
     assert out.stdout.split() == ["True", "refused"], out.stdout + out.stderr
 
 
@@ -217,15 +223,7 @@ def test_a_rootless_pod_shares_its_first_containers_user_and_network_namespaces(
     """Rootless, pod_a's network namespace belongs to pod_a's user namespace, and setns(2) into it needs
     CAP_SYS_ADMIN there: pod_b joins that user namespace first (as rootless Podman's pods do), and then
     reaches pod_a's listener on 127.0.0.1. Apart (the counterfactual), the same connection finds no one."""
-    with tempfile.TemporaryDirectory() as scripts:
-        os.chmod(scripts, 0o755)
-        script = os.path.join(scripts, "pod.py")
-        with open(script, "w") as f:
-            f.write(ROOTLESS_POD)
-        os.chmod(script, 0o644)
-        out = subprocess.run(UNPRIVILEGED + ["env", f"PYTHONPATH={REPO}", SYSTEM_PYTHON, script, image, mode],
-                             capture_output=True, text=True, timeout=60, cwd="/",
-                             env={k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"})
+    out = run_script_as_user(ROOTLESS_POD, image, mode)
     assert out.returncode == 0, out.stderr
     found = json.loads(out.stdout.strip().splitlines()[-1])
     assert found["refused"] == "/proc/1/ns/user is not a user namespace of yours"
@@ -262,15 +260,7 @@ def test_a_bundle_from_runc_spec_rootless_runs_with_its_cgroups_read_only(image)
     only its own group, and cannot write there."""
     if not shutil.which("runc"):
         pytest.fail("runc is missing (./lab setup installs it)")
-    with tempfile.TemporaryDirectory() as scripts:
-        os.chmod(scripts, 0o755)
-        script = os.path.join(scripts, "bundle.py")
-        with open(script, "w") as f:
-            f.write(RUNC_ROOTLESS_BUNDLE)
-        os.chmod(script, 0o644)
-        out = subprocess.run(UNPRIVILEGED + ["env", f"PYTHONPATH={REPO}", f"PATH={os.environ['PATH']}", SYSTEM_PYTHON,
-                                             script, image], capture_output=True, text=True, timeout=60, cwd="/",
-                             env={k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"})
+    out = run_script_as_user(RUNC_ROOTLESS_BUNDLE, image)
     assert out.returncode == 0, out.stderr
     on_top = [line for line in out.stdout.splitlines() if line.split()[4:5] == ["/sys/fs/cgroup"]][-1]
     assert on_top.split()[5].startswith("ro,"), out.stdout
